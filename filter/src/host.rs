@@ -1,0 +1,66 @@
+//! Thin, non-panicking wrappers over `proxy_wasm::hostcalls`. The SDK's
+//! `Context` methods unwrap host results (and decode maps as UTF-8 with
+//! `unwrap`); these return `Option`/`Result` instead.
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, LogLevel, MapType};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub fn log(level: LogLevel, message: &str) {
+    let _ = hostcalls::log(level, message);
+}
+
+pub fn property(path: &[&str]) -> Option<Vec<u8>> {
+    hostcalls::get_property(path.to_vec()).ok().flatten()
+}
+
+pub fn property_bool(path: &[&str]) -> bool {
+    property(path).is_some_and(|v| v.first() == Some(&1))
+}
+
+pub fn plugin_configuration() -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+        .ok()
+        .flatten()
+}
+
+pub fn request_body(size: usize) -> Option<Vec<u8>> {
+    hostcalls::get_buffer(BufferType::HttpRequestBody, 0, size)
+        .ok()
+        .flatten()
+}
+
+/// All request headers; values as bytes (they may be non-UTF-8).
+pub fn request_headers() -> Vec<(String, Vec<u8>)> {
+    hostcalls::get_map_bytes(MapType::HttpRequestHeaders).unwrap_or_default()
+}
+
+pub fn set_request_header(name: &str, value: Option<&str>) -> bool {
+    hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value).is_ok()
+}
+
+pub fn send_reply(status: u32, headers: &[(&str, &str)], body: &[u8]) -> bool {
+    hostcalls::send_http_response(status, headers.to_vec(), Some(body)).is_ok()
+}
+
+/// Microseconds since the Unix epoch, or 0 if the host cannot say.
+pub fn now_micros() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .or_else(|| SystemTime::now().duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// A 128-bit random id, hex; falls back to time and a counter if the host
+/// has no randomness (ids then stay unique per VM, not unpredictable).
+pub fn random_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        bytes[..8].copy_from_slice(&now_micros().to_be_bytes());
+        bytes[8..].copy_from_slice(&COUNTER.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,180 @@
+//! One HTTP request through the filter, top to bottom:
+//! headers → (identity, transport) → body → (mcp, decide) → forward or refuse.
+
+use crate::host;
+use crate::root::Shared;
+use custody_core::config::{Config, IdentitySource, Mode};
+use custody_core::decide::{self, Decision, Pending};
+use custody_core::identity::{self, IdentityError, PeerFacts};
+use custody_core::reason::Reason;
+use custody_core::transport::Head;
+use custody_core::{log, reply, SpiffeId};
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, LogLevel};
+use std::rc::Rc;
+
+/// Headers the filter owns: any copy the client sent is removed first.
+const OWN_HEADER_PREFIX: &str = "x-custody-";
+
+pub struct Request {
+    shared: Rc<Shared>,
+    decision_id: String,
+    /// Set once the head passed and the body is awaited.
+    pending: Option<Pending>,
+    /// Time spent in this filter's callbacks, for the decision log.
+    busy_us: u64,
+}
+
+impl Request {
+    pub fn new(shared: Rc<Shared>) -> Self {
+        Request {
+            shared,
+            decision_id: host::random_id(),
+            pending: None,
+            busy_us: 0,
+        }
+    }
+}
+
+impl Context for Request {}
+
+impl HttpContext for Request {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        let started = host::now_micros();
+        let shared = Rc::clone(&self.shared);
+        match &shared.config {
+            Err(_) => self.finish(None, Decision::refuse(Reason::ConfigInvalid), started),
+            Ok(config) => self.on_head(config, end_of_stream, started),
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let started = host::now_micros();
+        let shared = Rc::clone(&self.shared);
+        let (Ok(config), Some(pending)) = (&shared.config, self.pending.as_ref()) else {
+            return Action::Continue; // already decided
+        };
+        if let Err(refusal) = pending.check_size(config, body_size) {
+            self.pending = None;
+            return self.finish(Some(config), *refusal, started);
+        }
+        if !end_of_stream {
+            return Action::Pause; // Envoy buffers until the whole body is here
+        }
+        let body = host::request_body(body_size).unwrap_or_default();
+        let decision = pending.on_body(config, &body);
+        self.pending = None;
+        self.finish(Some(config), decision, started)
+    }
+}
+
+impl Request {
+    fn on_head(&mut self, config: &Config, end_of_stream: bool, started: u64) -> Action {
+        let headers = host::request_headers();
+        strip_own_headers(&headers);
+        let value = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .and_then(|(_, v)| std::str::from_utf8(v).ok())
+        };
+        let head = Head {
+            method: value(":method").unwrap_or_default(),
+            path: value(":path").unwrap_or_default(),
+            content_type: value("content-type"),
+            content_length: value("content-length"),
+        };
+        match decide::on_head(config, caller_identity(config), &head) {
+            Err(refusal) => self.finish(Some(config), *refusal, started),
+            Ok(pending) if end_of_stream => {
+                let decision = pending.on_body(config, b"");
+                self.finish(Some(config), decision, started)
+            }
+            Ok(pending) => {
+                self.pending = Some(pending);
+                self.busy_us += host::now_micros().saturating_sub(started);
+                // Held until the body is complete: Envoy's wasm filter config
+                // must set `allow_on_headers_stop_iteration: true`.
+                Action::Pause
+            }
+        }
+    }
+
+    /// Applies a decision: forward (allowed, or `mode: audit`) or refuse locally.
+    fn finish(&mut self, config: Option<&Config>, decision: Decision, started: u64) -> Action {
+        let mode = config.map_or(Mode::Enforce, |c| c.mode);
+        let forward = decision.is_allowed() || mode == Mode::Audit;
+        let status = (!forward).then(|| decision.reason().map_or(403, Reason::http_status));
+
+        match decision.reason() {
+            None => self.shared.metrics.allowed(),
+            Some(reason) => self.shared.metrics.denied(reason, forward),
+        }
+        if forward {
+            self.mark_forwarded(&decision);
+        } else {
+            let reason = decision.reason().unwrap_or(Reason::NoRule);
+            let body = reply::error_body(reason, decision.id.as_ref(), &self.decision_id);
+            if !host::send_reply(reason.http_status(), &reply::ERROR_HEADERS, &body) {
+                host::log(LogLevel::Error, "custody: could not send the refusal reply");
+            }
+        }
+
+        self.busy_us += host::now_micros().saturating_sub(started);
+        let ctx = log::Context {
+            decision_id: &self.decision_id,
+            latency_us: self.busy_us,
+            http_status: status,
+        };
+        host::log(LogLevel::Info, &log::decision_line(&decision, mode, &ctx));
+        if forward {
+            Action::Continue
+        } else {
+            Action::Pause // the local reply is sent after this callback returns
+        }
+    }
+
+    /// Tells the upstream who called and what was decided.
+    fn mark_forwarded(&self, decision: &Decision) {
+        if let Some(caller) = &decision.caller {
+            host::set_request_header("x-custody-caller", Some(caller));
+        }
+        host::set_request_header("x-custody-decision-id", Some(&self.decision_id));
+        let verdict = match decision.reason() {
+            None => "allow".to_owned(),
+            Some(reason) => format!("deny; reason={}; mode=audit", reason.code()),
+        };
+        host::set_request_header("x-custody-decision", Some(&verdict));
+    }
+}
+
+fn strip_own_headers(headers: &[(String, Vec<u8>)]) {
+    for (name, _) in headers
+        .iter()
+        .filter(|(n, _)| n.starts_with(OWN_HEADER_PREFIX))
+    {
+        host::set_request_header(name, None);
+    }
+}
+
+fn caller_identity(config: &Config) -> Result<SpiffeId, IdentityError> {
+    let pem;
+    let principal;
+    let mut peer = PeerFacts {
+        mtls: host::property_bool(&["connection", "mtls"]),
+        ..Default::default()
+    };
+    match config.identity {
+        IdentitySource::PeerCertificate => {
+            peer.validated = host::property_bool(&["connection", "peer_certificate_valid"]);
+            pem = host::property(&["connection", "peer_certificate"]);
+            peer.certificate_pem = pem.as_deref();
+            identity::from_peer_certificate(&peer)
+        }
+        IdentitySource::IstioPeerPrincipal => {
+            principal = host::property(&["filter_state", "io.istio.peer_principal"]);
+            peer.istio_principal = principal.as_deref();
+            identity::from_istio_principal(&peer)
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! Envoy counters: `custody_allowed`, `custody_denied_<reason>` and
+//! `custody_audit_forwarded` (denied, but forwarded because `mode: audit`).
+//! Envoy shows wasm counters under the `wasmcustom.` stat prefix.
+
+use custody_core::reason::Reason;
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+use std::collections::HashMap;
+
+#[derive(Debug, Default)]
+pub struct Metrics {
+    allowed: Option<u32>,
+    audit_forwarded: Option<u32>,
+    denied: HashMap<Reason, u32>,
+}
+
+impl Metrics {
+    /// Defines every counter up front so dashboards see zeros, not gaps.
+    pub fn define() -> Self {
+        let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name).ok();
+        Metrics {
+            allowed: counter("custody_allowed"),
+            audit_forwarded: counter("custody_audit_forwarded"),
+            denied: Reason::ALL
+                .iter()
+                .filter_map(|r| Some((*r, counter(&format!("custody_denied_{}", r.code()))?)))
+                .collect(),
+        }
+    }
+
+    pub fn allowed(&self) {
+        bump(self.allowed);
+    }
+
+    pub fn denied(&self, reason: Reason, forwarded: bool) {
+        bump(self.denied.get(&reason).copied());
+        if forwarded {
+            bump(self.audit_forwarded);
+        }
+    }
+}
+
+fn bump(id: Option<u32>) {
+    if let Some(id) = id {
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}

@@ -1,0 +1,69 @@
+//! The root context: one per VM (one per worker thread, plus the main
+//! thread). It parses the plugin configuration once and shares it with every
+//! request of its VM. A configuration that does not load is kept as an error:
+//! the filter then answers every request with 503 `config_invalid` rather
+//! than failing Envoy's startup, and says why in the log.
+
+use crate::host;
+use crate::http::Request;
+use crate::metrics::Metrics;
+use custody_core::config::Config;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{ContextType, LogLevel};
+use std::rc::Rc;
+
+/// What every request of this VM shares.
+pub struct Shared {
+    pub config: Result<Config, String>,
+    pub metrics: Metrics,
+}
+
+#[derive(Default)]
+pub struct Root {
+    shared: Option<Rc<Shared>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let config = match host::plugin_configuration() {
+            None => Err("no plugin configuration".to_owned()),
+            Some(bytes) => Config::from_json(&bytes),
+        };
+        match &config {
+            Ok(c) => host::log(
+                LogLevel::Info,
+                &format!(
+                    "custody: configured: mode={:?} identity={:?} rules={}",
+                    c.mode,
+                    c.identity,
+                    c.policy.rules.len()
+                ),
+            ),
+            Err(e) => host::log(
+                LogLevel::Critical,
+                &format!("custody: configuration refused, every request will be denied (503 config_invalid): {e}"),
+            ),
+        }
+        self.shared = Some(Rc::new(Shared {
+            config,
+            metrics: Metrics::define(),
+        }));
+        true
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let shared = self.shared.clone().unwrap_or_else(|| {
+            Rc::new(Shared {
+                config: Err("plugin was never configured".to_owned()),
+                metrics: Metrics::default(),
+            })
+        });
+        Some(Box::new(Request::new(shared)))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}

