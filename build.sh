@@ -36,7 +36,7 @@ setup_wasm_runner() {
     [ -n "$version" ] || die "wasm-bindgen not found in Cargo.lock"
     if [ "$("$TOOLS/bin/wasm-bindgen-test-runner" --version 2>/dev/null | awk '{print $2}')" != "$version" ]; then
         say "installing wasm-bindgen-cli $version into .tools (first run only; takes a few minutes)"
-        cargo install --quiet --locked --root "$TOOLS" wasm-bindgen-cli --version "$version"
+        cargo install --quiet --root "$TOOLS" wasm-bindgen-cli --version "$version"
     fi
     command -v node >/dev/null || die "node is needed to run the wasm32 unit tests"
 }

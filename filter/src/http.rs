@@ -5,7 +5,7 @@ use crate::host;
 use crate::root::Shared;
 use custody_core::config::{Config, IdentitySource, Mode};
 use custody_core::decide::{self, Decision, Pending};
-use custody_core::identity::{self, IdentityError, PeerFacts};
+use custody_core::identity::{self, CertCache, IdentityError, PeerFacts};
 use custody_core::reason::Reason;
 use custody_core::transport::Head;
 use custody_core::{log, reply, SpiffeId};
@@ -84,7 +84,8 @@ impl Request {
             content_type: value("content-type"),
             content_length: value("content-length"),
         };
-        match decide::on_head(config, caller_identity(config), &head) {
+        let identity = caller_identity(config, &mut self.shared.certs.borrow_mut());
+        match decide::on_head(config, identity, &head) {
             Err(refusal) => self.finish(Some(config), *refusal, started),
             Ok(pending) if end_of_stream => {
                 let decision = pending.on_body(config, b"");
@@ -157,7 +158,7 @@ fn strip_own_headers(headers: &[(String, Vec<u8>)]) {
     }
 }
 
-fn caller_identity(config: &Config) -> Result<SpiffeId, IdentityError> {
+fn caller_identity(config: &Config, certs: &mut CertCache) -> Result<SpiffeId, IdentityError> {
     let pem;
     let principal;
     let mut peer = PeerFacts {
@@ -169,7 +170,7 @@ fn caller_identity(config: &Config) -> Result<SpiffeId, IdentityError> {
             peer.validated = host::property_bool(&["connection", "peer_certificate_valid"]);
             pem = host::property(&["connection", "peer_certificate"]);
             peer.certificate_pem = pem.as_deref();
-            identity::from_peer_certificate(&peer)
+            identity::from_peer_certificate_cached(&peer, certs)
         }
         IdentitySource::IstioPeerPrincipal => {
             principal = host::property(&["filter_state", "io.istio.peer_principal"]);

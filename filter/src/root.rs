@@ -8,15 +8,22 @@ use crate::host;
 use crate::http::Request;
 use crate::metrics::Metrics;
 use custody_core::config::Config;
+use custody_core::identity::CertCache;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 /// What every request of this VM shares.
 pub struct Shared {
     pub config: Result<Config, String>,
     pub metrics: Metrics,
+    /// Peer certificates already parsed (a VM serves one request at a time).
+    pub certs: RefCell<CertCache>,
 }
+
+/// Distinct peer certificates remembered per VM.
+const CERT_CACHE_SIZE: usize = 1024;
 
 #[derive(Default)]
 pub struct Root {
@@ -49,6 +56,7 @@ impl RootContext for Root {
         self.shared = Some(Rc::new(Shared {
             config,
             metrics: Metrics::define(),
+            certs: RefCell::new(CertCache::new(CERT_CACHE_SIZE)),
         }));
         true
     }
@@ -58,6 +66,7 @@ impl RootContext for Root {
             Rc::new(Shared {
                 config: Err("plugin was never configured".to_owned()),
                 metrics: Metrics::default(),
+                certs: RefCell::default(),
             })
         });
         Some(Box::new(Request::new(shared)))
