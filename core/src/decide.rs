@@ -111,6 +111,8 @@ impl Pending {
             caller: &self.caller,
             method: &msg.method,
             target: msg.target.as_ref(),
+            history: &[],
+            now: 0,
         };
         let verdict = match config.policy.evaluate(&request) {
             Verdict::Allow { rule } => Ok(rule.to_owned()),

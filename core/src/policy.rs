@@ -80,6 +80,9 @@ pub struct Rule {
     pub resources: Vec<NamePattern>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prompts: Vec<NamePattern>,
+    /// Steps the verified workflow history must show.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub require: Vec<Requirement>,
 }
 
 #[derive(Deserialize)]
@@ -94,6 +97,8 @@ struct RawRule {
     resources: Vec<NamePattern>,
     #[serde(default)]
     prompts: Vec<NamePattern>,
+    #[serde(default)]
+    require: Vec<Requirement>,
 }
 
 impl TryFrom<RawRule> for Rule {
@@ -123,17 +128,26 @@ impl TryFrom<RawRule> for Rule {
             tools: r.tools,
             resources: r.resources,
             prompts: r.prompts,
+            require: r.require,
         })
     }
 }
 
 impl Rule {
-    fn matches(&self, req: &Request) -> bool {
+    /// Caller, method and target: whether this rule is about this request at all.
+    fn applies_to(&self, req: &Request) -> bool {
         self.callers
             .iter()
             .any(|c| c.0.matches(req.caller.as_str()))
             && self.methods.iter().any(|m| m.0.matches(req.method))
             && self.matches_target(req.target)
+    }
+
+    /// Every `require` clause met by some verified history step.
+    fn requirements_met(&self, req: &Request) -> Result<(), Reason> {
+        self.require
+            .iter()
+            .try_for_each(|r| r.met_by(req.history, req.now))
     }
 
     /// A rule without target lists covers every target of its methods. A rule
@@ -160,6 +174,158 @@ pub struct Request<'a> {
     /// JSON-RPC method, or a pseudo-method (`http:GET`, `http:DELETE`, `jsonrpc:response`).
     pub method: &'a str,
     pub target: Option<&'a Target>,
+    /// The verified workflow history, oldest first (empty without one).
+    pub history: &'a [Step<'a>],
+    /// Unix time, seconds.
+    pub now: u64,
+}
+
+/// One verified history entry, as rules see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Step<'a> {
+    pub step: &'a str,
+    pub result: &'a str,
+    /// The SPIFFE ID that signed the entry.
+    pub signer: &'a str,
+    pub iat: u64,
+}
+
+/// A `require` clause: some verified entry must have this `step`, be signed
+/// by a workload matching `by`, carry `result` (default `approved`; `"*"` for
+/// any) and, with `within`, be at most that old.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requirement {
+    pub step: StepName,
+    pub by: Vec<CallerPattern>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub within: Option<Duration>,
+    #[serde(default = "approved")]
+    pub result: String,
+}
+
+fn approved() -> String {
+    "approved".to_owned()
+}
+
+impl Requirement {
+    /// The most specific reason when unmet: a step by the wrong signer
+    /// (`step_signer`), with another result (`step_result`), too old
+    /// (`stale_step`), or absent (`missing_step`).
+    fn met_by(&self, history: &[Step], now: u64) -> Result<(), Reason> {
+        let mut closest = Reason::MissingStep;
+        for s in history.iter().filter(|s| s.step == self.step.0) {
+            let reason = if !self.by.iter().any(|p| p.0.matches(s.signer)) {
+                Reason::StepSigner
+            } else if self.result != "*" && s.result != self.result {
+                Reason::StepResult
+            } else if self.within.is_some_and(|w| now.saturating_sub(s.iat) > w.0) {
+                Reason::StaleStep
+            } else {
+                return Ok(());
+            };
+            if closeness(reason) > closeness(closest) {
+                closest = reason;
+            }
+        }
+        Err(closest)
+    }
+}
+
+/// How near an unmet clause came to being met, to report the most telling reason.
+fn closeness(reason: Reason) -> u8 {
+    match reason {
+        Reason::StepSigner => 1,
+        Reason::StepResult => 2,
+        Reason::StaleStep => 3,
+        _ => 0,
+    }
+}
+
+/// A step name: 1-128 characters of `[A-Za-z0-9._:-]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct StepName(String);
+
+impl TryFrom<String> for StepName {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let ok = !s.is_empty()
+            && s.len() <= 128
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        if !ok {
+            return Err(format!(
+                "step '{s}' must be 1-128 characters of [A-Za-z0-9._:-]"
+            ));
+        }
+        Ok(StepName(s))
+    }
+}
+
+impl From<StepName> for String {
+    fn from(s: StepName) -> String {
+        s.0
+    }
+}
+
+/// A duration written like Go's: `90s`, `30m`, `1h30m`, `2h`. At least one
+/// second, at most 30 days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Duration(pub u64);
+
+impl TryFrom<String> for Duration {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        let bad = || format!("duration '{s}' must look like 45s, 30m, 1h30m or 2h");
+        let mut total: u64 = 0;
+        let mut digits = String::new();
+        let mut last_unit = u64::MAX;
+        for c in s.chars() {
+            if c.is_ascii_digit() {
+                digits.push(c);
+                continue;
+            }
+            let unit = match c {
+                'h' => 3600,
+                'm' => 60,
+                's' => 1,
+                _ => return Err(bad()),
+            };
+            // Units in decreasing order, each once: `1h30m`, not `30m1h`.
+            if digits.is_empty() || unit >= last_unit {
+                return Err(bad());
+            }
+            last_unit = unit;
+            let n: u64 = digits.parse().map_err(|_| bad())?;
+            total = n
+                .checked_mul(unit)
+                .and_then(|v| total.checked_add(v))
+                .ok_or_else(bad)?;
+            digits.clear();
+        }
+        if !digits.is_empty() || last_unit == u64::MAX {
+            return Err(bad());
+        }
+        if !(1..=30 * 86400).contains(&total) {
+            return Err(format!("duration '{s}' must be between 1s and 720h"));
+        }
+        Ok(Duration(total))
+    }
+}
+
+impl From<Duration> for String {
+    fn from(d: Duration) -> String {
+        let (h, m, s) = (d.0 / 3600, d.0 / 60 % 60, d.0 % 60);
+        let mut out = String::new();
+        for (n, unit) in [(h, 'h'), (m, 'm'), (s, 's')] {
+            if n > 0 {
+                out.push_str(&format!("{n}{unit}"));
+            }
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,13 +335,21 @@ pub enum Verdict<'p> {
 }
 
 impl Policy {
-    /// The first rule that matches allows; no match denies (`no_rule`).
+    /// The first rule that applies to the request and whose requirements are
+    /// met allows it. Otherwise it is denied with the reason of the closest
+    /// rule: the first that applied (e.g. `missing_step`), else `no_rule`.
     pub fn evaluate(&self, req: &Request) -> Verdict<'_> {
-        match self.rules.iter().find(|r| r.matches(req)) {
-            Some(rule) => Verdict::Allow { rule: &rule.name },
-            None => Verdict::Deny {
-                reason: Reason::NoRule,
-            },
+        let mut closest = None;
+        for rule in self.rules.iter().filter(|r| r.applies_to(req)) {
+            match rule.requirements_met(req) {
+                Ok(()) => return Verdict::Allow { rule: &rule.name },
+                Err(reason) => {
+                    closest.get_or_insert(reason);
+                }
+            }
+        }
+        Verdict::Deny {
+            reason: closest.unwrap_or(Reason::NoRule),
         }
     }
 }
@@ -274,6 +448,8 @@ mod tests {
             caller: &caller,
             method,
             target: target.as_ref(),
+            history: &[],
+            now: 0,
         };
         match p.evaluate(&req) {
             Verdict::Allow { rule } => Verdict::Allow {
@@ -453,10 +629,164 @@ mod tests {
         }
     }
 
+    fn refund_policy() -> Policy {
+        policy(json!({"rules": [
+            {"name": "refunds", "callers": ["spiffe://example.org/ns/payments/sa/refund-agent"],
+             "methods": ["tools/call"], "tools": ["refund"],
+             "require": [
+                {"step": "fraud_check_passed", "by": ["spiffe://example.org/ns/payments/sa/fraud-*"]},
+                {"step": "human_approval", "by": ["spiffe://example.org/ns/payments/sa/approvals"], "within": "30m"}
+             ]}
+        ]}))
+        .unwrap()
+    }
+
+    const FRAUD: &str = "spiffe://example.org/ns/payments/sa/fraud-agent";
+    const APPROVALS: &str = "spiffe://example.org/ns/payments/sa/approvals";
+
+    fn step<'a>(step: &'a str, signer: &'a str, result: &'a str, iat: u64) -> Step<'a> {
+        Step {
+            step,
+            result,
+            signer,
+            iat,
+        }
+    }
+
+    fn with_history(p: &Policy, history: &[Step], now: u64) -> Result<String, Reason> {
+        let caller = SpiffeId::parse("spiffe://example.org/ns/payments/sa/refund-agent").unwrap();
+        let target = Target::Tool("refund".into());
+        let req = Request {
+            caller: &caller,
+            method: "tools/call",
+            target: Some(&target),
+            history,
+            now,
+        };
+        match p.evaluate(&req) {
+            Verdict::Allow { rule } => Ok(rule.to_owned()),
+            Verdict::Deny { reason } => Err(reason),
+        }
+    }
+
+    #[test]
+    fn requirements_must_all_be_met_by_verified_steps() {
+        let p = refund_policy();
+        let now = 10_000;
+        let fraud = step("fraud_check_passed", FRAUD, "approved", now - 100);
+        let approval = step("human_approval", APPROVALS, "approved", now - 60);
+        assert_eq!(
+            with_history(&p, &[fraud, approval], now),
+            Ok("refunds".into())
+        );
+        assert_eq!(with_history(&p, &[], now), Err(Reason::MissingStep));
+        assert_eq!(with_history(&p, &[fraud], now), Err(Reason::MissingStep));
+        assert_eq!(with_history(&p, &[approval], now), Err(Reason::MissingStep));
+    }
+
+    #[test]
+    fn unmet_requirements_say_how_close_they_came() {
+        let p = refund_policy();
+        let now = 10_000;
+        let fraud = step("fraud_check_passed", FRAUD, "approved", now - 100);
+        let forged = step("human_approval", FRAUD, "approved", now - 60);
+        assert_eq!(
+            with_history(&p, &[fraud, forged], now),
+            Err(Reason::StepSigner)
+        );
+        let rejected = step("human_approval", APPROVALS, "rejected", now - 60);
+        assert_eq!(
+            with_history(&p, &[fraud, rejected], now),
+            Err(Reason::StepResult)
+        );
+        let old = step("human_approval", APPROVALS, "approved", now - 1801);
+        assert_eq!(with_history(&p, &[fraud, old], now), Err(Reason::StaleStep));
+        let just_in_time = step("human_approval", APPROVALS, "approved", now - 1800);
+        assert_eq!(
+            with_history(&p, &[fraud, just_in_time], now),
+            Ok("refunds".into())
+        );
+        // One good entry among bad ones is enough.
+        let good = step("human_approval", APPROVALS, "approved", now - 5);
+        assert_eq!(
+            with_history(&p, &[fraud, old, forged, good], now),
+            Ok("refunds".into())
+        );
+    }
+
+    #[test]
+    fn result_star_accepts_any_result() {
+        let p = policy(json!({"rules": [
+            {"name": "r", "callers": ["spiffe://example.org/ns/payments/sa/refund-agent"], "methods": ["tools/call"],
+             "require": [{"step": "review", "by": ["spiffe://example.org/**"], "result": "*"}]}
+        ]}))
+        .unwrap();
+        let s = step("review", FRAUD, "needs-work", 0);
+        assert_eq!(with_history(&p, &[s], 5), Ok("r".into()));
+    }
+
+    #[test]
+    fn durations_parse_strictly() {
+        let d = |s: &str| Duration::try_from(s.to_owned());
+        assert_eq!(d("30m"), Ok(Duration(1800)));
+        assert_eq!(d("1h30m"), Ok(Duration(5400)));
+        assert_eq!(d("45s"), Ok(Duration(45)));
+        assert_eq!(d("2h0m5s"), Ok(Duration(7205)));
+        for bad in [
+            "",
+            "30",
+            "m",
+            "30x",
+            "1.5h",
+            "30m1h",
+            "1h1h",
+            "-5m",
+            "0s",
+            "721h",
+            "99999999999999999999h",
+        ] {
+            assert!(d(bad).is_err(), "{bad}");
+        }
+        assert_eq!(String::from(Duration(5400)), "1h30m");
+    }
+
+    #[test]
+    fn refuses_invalid_requirements() {
+        for (req, want) in [
+            (
+                json!({"step": "", "by": ["spiffe://example.org/x"]}),
+                "step",
+            ),
+            (
+                json!({"step": "a b", "by": ["spiffe://example.org/x"]}),
+                "step",
+            ),
+            (
+                json!({"step": "a", "by": ["spiffe://example.org/x"], "within": "soon"}),
+                "duration",
+            ),
+            (json!({"step": "a", "by": ["nope"]}), "spiffe://"),
+            (json!({"step": "a"}), "missing field `by`"),
+            (
+                json!({"step": "a", "by": ["spiffe://example.org/x"], "sigle_use": true}),
+                "unknown field",
+            ),
+        ] {
+            let err = policy(json!({"rules": [{"name": "r", "callers": ["spiffe://example.org/x"], "methods": ["ping"], "require": [req.clone()]}]}))
+                .unwrap_err();
+            assert!(err.contains(want), "{req}: {err}");
+        }
+    }
+
     #[test]
     fn round_trips_through_the_bundle_json() {
         let p = sample();
         let json = serde_json::to_value(&p).unwrap();
+        let refunds = serde_json::to_value(refund_policy()).unwrap();
+        assert_eq!(refunds["rules"][0]["require"][1]["within"], "30m");
+        assert_eq!(refunds["rules"][0]["require"][1]["result"], "approved");
+        let again: Policy = serde_json::from_value(refunds.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&again).unwrap(), refunds);
         assert_eq!(json["version"], 1);
         assert_eq!(json["default"], "deny");
         let again: Policy = serde_json::from_value(json.clone()).unwrap();

@@ -30,10 +30,18 @@ pub enum Reason {
     BatchRefused,
     /// No rule allows this caller, method and target.
     NoRule,
+    /// A rule applies, but the verified history lacks a required step.
+    MissingStep,
+    /// The required step is there, signed by a workload the rule does not accept.
+    StepSigner,
+    /// The required step is there, with another result than the rule requires.
+    StepResult,
+    /// The required step is there, but older than the rule's `within`.
+    StaleStep,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 16] = [
         Reason::ConfigInvalid,
         Reason::NoIdentity,
         Reason::MethodNotAllowed,
@@ -46,6 +54,10 @@ impl Reason {
         Reason::InvalidRequest,
         Reason::BatchRefused,
         Reason::NoRule,
+        Reason::MissingStep,
+        Reason::StepSigner,
+        Reason::StepResult,
+        Reason::StaleStep,
     ];
 
     /// Stable snake_case code, sent as `error.data.reason`.
@@ -136,6 +148,30 @@ impl Reason {
                 403,
                 -32003,
                 "Caller is not allowed to make this MCP request",
+            ),
+            Reason::MissingStep => (
+                "missing_step",
+                403,
+                -32005,
+                "Workflow history lacks a step this request requires",
+            ),
+            Reason::StepSigner => (
+                "step_signer",
+                403,
+                -32005,
+                "A required workflow step was signed by a workload the policy does not accept",
+            ),
+            Reason::StepResult => (
+                "step_result",
+                403,
+                -32005,
+                "A required workflow step has another result than the policy requires",
+            ),
+            Reason::StaleStep => (
+                "stale_step",
+                403,
+                -32005,
+                "A required workflow step is older than the policy allows",
             ),
         }
     }
