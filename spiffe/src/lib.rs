@@ -81,6 +81,13 @@ impl SpiffeId {
     }
 }
 
+impl std::str::FromStr for SpiffeId {
+    type Err = SpiffeIdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        SpiffeId::parse(s)
+    }
+}
+
 impl fmt::Display for SpiffeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.id)

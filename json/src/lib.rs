@@ -1,25 +1,27 @@
 //! Strict JSON: like `serde_json::from_slice`, but a duplicate object member
-//! or nesting deeper than a limit is an error. A parser differential between
-//! the filter and the MCP server (which of two `"name"` members wins?) would
-//! let a caller be authorised for one tool and run another.
+//! or nesting deeper than a limit is an error. A parser differential (which of
+//! two `"name"` members wins?) would let a caller be authorised for one tool
+//! and run another, or a signer sign one claim and a verifier read another.
+//! Used for MCP bodies, JWS headers and payloads, and SPIFFE bundles.
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::fmt;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JsonError {
     /// Not UTF-8, not JSON, or trailing data after the value.
     Malformed,
-    DuplicateKey,
+    /// An object has this member twice.
+    DuplicateKey(String),
     TooDeep,
 }
 
 /// Parses `bytes` as one JSON value, refusing duplicate members and nesting
 /// deeper than `max_depth` arrays/objects.
 pub fn parse_strict(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> {
-    let fault = Cell::new(None);
+    let fault = RefCell::new(None);
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let seed = Seed {
         depth: 0,
@@ -28,7 +30,7 @@ pub fn parse_strict(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> 
     };
     let value = seed
         .deserialize(&mut de)
-        .map_err(|_| fault.get().unwrap_or(JsonError::Malformed))?;
+        .map_err(|_| fault.take().unwrap_or(JsonError::Malformed))?;
     de.end().map_err(|_| JsonError::Malformed)?;
     Ok(value)
 }
@@ -37,17 +39,18 @@ pub fn parse_strict(bytes: &[u8], max_depth: usize) -> Result<Value, JsonError> 
 struct Seed<'f> {
     depth: usize,
     max_depth: usize,
-    fault: &'f Cell<Option<JsonError>>,
+    fault: &'f RefCell<Option<JsonError>>,
 }
 
 impl Seed<'_> {
     fn fail<E: de::Error>(&self, fault: JsonError) -> E {
-        self.fault.set(Some(fault));
-        E::custom(match fault {
-            JsonError::DuplicateKey => "duplicate member",
+        let message = match &fault {
+            JsonError::DuplicateKey(_) => "duplicate member",
             JsonError::TooDeep => "nested too deeply",
             JsonError::Malformed => "malformed",
-        })
+        };
+        *self.fault.borrow_mut() = Some(fault);
+        E::custom(message)
     }
 
     fn nested<E: de::Error>(&self) -> Result<Self, E> {
@@ -110,7 +113,7 @@ impl<'de> Visitor<'de> for Seed<'_> {
         let mut out = Map::new();
         while let Some(key) = map.next_key::<String>()? {
             if out.contains_key(&key) {
-                return Err(self.fail(JsonError::DuplicateKey));
+                return Err(self.fail(JsonError::DuplicateKey(key)));
             }
             let v = map.next_value_seed(inner)?;
             out.insert(key, v);
@@ -135,13 +138,16 @@ mod tests {
 
     #[test]
     fn refuses_duplicate_members_at_any_depth_and_after_unescaping() {
-        for body in [
-            &br#"{"a":1,"a":2}"#[..],
-            br#"{"x":{"name":"a","name":"b"}}"#,
-            br#"[{"k":1,"k":1}]"#,
-            br#"{"method":"a","m\u0065thod":"b"}"#,
+        for (body, key) in [
+            (&br#"{"a":1,"a":2}"#[..], "a"),
+            (br#"{"x":{"name":"a","name":"b"}}"#, "name"),
+            (br#"[{"k":1,"k":1}]"#, "k"),
+            (br#"{"method":"a","m\u0065thod":"b"}"#, "method"),
         ] {
-            assert_eq!(parse_strict(body, 8), Err(JsonError::DuplicateKey));
+            assert_eq!(
+                parse_strict(body, 8),
+                Err(JsonError::DuplicateKey(key.into()))
+            );
         }
     }
 

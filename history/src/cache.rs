@@ -1,0 +1,261 @@
+//! Caller-owned caches: verified entries and validated signer certificates
+//! (skip signature and path-building work only), and a replay cache for
+//! proof `jti`s (native use and tests; the filter keeps its own in Envoy
+//! shared data).
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
+
+use crate::cert::ValidatedSigner;
+use crate::error::Refusal;
+use crate::jws::EntryPayload;
+
+/// A map that forgets its oldest insertion when full.
+#[derive(Debug, Clone)]
+struct Bounded<K, V> {
+    map: HashMap<K, V>,
+    order: VecDeque<K>,
+    cap: usize,
+}
+
+impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
+    fn new(cap: usize) -> Self {
+        Bounded {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            cap,
+        }
+    }
+    fn get(&self, k: &K) -> Option<&V> {
+        self.map.get(k)
+    }
+    fn insert(&mut self, k: K, v: V) {
+        if self.cap == 0 {
+            return;
+        }
+        if self.map.insert(k.clone(), v).is_none() {
+            self.order.push_back(k);
+            while self.order.len() > self.cap {
+                if let Some(old) = self.order.pop_front() {
+                    self.map.remove(&old);
+                }
+            }
+        }
+    }
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+}
+
+/// A verified entry: its payload and the certificate (by SHA-256) whose key
+/// verified its signature.
+#[derive(Debug, Clone)]
+pub(crate) struct CachedEntry {
+    pub payload: EntryPayload,
+    pub x5t: [u8; 32],
+}
+
+/// A signer certificate whose time-independent checks passed under the
+/// trust bundle with this fingerprint.
+#[derive(Debug, Clone)]
+pub(crate) struct CachedCert {
+    pub bundle_fingerprint: [u8; 32],
+    pub signer: ValidatedSigner,
+}
+
+/// Hit and miss counts, for tests and benchmarks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    pub entry_hits: u64,
+    pub entry_misses: u64,
+    pub cert_hits: u64,
+    pub cert_misses: u64,
+}
+
+/// Cache of verified entries (keyed by SHA-256 of the compact JWS) and
+/// validated signer certificates (keyed by SHA-256 of the DER). Owned by
+/// the caller (one per VM in the filter) and passed `&mut` to
+/// [`crate::Verifier::verify`].
+///
+/// A hit skips only work whose result is fixed by the hashed bytes: JWS
+/// parsing, the ECDSA check, certificate parsing and path building. Every
+/// time check (certificates at now and at `iat`, entry and proof times),
+/// the presence of the certificate and intermediates in this request, the
+/// `iss` binding, the claims cap and every chain and proof check run again.
+#[derive(Debug, Clone)]
+pub struct VerifyCache {
+    entries: Bounded<[u8; 32], CachedEntry>,
+    certs: Bounded<[u8; 32], CachedCert>,
+    stats: CacheStats,
+}
+
+impl VerifyCache {
+    /// A cache holding at most `max_entries` entries and `max_certs` certificates.
+    pub fn new(max_entries: usize, max_certs: usize) -> VerifyCache {
+        VerifyCache {
+            entries: Bounded::new(max_entries),
+            certs: Bounded::new(max_certs),
+            stats: CacheStats::default(),
+        }
+    }
+
+    /// Hit and miss counts so far.
+    pub fn stats(&self) -> CacheStats {
+        self.stats
+    }
+
+    /// Number of cached entries and certificates.
+    pub fn len(&self) -> (usize, usize) {
+        (self.entries.len(), self.certs.len())
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.entries.len() == 0 && self.certs.len() == 0
+    }
+
+    pub(crate) fn entry(&mut self, hash: &[u8; 32]) -> Option<CachedEntry> {
+        let hit = self.entries.get(hash).cloned();
+        if hit.is_some() {
+            self.stats.entry_hits += 1;
+        } else {
+            self.stats.entry_misses += 1;
+        }
+        hit
+    }
+
+    pub(crate) fn put_entry(&mut self, hash: [u8; 32], e: CachedEntry) {
+        self.entries.insert(hash, e);
+    }
+
+    pub(crate) fn cert(
+        &mut self,
+        hash: &[u8; 32],
+        fingerprint: &[u8; 32],
+    ) -> Option<ValidatedSigner> {
+        let hit = self
+            .certs
+            .get(hash)
+            .filter(|c| &c.bundle_fingerprint == fingerprint)
+            .map(|c| c.signer.clone());
+        if hit.is_some() {
+            self.stats.cert_hits += 1;
+        } else {
+            self.stats.cert_misses += 1;
+        }
+        hit
+    }
+
+    pub(crate) fn put_cert(&mut self, hash: [u8; 32], c: CachedCert) {
+        self.certs.insert(hash, c);
+    }
+}
+
+/// Bounded replay cache of proof `jti`s. A `jti` is remembered until its
+/// proof's `exp` + skew (the last instant the proof could be accepted).
+/// When full of live `jti`s it refuses (`replay_cache_full`) rather than
+/// forget one, so a replay can never slip through.
+#[derive(Debug, Clone)]
+pub struct ReplayCache {
+    seen: HashMap<String, u64>,
+    cap: usize,
+    skew: u64,
+}
+
+impl ReplayCache {
+    /// Holds at most `capacity` live `jti`s; `skew_secs` must be the verifier's skew.
+    pub fn new(capacity: usize, skew_secs: u64) -> ReplayCache {
+        ReplayCache {
+            seen: HashMap::new(),
+            cap: capacity,
+            skew: skew_secs,
+        }
+    }
+
+    /// Records `jti` (valid until `exp`), or refuses with `proof_replayed`
+    /// when it is already recorded and not yet expired at `now`.
+    pub fn check_and_insert(&mut self, jti: &str, exp: u64, now: u64) -> Result<(), Refusal> {
+        if let Some(&until) = self.seen.get(jti) {
+            if until >= now {
+                return Err(Refusal::ProofReplayed);
+            }
+        }
+        if self.seen.len() >= self.cap && !self.seen.contains_key(jti) {
+            self.seen.retain(|_, until| *until >= now);
+            if self.seen.len() >= self.cap {
+                return Err(Refusal::ReplayCacheFull);
+            }
+        }
+        self.seen
+            .insert(jti.to_owned(), exp.saturating_add(self.skew));
+        Ok(())
+    }
+
+    /// Number of remembered `jti`s (live or not yet purged).
+    pub fn len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// True when nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.seen.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    #[test]
+    fn replay_refused_until_expiry_plus_skew() {
+        let mut c = ReplayCache::new(4, 30);
+        c.check_and_insert("a", 1000, 990).unwrap();
+        assert_eq!(
+            c.check_and_insert("a", 1000, 995).unwrap_err().reason(),
+            "proof_replayed"
+        );
+        assert_eq!(
+            c.check_and_insert("a", 1000, 1030).unwrap_err().reason(),
+            "proof_replayed"
+        );
+        // After exp + skew the proof itself is refused as expired, so the jti may go.
+        c.check_and_insert("a", 2000, 1031).unwrap();
+    }
+
+    #[test]
+    fn replay_cache_full_refuses_rather_than_forgets() {
+        let mut c = ReplayCache::new(2, 0);
+        c.check_and_insert("a", 100, 50).unwrap();
+        c.check_and_insert("b", 200, 50).unwrap();
+        assert_eq!(
+            c.check_and_insert("c", 200, 60).unwrap_err().reason(),
+            "replay_cache_full"
+        );
+        // "a" is still remembered.
+        assert_eq!(
+            c.check_and_insert("a", 100, 60).unwrap_err().reason(),
+            "proof_replayed"
+        );
+        // Once "a" expired there is room again.
+        c.check_and_insert("c", 200, 101).unwrap();
+        assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn bounded_forgets_oldest() {
+        let mut b = Bounded::new(2);
+        b.insert(1, "a");
+        b.insert(2, "b");
+        b.insert(3, "c");
+        assert!(b.get(&1).is_none());
+        assert_eq!(b.get(&3), Some(&"c"));
+        assert_eq!(b.len(), 2);
+        let mut z: Bounded<u8, u8> = Bounded::new(0);
+        z.insert(1, 1);
+        assert_eq!(z.len(), 0);
+    }
+}

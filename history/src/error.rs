@@ -1,0 +1,473 @@
+//! The one place that defines every refusal and its stable reason code.
+
+use core::fmt;
+
+use crate::spiffe::SpiffeIdError;
+
+/// Which of the three request headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Header {
+    /// `workflow-history`
+    History,
+    /// `workflow-history-proof`
+    Proof,
+    /// `workflow-history-certs`
+    Certs,
+}
+
+impl Header {
+    /// The HTTP header name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Header::History => "workflow-history",
+            Header::Proof => "workflow-history-proof",
+            Header::Certs => "workflow-history-certs",
+        }
+    }
+}
+
+/// Which artefact a refusal is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The history entry at this index (0-based position in the header).
+    Entry(usize),
+    /// The proof.
+    Proof,
+    /// The certificate at this index of `workflow-history-certs`.
+    Cert(usize),
+    /// A trust bundle being loaded.
+    Bundle,
+}
+
+impl fmt::Display for Part {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Part::Entry(i) => write!(f, "history entry {i}"),
+            Part::Proof => f.write_str("the proof"),
+            Part::Cert(i) => write!(f, "certificate {i}"),
+            Part::Bundle => f.write_str("the trust bundle"),
+        }
+    }
+}
+
+/// The instant a certificate was checked at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckedAt {
+    /// The verifier's `now`.
+    Now,
+    /// The `iat` of the entry or proof the certificate signed.
+    Iat,
+}
+
+impl fmt::Display for CheckedAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CheckedAt::Now => "now",
+            CheckedAt::Iat => "at the signed iat",
+        })
+    }
+}
+
+/// Every way a signed history, a proof, a certificate or a trust bundle is
+/// refused. [`Refusal::reason`] gives the stable code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The same history header was given more than once (detected by the host).
+    HeaderRepeated(Header),
+    /// A header is over its byte cap.
+    HeaderTooLarge {
+        header: Header,
+        len: usize,
+        max: usize,
+    },
+    /// `workflow-history-proof` or `workflow-history-certs` was given without `workflow-history`.
+    HistoryMissing,
+    /// A history was given without a proof.
+    ProofMissing,
+    /// A history was given without `workflow-history-certs`.
+    CertsMissing,
+    /// More entries than the cap.
+    HistoryTooLarge { len: usize, max: usize },
+    /// The artefact is not well-formed (JWS shape, JSON syntax, DER).
+    Malformed { part: Part, what: &'static str },
+    /// A base64url segment (or certificate) is not canonical: padding,
+    /// non-zero trailing bits or a character outside the url-safe alphabet.
+    Base64Noncanonical { part: Part },
+    /// A JSON object has the same member twice.
+    DuplicateMember { part: Part, member: String },
+    /// A payload member outside the v1 set.
+    UnknownMember { part: Part, member: String },
+    /// A required payload member is absent.
+    MissingMember { part: Part, member: &'static str },
+    /// A member has the wrong JSON type (e.g. a non-integer `seq`).
+    MemberType { part: Part, member: &'static str },
+    /// A member that must be a SPIFFE ID is not one.
+    MemberSpiffeId {
+        part: Part,
+        member: &'static str,
+        error: SpiffeIdError,
+    },
+    /// `v` is not 1.
+    VersionUnsupported { part: Part },
+    /// `claims` serializes to more bytes than the cap.
+    ClaimsTooLarge { part: Part, len: usize, max: usize },
+    /// The JWS `alg` is absent or not `ES256`.
+    SignatureAlg { part: Part },
+    /// The JWS `typ` is absent or not the one for this artefact.
+    HeaderTyp { part: Part },
+    /// The JWS protected header is not exactly `alg`, `typ`, `x5t#S256`.
+    HeaderMembers { part: Part },
+    /// The signature is not 64 bytes (DER, truncated, …).
+    SignatureFormat { part: Part, len: usize },
+    /// `r` or `s` is zero or not below the group order.
+    SignatureRange { part: Part },
+    /// `s` is above n/2 (signers must normalise to low-S).
+    SignatureHighS { part: Part },
+    /// The ECDSA signature does not verify under the signer's certificate key.
+    SignatureInvalid { part: Part },
+    /// No certificate in `workflow-history-certs` has the header's `x5t#S256`.
+    CertMissing { part: Part },
+    /// The signer's certificate has no single, valid SPIFFE URI SAN (or a root ID).
+    CertSpiffeId { part: Part },
+    /// The signer's SPIFFE ID differs from the payload's `iss`.
+    SignerMismatch { part: Part },
+    /// The signer's certificate is a CA.
+    CertIsCa { part: Part },
+    /// The signer's certificate key usage lacks digitalSignature or has keyCertSign/cRLSign.
+    CertKeyUsage { part: Part },
+    /// The signer's certificate key is not an ECDSA P-256 key.
+    CertKeyType { part: Part },
+    /// A certificate in the path has a critical extension this verifier does not process.
+    CertCriticalExtension { part: Part },
+    /// No trust bundle is loaded for the signer's trust domain.
+    CertUnknownTrustDomain { part: Part, trust_domain: String },
+    /// No path by name and signature to an authority of the signer's trust domain.
+    CertUntrusted { part: Part },
+    /// The path would be longer than the depth cap.
+    CertChainDepth { part: Part },
+    /// An intermediate is not a CA (cA false, no keyCertSign, pathLen exceeded).
+    CertIntermediateNotCa { part: Part },
+    /// A certificate in the path uses an unsupported signature algorithm.
+    CertSignatureAlg { part: Part },
+    /// A certificate in the path (depth 0 = leaf) is past its notAfter.
+    CertExpired {
+        part: Part,
+        depth: usize,
+        at: CheckedAt,
+    },
+    /// A certificate in the path (depth 0 = leaf) is before its notBefore.
+    CertNotYetValid {
+        part: Part,
+        depth: usize,
+        at: CheckedAt,
+    },
+    /// Entry `index` does not have `seq` = index.
+    ChainSeq { index: usize },
+    /// Entry `index`'s `prev` is not the hash of the previous entry (or not null at seq 0).
+    ChainPrev { index: usize },
+    /// Entry `index` has another `wid` than entry 0.
+    ChainWid { index: usize },
+    /// Entry `index`'s `iss` is not the previous entry's `nxt`.
+    ChainCustody { index: usize },
+    /// Entry `index`'s `iat` is earlier than the previous entry's.
+    ChainOrder { index: usize },
+    /// Entry `index`'s `iat` is later than now + skew.
+    EntryFuture { index: usize },
+    /// Entry `index`'s `exp` is before now - skew.
+    EntryExpired { index: usize },
+    /// Entry `index`'s `exp` is before its `iat`.
+    EntryLifetime { index: usize },
+    /// The proof's `iss` is not the mTLS peer.
+    ProofSigner,
+    /// The mTLS peer is not the last entry's `nxt`.
+    ProofHolder,
+    /// The proof's `aud` is not this server's audience.
+    ProofAudience,
+    /// The proof's `wid` is not the chain's.
+    ProofWid,
+    /// The proof's `len` is not the number of entries.
+    ProofLen,
+    /// The proof's `head` is not the hash of the last entry.
+    ProofHead,
+    /// The proof's `bdy` is not the hash of the request body.
+    ProofBody,
+    /// The proof's `iat` is later than now + skew.
+    ProofNotYetValid,
+    /// The proof's `exp` is before now - skew.
+    ProofExpired,
+    /// The proof's `exp - iat` is over the cap (60 s) or negative.
+    ProofLifetime,
+    /// The proof's `jti` carries fewer than 128 bits.
+    ProofJti,
+    /// The proof's `jti` was seen before within its lifetime.
+    ProofReplayed,
+    /// The replay cache is full of live entries; refused rather than forgetting one.
+    ReplayCacheFull,
+    /// A trust bundle could not be read.
+    BundleMalformed { what: &'static str },
+    /// A trust bundle names an invalid trust domain.
+    BundleTrustDomain,
+    /// A SPIFFE bundle's `spiffe_sequence` is lower than the loaded one.
+    BundleSequence { loaded: u64, offered: u64 },
+}
+
+impl Refusal {
+    /// Every reason code this crate can return, in documentation order.
+    pub const ALL_REASONS: &'static [&'static str] = &[
+        "header_repeated",
+        "header_too_large",
+        "history_missing",
+        "proof_missing",
+        "certs_missing",
+        "history_too_large",
+        "history_malformed",
+        "proof_malformed",
+        "cert_malformed",
+        "bundle_malformed",
+        "base64_noncanonical",
+        "duplicate_member",
+        "unknown_member",
+        "missing_member",
+        "member_type",
+        "member_spiffe_id",
+        "version_unsupported",
+        "claims_too_large",
+        "signature_alg",
+        "header_typ",
+        "header_members",
+        "signature_format",
+        "signature_range",
+        "signature_high_s",
+        "signature_invalid",
+        "cert_missing",
+        "cert_spiffe_id",
+        "signer_mismatch",
+        "cert_is_ca",
+        "cert_key_usage",
+        "cert_key_type",
+        "cert_critical_extension",
+        "cert_unknown_trust_domain",
+        "cert_untrusted",
+        "cert_chain_depth",
+        "cert_intermediate_not_ca",
+        "cert_signature_alg",
+        "cert_expired",
+        "cert_not_yet_valid",
+        "chain_seq",
+        "chain_prev",
+        "chain_wid",
+        "chain_custody",
+        "chain_order",
+        "entry_future",
+        "entry_expired",
+        "entry_lifetime",
+        "proof_signer",
+        "proof_holder",
+        "proof_audience",
+        "proof_wid",
+        "proof_len",
+        "proof_head",
+        "proof_body",
+        "proof_not_yet_valid",
+        "proof_expired",
+        "proof_lifetime",
+        "proof_jti",
+        "proof_replayed",
+        "replay_cache_full",
+        "bundle_trust_domain",
+        "bundle_sequence",
+    ];
+
+    /// Stable snake_case reason code.
+    pub fn reason(&self) -> &'static str {
+        use Refusal::*;
+        match self {
+            HeaderRepeated(_) => "header_repeated",
+            HeaderTooLarge { .. } => "header_too_large",
+            HistoryMissing => "history_missing",
+            ProofMissing => "proof_missing",
+            CertsMissing => "certs_missing",
+            HistoryTooLarge { .. } => "history_too_large",
+            Malformed { part, .. } => match part {
+                Part::Entry(_) => "history_malformed",
+                Part::Proof => "proof_malformed",
+                Part::Cert(_) => "cert_malformed",
+                Part::Bundle => "bundle_malformed",
+            },
+            Base64Noncanonical { .. } => "base64_noncanonical",
+            DuplicateMember { .. } => "duplicate_member",
+            UnknownMember { .. } => "unknown_member",
+            MissingMember { .. } => "missing_member",
+            MemberType { .. } => "member_type",
+            MemberSpiffeId { .. } => "member_spiffe_id",
+            VersionUnsupported { .. } => "version_unsupported",
+            ClaimsTooLarge { .. } => "claims_too_large",
+            SignatureAlg { .. } => "signature_alg",
+            HeaderTyp { .. } => "header_typ",
+            HeaderMembers { .. } => "header_members",
+            SignatureFormat { .. } => "signature_format",
+            SignatureRange { .. } => "signature_range",
+            SignatureHighS { .. } => "signature_high_s",
+            SignatureInvalid { .. } => "signature_invalid",
+            CertMissing { .. } => "cert_missing",
+            CertSpiffeId { .. } => "cert_spiffe_id",
+            SignerMismatch { .. } => "signer_mismatch",
+            CertIsCa { .. } => "cert_is_ca",
+            CertKeyUsage { .. } => "cert_key_usage",
+            CertKeyType { .. } => "cert_key_type",
+            CertCriticalExtension { .. } => "cert_critical_extension",
+            CertUnknownTrustDomain { .. } => "cert_unknown_trust_domain",
+            CertUntrusted { .. } => "cert_untrusted",
+            CertChainDepth { .. } => "cert_chain_depth",
+            CertIntermediateNotCa { .. } => "cert_intermediate_not_ca",
+            CertSignatureAlg { .. } => "cert_signature_alg",
+            CertExpired { .. } => "cert_expired",
+            CertNotYetValid { .. } => "cert_not_yet_valid",
+            ChainSeq { .. } => "chain_seq",
+            ChainPrev { .. } => "chain_prev",
+            ChainWid { .. } => "chain_wid",
+            ChainCustody { .. } => "chain_custody",
+            ChainOrder { .. } => "chain_order",
+            EntryFuture { .. } => "entry_future",
+            EntryExpired { .. } => "entry_expired",
+            EntryLifetime { .. } => "entry_lifetime",
+            ProofSigner => "proof_signer",
+            ProofHolder => "proof_holder",
+            ProofAudience => "proof_audience",
+            ProofWid => "proof_wid",
+            ProofLen => "proof_len",
+            ProofHead => "proof_head",
+            ProofBody => "proof_body",
+            ProofNotYetValid => "proof_not_yet_valid",
+            ProofExpired => "proof_expired",
+            ProofLifetime => "proof_lifetime",
+            ProofJti => "proof_jti",
+            ProofReplayed => "proof_replayed",
+            ReplayCacheFull => "replay_cache_full",
+            BundleMalformed { .. } => "bundle_malformed",
+            BundleTrustDomain => "bundle_trust_domain",
+            BundleSequence { .. } => "bundle_sequence",
+        }
+    }
+
+    /// A short human sentence saying what failed.
+    pub fn detail(&self) -> String {
+        use Refusal::*;
+        match self {
+            HeaderRepeated(h) => format!("the {} header was given more than once", h.name()),
+            HeaderTooLarge { header, len, max } => {
+                format!(
+                    "the {} header is {len} bytes, over the cap of {max}",
+                    header.name()
+                )
+            }
+            HistoryMissing => "a proof or certificates were sent without a workflow history".into(),
+            ProofMissing => "the workflow history has no proof".into(),
+            CertsMissing => "the workflow history has no certificates header".into(),
+            HistoryTooLarge { len, max } => {
+                format!("the workflow history has {len} entries, over the cap of {max}")
+            }
+            Malformed { part, what } => format!("{part} is malformed: {what}"),
+            Base64Noncanonical { part } => format!("{part} has non-canonical base64url"),
+            DuplicateMember { part, member } => {
+                format!("{part} has the JSON member {member:?} more than once")
+            }
+            UnknownMember { part, member } => format!("{part} has an unknown member {member:?}"),
+            MissingMember { part, member } => format!("{part} lacks the member {member:?}"),
+            MemberType { part, member } => format!("{part} has a wrongly typed member {member:?}"),
+            MemberSpiffeId {
+                part,
+                member,
+                error,
+            } => format!("{part}: {member:?} is not a SPIFFE ID ({error})"),
+            VersionUnsupported { part } => format!("{part} has an unsupported version v"),
+            ClaimsTooLarge { part, len, max } => {
+                format!("{part} has claims of {len} bytes, over the cap of {max}")
+            }
+            SignatureAlg { part } => format!("{part} is not signed with ES256"),
+            HeaderTyp { part } => format!("{part} has the wrong JWS typ"),
+            HeaderMembers { part } => {
+                format!("{part} has a JWS header that is not exactly alg, typ, x5t#S256")
+            }
+            SignatureFormat { part, len } => {
+                format!("{part} has a {len}-byte signature, not a 64-byte r||s")
+            }
+            SignatureRange { part } => format!("{part} has a signature r or s out of range"),
+            SignatureHighS { part } => format!("{part} has a high-S signature"),
+            SignatureInvalid { part } => format!("{part} has a signature that does not verify"),
+            CertMissing { part } => {
+                format!("{part} names a signer certificate (x5t#S256) that was not sent")
+            }
+            CertSpiffeId { part } => {
+                format!("{part}: the signer certificate has no single valid SPIFFE ID")
+            }
+            SignerMismatch { part } => {
+                format!("{part}: iss differs from the signer certificate's SPIFFE ID")
+            }
+            CertIsCa { part } => format!("{part}: the signer certificate is a CA"),
+            CertKeyUsage { part } => format!("{part}: the signer certificate's key usage is wrong"),
+            CertKeyType { part } => format!("{part}: the signer certificate key is not P-256"),
+            CertCriticalExtension { part } => {
+                format!("{part}: a certificate has an unsupported critical extension")
+            }
+            CertUnknownTrustDomain { part, trust_domain } => {
+                format!("{part}: no trust bundle for trust domain {trust_domain:?}")
+            }
+            CertUntrusted { part } => {
+                format!("{part}: the signer certificate does not chain to its trust domain")
+            }
+            CertChainDepth { part } => format!("{part}: the certificate chain is too deep"),
+            CertIntermediateNotCa { part } => format!("{part}: an intermediate is not a CA"),
+            CertSignatureAlg { part } => {
+                format!("{part}: a certificate uses an unsupported signature algorithm")
+            }
+            CertExpired { part, depth, at } => {
+                format!("{part}: the certificate at depth {depth} is expired {at}")
+            }
+            CertNotYetValid { part, depth, at } => {
+                format!("{part}: the certificate at depth {depth} is not yet valid {at}")
+            }
+            ChainSeq { index } => format!("history entry {index} has the wrong seq"),
+            ChainPrev { index } => {
+                format!("history entry {index} does not link to the previous entry")
+            }
+            ChainWid { index } => format!("history entry {index} is from another workflow"),
+            ChainCustody { index } => {
+                format!(
+                    "history entry {index} was not signed by the holder the previous entry named"
+                )
+            }
+            ChainOrder { index } => format!("history entry {index} is older than the previous one"),
+            EntryFuture { index } => format!("history entry {index} is issued in the future"),
+            EntryExpired { index } => format!("history entry {index} is expired"),
+            EntryLifetime { index } => format!("history entry {index} expires before it is issued"),
+            ProofSigner => "the proof was not signed by the mTLS peer".into(),
+            ProofHolder => "the mTLS peer is not the holder the last entry named".into(),
+            ProofAudience => "the proof is for another audience".into(),
+            ProofWid => "the proof is for another workflow".into(),
+            ProofLen => "the proof covers a different number of entries".into(),
+            ProofHead => "the proof covers a different last entry".into(),
+            ProofBody => "the proof covers a different request body".into(),
+            ProofNotYetValid => "the proof is issued in the future".into(),
+            ProofExpired => "the proof is expired".into(),
+            ProofLifetime => "the proof lives longer than allowed".into(),
+            ProofJti => "the proof's jti is shorter than 128 bits".into(),
+            ProofReplayed => "the proof was already used".into(),
+            ReplayCacheFull => "the replay cache is full".into(),
+            BundleMalformed { what } => format!("the trust bundle is malformed: {what}"),
+            BundleTrustDomain => "the trust bundle names an invalid trust domain".into(),
+            BundleSequence { loaded, offered } => {
+                format!("the SPIFFE bundle's sequence {offered} is lower than the loaded {loaded}")
+            }
+        }
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason(), self.detail())
+    }
+}
+
+impl std::error::Error for Refusal {}

@@ -1,0 +1,45 @@
+//! Signed workflow history, wire format v1 (`docs/history-format.md`).
+//!
+//! A pure library: no proxy-wasm, no host calls; it builds natively, for
+//! `wasm32-wasip1` and for `wasm32-unknown-unknown`.
+//!
+//! - [`Verifier::verify`] checks the `workflow-history`, `workflow-history-proof`
+//!   and `workflow-history-certs` headers of one request against a
+//!   [`TrustBundle`], the mTLS peer, the configured audience, the body and
+//!   `now`, and returns a [`VerifiedHistory`] or a typed [`Refusal`] with a
+//!   stable [`Refusal::reason`] code.
+//! - [`VerifyCache`] (caller-owned) skips repeated signature and path work;
+//!   a hit is exactly as strict as a miss.
+//! - [`ReplayCache`] is a bounded `jti` replay cache for native use.
+//! - [`EcdsaP256Verifier`] makes ECDSA pluggable (the filter uses Envoy's
+//!   BoringSSL); all format checks happen before it is called.
+//! - Feature `sign` (default): [`sign::append_entry`], [`sign::make_proof`].
+//! - Feature `dev-ca` (native): `dev_ca::init`, `dev_ca::issue`.
+
+mod bundle;
+mod cache;
+mod cert;
+mod codec;
+mod ecdsa;
+mod error;
+mod jws;
+pub mod spiffe;
+mod verify;
+
+#[cfg(feature = "dev-ca")]
+pub mod dev_ca;
+#[cfg(feature = "sign")]
+pub mod sign;
+
+pub use bundle::TrustBundle;
+pub use cache::{CacheStats, ReplayCache, VerifyCache};
+pub use codec::{b64url, b64url_decode, sha256};
+pub use ecdsa::{
+    check_es256_signature, EcdsaP256Verifier, P256Verifier, SigFormat, P256_HALF_N, P256_N,
+};
+pub use error::{CheckedAt, Header, Part, Refusal};
+pub use jws::{ALG, ENTRY_MEMBERS, ENTRY_TYP, PROOF_MEMBERS, PROOF_TYP, X5T};
+pub use spiffe::{SpiffeId, SpiffeIdError};
+pub use verify::{
+    entry_hash, Headers, Limits, Request, VerifiedEntry, VerifiedHistory, VerifiedProof, Verifier,
+};
