@@ -4,7 +4,10 @@
 //! filter then refuses every request.
 
 use crate::policy::Policy;
+use crate::SpiffeId;
+use custody_history::TrustBundle;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -20,8 +23,70 @@ pub struct Config {
     pub paths: Vec<String>,
     #[serde(default)]
     pub limits: Limits,
+    /// This tool server's SPIFFE ID: the `aud` every history proof must name.
+    #[serde(default)]
+    pub audience: Option<String>,
+    /// X.509 authorities per trust domain, for verifying workflow history.
+    #[serde(default)]
+    pub trust_domains: BTreeMap<String, TrustSource>,
+    #[serde(default)]
+    pub history: HistoryLimits,
     /// The compiled policy bundle (`custody policy compile` output).
     pub policy: Policy,
+    /// `trust_domains` loaded, checked once at configuration time.
+    #[serde(skip)]
+    pub trust: TrustBundle,
+}
+
+/// Where a trust domain's X.509 authorities come from: exactly one of these.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrustSource {
+    /// One or more PEM certificates.
+    #[serde(default)]
+    pub bundle_pem: Option<String>,
+    /// A SPIFFE bundle (JWKS with `x509-svid` keys and `spiffe_sequence`).
+    #[serde(default)]
+    pub spiffe_bundle: Option<serde_json::Value>,
+}
+
+/// Caps and clock skew for the signed workflow history.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistoryLimits {
+    /// Most entries in a history (1 to 256; default 32).
+    pub max_entries: usize,
+    /// Most bytes in each history header (1 KiB to 256 KiB; default 48 KiB).
+    pub max_header_bytes: usize,
+    /// Most bytes of one entry's `claims` (default 2 KiB, at most 16 KiB).
+    pub max_claims_bytes: usize,
+    /// Clock skew tolerated by every time check, in seconds (0 to 300; default 30).
+    pub skew_seconds: u64,
+}
+
+impl Default for HistoryLimits {
+    fn default() -> Self {
+        let d = custody_history::Limits::default();
+        HistoryLimits {
+            max_entries: d.max_entries,
+            max_header_bytes: d.max_header_bytes,
+            max_claims_bytes: d.max_claims_bytes,
+            skew_seconds: d.skew_secs,
+        }
+    }
+}
+
+impl HistoryLimits {
+    /// The verifier's limits.
+    pub fn verifier_limits(&self) -> custody_history::Limits {
+        custody_history::Limits {
+            max_entries: self.max_entries,
+            max_header_bytes: self.max_header_bytes,
+            max_claims_bytes: self.max_claims_bytes,
+            skew_secs: self.skew_seconds,
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -64,9 +129,48 @@ impl Config {
     /// Parses and checks a plugin configuration. The error names the field
     /// and position, for the log line that says why traffic is refused.
     pub fn from_json(bytes: &[u8]) -> Result<Config, String> {
-        let config: Config = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        // Duplicate members would make two readers of one file disagree.
+        if let Err(custody_json::JsonError::DuplicateKey(key)) =
+            custody_json::parse_strict(bytes, 64)
+        {
+            return Err(format!("duplicate member `{key}`"));
+        }
+        let mut config: Config = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         config.check()?;
+        config.trust = config.load_trust()?;
         Ok(config)
+    }
+
+    fn load_trust(&self) -> Result<TrustBundle, String> {
+        let mut trust = TrustBundle::new();
+        for (domain, source) in &self.trust_domains {
+            let loaded = match (&source.bundle_pem, &source.spiffe_bundle) {
+                (Some(pem), None) => trust.add_pem(domain, pem),
+                (None, Some(jwks)) => trust.load_spiffe_bundle(domain, &jwks.to_string()),
+                _ => {
+                    return Err(format!(
+                        "trust_domains.{domain}: give exactly one of bundle_pem and spiffe_bundle"
+                    ))
+                }
+            };
+            match loaded {
+                Ok(0) => return Err(format!("trust_domains.{domain}: no X.509 authority")),
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(format!(
+                        "trust_domains.{domain}: {}: {}",
+                        e.reason(),
+                        e.detail()
+                    ))
+                }
+            }
+        }
+        Ok(trust)
+    }
+
+    /// Whether signed workflow history can be verified at all.
+    pub fn verifies_history(&self) -> bool {
+        self.audience.is_some() && !self.trust_domains.is_empty()
     }
 
     fn check(&self) -> Result<(), String> {
@@ -83,6 +187,28 @@ impl Config {
         {
             return Err(format!(
                 "paths: '{p}' must start with '/' and have no query"
+            ));
+        }
+        if let Some(aud) = &self.audience {
+            SpiffeId::parse(aud).map_err(|e| format!("audience '{aud}': {e}"))?;
+        }
+        for domain in self.trust_domains.keys() {
+            custody_spiffe::check_trust_domain(domain)
+                .map_err(|e| format!("trust_domains: '{domain}': {e}"))?;
+        }
+        let h = &self.history;
+        if !(1..=256).contains(&h.max_entries)
+            || !(1024..=256 << 10).contains(&h.max_header_bytes)
+            || !(1..=16 << 10).contains(&h.max_claims_bytes)
+            || h.skew_seconds > 300
+        {
+            return Err("history: max_entries 1-256, max_header_bytes 1024-262144, max_claims_bytes 1-16384, skew_seconds 0-300".into());
+        }
+        let needs_history = self.policy.rules.iter().find(|r| !r.require.is_empty());
+        if let (Some(rule), false) = (needs_history, self.verifies_history()) {
+            return Err(format!(
+                "rule '{}' requires workflow steps, so audience and trust_domains must be configured",
+                rule.name
             ));
         }
         Ok(())

@@ -5,7 +5,8 @@
 use crate::config::Config;
 use crate::identity::IdentityError;
 use crate::mcp::{self, Target};
-use crate::policy::{Request, Verdict};
+use crate::policy::{Request, Step, Verdict};
+use crate::proof::{self, HistoryHeaders, ProofEnv};
 use crate::reason::Reason;
 use crate::transport::{self, Head, HttpKind};
 use crate::SpiffeId;
@@ -23,6 +24,10 @@ pub struct Decision {
     pub id: Option<Value>,
     /// Why, for the log (never sent to the caller).
     pub detail: Option<String>,
+    /// The verified workflow id, if the request carried a history.
+    pub workflow: Option<String>,
+    /// Entries in the verified history.
+    pub history_len: usize,
 }
 
 impl Decision {
@@ -34,6 +39,8 @@ impl Decision {
             target: None,
             id: None,
             detail: None,
+            workflow: None,
+            history_len: 0,
         }
     }
 
@@ -56,13 +63,17 @@ impl Decision {
 pub struct Pending {
     pub caller: SpiffeId,
     pub kind: HttpKind,
+    /// The workflow history headers, verified once the body is complete.
+    pub history: HistoryHeaders,
 }
 
-/// Stages 1-2: identity, then the HTTP envelope. `Err` is final.
+/// Stages 1-2: identity, then the HTTP envelope. `Err` is final. The history
+/// headers are kept for stage 4, which needs the body.
 pub fn on_head(
     config: &Config,
     identity: Result<SpiffeId, IdentityError>,
     head: &Head,
+    history: HistoryHeaders,
 ) -> Result<Pending, Box<Decision>> {
     let caller = identity
         .map_err(|e| Box::new(Decision::refuse(Reason::NoIdentity).with_detail(e.to_string())))?;
@@ -73,7 +84,11 @@ pub fn on_head(
             Box::new(d)
         },
     )?;
-    Ok(Pending { caller, kind })
+    Ok(Pending {
+        caller,
+        kind,
+        history,
+    })
 }
 
 impl Pending {
@@ -90,7 +105,7 @@ impl Pending {
     }
 
     /// Stages 3-5 over the complete body.
-    pub fn on_body(&self, config: &Config, body: &[u8]) -> Decision {
+    pub fn on_body(&self, config: &Config, body: &[u8], env: &mut ProofEnv) -> Decision {
         if let Err(d) = self.check_size(config, body.len()) {
             return *d;
         }
@@ -107,25 +122,46 @@ impl Pending {
                 Err(e) => return self.refuse(e.reason, e.id, e.detail),
             },
         };
+        let mut decision = self.refuse(Reason::NoRule, msg.id, "");
+        decision.detail = None;
+        let history = match proof::verify(config, &self.history, &self.caller, body, env) {
+            Ok(history) => history,
+            Err((reason, detail)) => {
+                decision.verdict = Err(reason);
+                decision.detail = Some(detail);
+                decision.method = Some(msg.method);
+                decision.target = msg.target;
+                return decision;
+            }
+        };
+        let steps: Vec<Step> = history
+            .iter()
+            .flat_map(|h| &h.entries)
+            .map(|e| Step {
+                step: &e.step,
+                result: &e.result,
+                signer: e.iss.as_str(),
+                iat: e.iat,
+            })
+            .collect();
         let request = Request {
             caller: &self.caller,
             method: &msg.method,
             target: msg.target.as_ref(),
-            history: &[],
-            now: 0,
+            history: &steps,
+            now: env.now,
         };
-        let verdict = match config.policy.evaluate(&request) {
+        decision.verdict = match config.policy.evaluate(&request) {
             Verdict::Allow { rule } => Ok(rule.to_owned()),
             Verdict::Deny { reason } => Err(reason),
         };
-        Decision {
-            verdict,
-            caller: Some(self.caller.to_string()),
-            method: Some(msg.method),
-            target: msg.target,
-            id: msg.id,
-            detail: None,
+        if let Some(h) = &history {
+            decision.workflow = Some(h.wid.clone());
+            decision.history_len = h.entries.len();
         }
+        decision.method = Some(msg.method);
+        decision.target = msg.target;
+        decision
     }
 
     fn refuse(&self, reason: Reason, id: Option<Value>, detail: impl Into<String>) -> Decision {
@@ -140,6 +176,7 @@ impl Pending {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use custody_history::{P256Verifier, ReplayCache};
     use serde_json::json;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
@@ -160,6 +197,26 @@ mod tests {
         SpiffeId::parse("spiffe://example.org/ns/a/sa/agent").unwrap()
     }
 
+    /// Decides a complete request without history headers.
+    fn body(p: &Pending, c: &Config, body: &[u8]) -> Decision {
+        let mut replay = ReplayCache::new(16, 30);
+        let mut env = ProofEnv {
+            now: 1_000,
+            ecdsa: &P256Verifier,
+            cache: None,
+            replay: &mut replay,
+        };
+        p.on_body(c, body, &mut env)
+    }
+
+    fn start(
+        c: &Config,
+        identity: Result<SpiffeId, IdentityError>,
+        h: &Head,
+    ) -> Result<Pending, Box<Decision>> {
+        on_head(c, identity, h, HistoryHeaders::default())
+    }
+
     fn post() -> Head<'static> {
         Head {
             method: "POST",
@@ -172,8 +229,8 @@ mod tests {
     #[test]
     fn allows_a_matching_tool_call() {
         let c = config();
-        let p = on_head(&c, Ok(agent()), &post()).unwrap();
-        let d = p.on_body(&c, br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"add","arguments":{"a":1}}}"#);
+        let p = start(&c, Ok(agent()), &post()).unwrap();
+        let d = body(&p, &c, br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"add","arguments":{"a":1}}}"#);
         assert_eq!(d.verdict, Ok("calc".to_owned()));
         assert_eq!(
             d.caller.as_deref(),
@@ -186,14 +243,15 @@ mod tests {
     #[test]
     fn denies_with_the_id_of_the_request() {
         let c = config();
-        let p = on_head(&c, Ok(agent()), &post()).unwrap();
-        let d = p.on_body(
+        let p = start(&c, Ok(agent()), &post()).unwrap();
+        let d = body(
+            &p,
             &c,
             br#"{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"rm"}}"#,
         );
         assert_eq!(d.verdict, Err(Reason::NoRule));
         assert_eq!(d.id, Some(json!("x")));
-        let d = p.on_body(&c, br#"{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"add","name":"rm"}}"#);
+        let d = body(&p, &c, br#"{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"add","name":"rm"}}"#);
         assert_eq!(d.verdict, Err(Reason::DuplicateKey));
     }
 
@@ -202,10 +260,10 @@ mod tests {
         let c = config();
         let mut head = post();
         head.method = "PUT";
-        let d = on_head(&c, Err(IdentityError::NotMtls), &head).unwrap_err();
+        let d = start(&c, Err(IdentityError::NotMtls), &head).unwrap_err();
         assert_eq!(d.verdict, Err(Reason::NoIdentity));
         assert_eq!(d.detail.as_deref(), Some("connection is not mutual TLS"));
-        let d = on_head(&c, Ok(agent()), &head).unwrap_err();
+        let d = start(&c, Ok(agent()), &head).unwrap_err();
         assert_eq!(d.verdict, Err(Reason::MethodNotAllowed));
     }
 
@@ -217,28 +275,28 @@ mod tests {
             path: "/mcp",
             ..Default::default()
         };
-        let p = on_head(&c, Ok(agent()), &get).unwrap();
-        assert_eq!(p.on_body(&c, b"").verdict, Ok("life".to_owned()));
-        assert_eq!(p.on_body(&c, b"{}").verdict, Err(Reason::InvalidRequest));
+        let p = start(&c, Ok(agent()), &get).unwrap();
+        assert_eq!(body(&p, &c, b"").verdict, Ok("life".to_owned()));
+        assert_eq!(body(&p, &c, b"{}").verdict, Err(Reason::InvalidRequest));
         let del = Head {
             method: "DELETE",
             path: "/mcp",
             ..Default::default()
         };
-        let p = on_head(&c, Ok(agent()), &del).unwrap();
-        assert_eq!(p.on_body(&c, b"").verdict, Err(Reason::NoRule));
+        let p = start(&c, Ok(agent()), &del).unwrap();
+        assert_eq!(body(&p, &c, b"").verdict, Err(Reason::NoRule));
     }
 
     #[test]
     fn bodies_over_the_cap_are_refused() {
         let c = config();
-        let p = on_head(&c, Ok(agent()), &post()).unwrap();
+        let p = start(&c, Ok(agent()), &post()).unwrap();
         assert!(p.check_size(&c, 2048).is_ok());
         assert_eq!(
             p.check_size(&c, 2049).unwrap_err().verdict,
             Err(Reason::BodyTooLarge)
         );
         let big = vec![b' '; 4096];
-        assert_eq!(p.on_body(&c, &big).verdict, Err(Reason::BodyTooLarge));
+        assert_eq!(body(&p, &c, &big).verdict, Err(Reason::BodyTooLarge));
     }
 }

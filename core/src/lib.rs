@@ -3,7 +3,7 @@
 //! the filter crate gathers the inputs and applies the [`decide::Decision`].
 //!
 //! Stages, in request order: [`identity`] → [`transport`] → [`mcp`] →
-//! [`decide`] (over [`policy`]) → [`reply`]. [`reason`] is the one table of
+//! [`proof`] → [`decide`] (over [`policy`]) → [`reply`]. [`reason`] is the one table of
 //! refusal reasons, their HTTP status and JSON-RPC code.
 
 pub mod config;
@@ -13,6 +13,7 @@ pub mod identity;
 pub mod log;
 pub mod mcp;
 pub mod policy;
+pub mod proof;
 pub mod reason;
 pub mod reply;
 pub mod transport;

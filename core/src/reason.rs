@@ -38,10 +38,15 @@ pub enum Reason {
     StepResult,
     /// The required step is there, but older than the rule's `within`.
     StaleStep,
+    /// History headers were sent, but no `audience`/`trust_domains` are configured.
+    HistoryUnconfigured,
+    /// The signed workflow history or its proof failed a check; the code is
+    /// the history verifier's own (see docs/history-format.md).
+    History(&'static str),
 }
 
 impl Reason {
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::ConfigInvalid,
         Reason::NoIdentity,
         Reason::MethodNotAllowed,
@@ -58,7 +63,17 @@ impl Reason {
         Reason::StepSigner,
         Reason::StepResult,
         Reason::StaleStep,
+        Reason::HistoryUnconfigured,
     ];
+
+    /// Every reason, including each code of the history verifier.
+    pub fn all() -> impl Iterator<Item = Reason> {
+        Reason::ALL.into_iter().chain(
+            custody_history::Refusal::ALL_REASONS
+                .iter()
+                .map(|code| Reason::History(code)),
+        )
+    }
 
     /// Stable snake_case code, sent as `error.data.reason`.
     pub fn code(self) -> &'static str {
@@ -173,6 +188,26 @@ impl Reason {
                 -32005,
                 "A required workflow step is older than the policy allows",
             ),
+            Reason::HistoryUnconfigured => (
+                "history_unconfigured",
+                403,
+                -32004,
+                "This server does not accept workflow history",
+            ),
+            // Not the caller's fault: every live proof id is remembered, and
+            // the cache is full of them. Retry later.
+            Reason::History("replay_cache_full") => (
+                "replay_cache_full",
+                503,
+                -32004,
+                "Too many recent proofs; retry shortly",
+            ),
+            Reason::History(code) => (
+                code,
+                403,
+                -32004,
+                "Workflow history or its proof was refused",
+            ),
         }
     }
 }
@@ -186,12 +221,12 @@ mod tests {
     #[test]
     fn codes_are_unique_snake_case_and_statuses_are_errors() {
         let mut seen = std::collections::HashSet::new();
-        for r in Reason::ALL {
+        for r in Reason::all() {
             assert!(seen.insert(r.code()), "duplicate code {}", r.code());
             assert!(r
                 .code()
                 .bytes()
-                .all(|b| b.is_ascii_lowercase() || b == b'_'));
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_'));
             assert!((400..600).contains(&r.http_status()));
             let c = r.jsonrpc_code();
             assert!(

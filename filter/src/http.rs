@@ -2,10 +2,12 @@
 //! headers → (identity, transport) → body → (mcp, decide) → forward or refuse.
 
 use crate::host;
+use crate::replay::SharedReplay;
 use crate::root::Shared;
 use custody_core::config::{Config, IdentitySource, Mode};
 use custody_core::decide::{self, Decision, Pending};
 use custody_core::identity::{self, CertCache, IdentityError, PeerFacts};
+use custody_core::proof::{HistoryHeaders, ProofEnv};
 use custody_core::reason::Reason;
 use custody_core::transport::Head;
 use custody_core::{log, reply, SpiffeId};
@@ -62,7 +64,7 @@ impl HttpContext for Request {
             return Action::Pause; // Envoy buffers until the whole body is here
         }
         let body = host::request_body(body_size).unwrap_or_default();
-        let decision = pending.on_body(config, &body);
+        let decision = decide_body(&shared, config, pending, &body);
         self.pending = None;
         self.finish(Some(config), decision, started)
     }
@@ -85,10 +87,12 @@ impl Request {
             content_length: value("content-length"),
         };
         let identity = caller_identity(config, &mut self.shared.certs.borrow_mut());
-        match decide::on_head(config, identity, &head) {
+        let history =
+            HistoryHeaders::collect(headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())));
+        match decide::on_head(config, identity, &head, history) {
             Err(refusal) => self.finish(Some(config), *refusal, started),
             Ok(pending) if end_of_stream => {
-                let decision = pending.on_body(config, b"");
+                let decision = decide_body(&self.shared, config, &pending, b"");
                 self.finish(Some(config), decision, started)
             }
             Ok(pending) => {
@@ -147,6 +151,21 @@ impl Request {
         };
         host::set_request_header("x-custody-decision", Some(&verdict));
     }
+}
+
+/// Stages 3-5, with this VM's caches, the ECDSA verifier and the shared replay cache.
+fn decide_body(shared: &Shared, config: &Config, pending: &Pending, body: &[u8]) -> Decision {
+    let mut verified = shared.verified.borrow_mut();
+    let mut replay = SharedReplay {
+        skew_secs: config.history.skew_seconds,
+    };
+    let mut env = ProofEnv {
+        now: host::now_micros() / 1_000_000,
+        ecdsa: shared.ecdsa.as_ref(),
+        cache: Some(&mut verified),
+        replay: &mut replay,
+    };
+    pending.on_body(config, body, &mut env)
 }
 
 fn strip_own_headers(headers: &[(String, Vec<u8>)]) {

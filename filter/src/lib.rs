@@ -3,9 +3,11 @@
 //! time) and applies the decision. Host calls go through [`host`], which
 //! turns every host error into a value: a panic would kill the worker's VM.
 
+mod ecdsa;
 mod host;
 mod http;
 mod metrics;
+mod replay;
 mod root;
 
 use proxy_wasm::types::LogLevel;

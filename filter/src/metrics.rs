@@ -21,9 +21,8 @@ impl Metrics {
         Metrics {
             allowed: counter("custody_allowed"),
             audit_forwarded: counter("custody_audit_forwarded"),
-            denied: Reason::ALL
-                .iter()
-                .filter_map(|r| Some((*r, counter(&format!("custody_denied_{}", r.code()))?)))
+            denied: Reason::all()
+                .filter_map(|r| Some((r, counter(&format!("custody_denied_{}", r.code()))?)))
                 .collect(),
         }
     }

@@ -4,11 +4,12 @@
 //! the filter then answers every request with 503 `config_invalid` rather
 //! than failing Envoy's startup, and says why in the log.
 
-use crate::host;
 use crate::http::Request;
 use crate::metrics::Metrics;
+use crate::{ecdsa, host, replay};
 use custody_core::config::Config;
 use custody_core::identity::CertCache;
+use custody_history::{EcdsaP256Verifier, VerifyCache};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 use std::cell::RefCell;
@@ -20,10 +21,16 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Peer certificates already parsed (a VM serves one request at a time).
     pub certs: RefCell<CertCache>,
+    /// History entries and signer certificates already verified.
+    pub verified: RefCell<VerifyCache>,
+    pub ecdsa: Box<dyn EcdsaP256Verifier>,
 }
 
 /// Distinct peer certificates remembered per VM.
 const CERT_CACHE_SIZE: usize = 1024;
+/// Verified history entries and signer certificates remembered per VM.
+const VERIFIED_ENTRIES: usize = 4096;
+const VERIFIED_CERTS: usize = 1024;
 
 #[derive(Default)]
 pub struct Root {
@@ -38,16 +45,23 @@ impl RootContext for Root {
             None => Err("no plugin configuration".to_owned()),
             Some(bytes) => Config::from_json(&bytes),
         };
+        let (ecdsa, ecdsa_name) = ecdsa::detect();
         match &config {
-            Ok(c) => host::log(
-                LogLevel::Info,
-                &format!(
-                    "custody: configured: mode={:?} identity={:?} rules={}",
-                    c.mode,
-                    c.identity,
-                    c.policy.rules.len()
-                ),
-            ),
+            Ok(c) => {
+                if c.verifies_history() {
+                    replay::create_slots();
+                }
+                host::log(
+                    LogLevel::Info,
+                    &format!(
+                        "custody: configured: mode={:?} identity={:?} rules={} trust_domains={} ecdsa={ecdsa_name}",
+                        c.mode,
+                        c.identity,
+                        c.policy.rules.len(),
+                        c.trust_domains.len(),
+                    ),
+                )
+            }
             Err(e) => host::log(
                 LogLevel::Critical,
                 &format!("custody: configuration refused, every request will be denied (503 config_invalid): {e}"),
@@ -57,6 +71,8 @@ impl RootContext for Root {
             config,
             metrics: Metrics::define(),
             certs: RefCell::new(CertCache::new(CERT_CACHE_SIZE)),
+            verified: RefCell::new(VerifyCache::new(VERIFIED_ENTRIES, VERIFIED_CERTS)),
+            ecdsa,
         }));
         true
     }
@@ -67,6 +83,8 @@ impl RootContext for Root {
                 config: Err("plugin was never configured".to_owned()),
                 metrics: Metrics::default(),
                 certs: RefCell::default(),
+                verified: RefCell::new(VerifyCache::new(0, 0)),
+                ecdsa: Box::new(custody_history::P256Verifier),
             })
         });
         Some(Box::new(Request::new(shared)))

@@ -191,6 +191,39 @@ impl ReplayCache {
         Ok(())
     }
 
+    /// The remembered `jti`s as bytes (`<until> <jti>\n` lines, sorted), so a
+    /// host can keep a cache in shared memory and update it atomically.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut lines: Vec<String> = self
+            .seen
+            .iter()
+            .map(|(jti, until)| format!("{until} {jti}\n"))
+            .collect();
+        lines.sort();
+        lines.concat().into_bytes()
+    }
+
+    /// Reads what [`ReplayCache::encode`] wrote. Every entry is kept, even
+    /// past `capacity` (which only stops growth): forgetting a live `jti`
+    /// would let a replay through.
+    pub fn decode(bytes: &[u8], capacity: usize, skew_secs: u64) -> ReplayCache {
+        let mut cache = ReplayCache::new(capacity, skew_secs);
+        let text = core::str::from_utf8(bytes).unwrap_or_default();
+        for line in text.lines() {
+            if let Some((until, jti)) = line.split_once(' ') {
+                if let Ok(until) = until.parse::<u64>() {
+                    cache.seen.insert(jti.to_owned(), until);
+                }
+            }
+        }
+        cache
+    }
+
+    /// Forgets every `jti` whose proof can no longer be accepted at `now`.
+    pub fn forget_expired(&mut self, now: u64) {
+        self.seen.retain(|_, until| *until >= now);
+    }
+
     /// Number of remembered `jti`s (live or not yet purged).
     pub fn len(&self) -> usize {
         self.seen.len()
@@ -224,6 +257,42 @@ mod tests {
         );
         // After exp + skew the proof itself is refused as expired, so the jti may go.
         c.check_and_insert("a", 2000, 1031).unwrap();
+    }
+
+    #[test]
+    fn encoded_cache_remembers_exactly_what_it_held() {
+        let mut c = ReplayCache::new(4, 30);
+        c.check_and_insert("jti-a", 1000, 900).unwrap();
+        c.check_and_insert("jti-b", 2000, 900).unwrap();
+        let bytes = c.encode();
+        assert_eq!(bytes, b"1030 jti-a\n2030 jti-b\n");
+        let mut again = ReplayCache::decode(&bytes, 4, 30);
+        assert_eq!(
+            again
+                .check_and_insert("jti-a", 1000, 950)
+                .unwrap_err()
+                .reason(),
+            "proof_replayed"
+        );
+        assert_eq!(
+            again
+                .check_and_insert("jti-b", 2000, 950)
+                .unwrap_err()
+                .reason(),
+            "proof_replayed"
+        );
+        again.check_and_insert("jti-c", 1000, 950).unwrap();
+        // A smaller capacity keeps every live entry and refuses new ones.
+        let mut small = ReplayCache::decode(&again.encode(), 1, 30);
+        assert_eq!(small.len(), 3);
+        assert_eq!(
+            small
+                .check_and_insert("jti-d", 1000, 950)
+                .unwrap_err()
+                .reason(),
+            "replay_cache_full"
+        );
+        assert!(ReplayCache::decode(b"garbage\nx y\n", 4, 30).is_empty());
     }
 
     #[test]

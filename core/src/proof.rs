@@ -1,0 +1,136 @@
+//! Stage 4: the signed workflow history, verified for this very request.
+//! The three headers are taken exactly as sent (every occurrence: a repeated
+//! header is refused, never merged), verified against the trust bundle, the
+//! mTLS peer, this server's audience and the buffered body, and the proof's
+//! `jti` is admitted once by the host's replay guard.
+
+use crate::config::Config;
+use crate::reason::Reason;
+use crate::SpiffeId;
+use custody_history::{
+    EcdsaP256Verifier, Header, Headers, Part, Refusal, ReplayCache, Request, VerifiedHistory,
+    Verifier, VerifyCache,
+};
+
+pub const HISTORY_HEADER: &str = "workflow-history";
+pub const PROOF_HEADER: &str = "workflow-history-proof";
+pub const CERTS_HEADER: &str = "workflow-history-certs";
+
+/// The history headers of one request, every occurrence kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryHeaders {
+    pub history: Vec<Vec<u8>>,
+    pub proof: Vec<Vec<u8>>,
+    pub certs: Vec<Vec<u8>>,
+}
+
+impl HistoryHeaders {
+    /// Picks the history headers out of all request headers (names lowercase, as Envoy gives them).
+    pub fn collect<'a>(headers: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Self {
+        let mut out = HistoryHeaders::default();
+        for (name, value) in headers {
+            let slot = match name {
+                HISTORY_HEADER => &mut out.history,
+                PROOF_HEADER => &mut out.proof,
+                CERTS_HEADER => &mut out.certs,
+                _ => continue,
+            };
+            slot.push(value.to_vec());
+        }
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.history.is_empty() && self.proof.is_empty() && self.certs.is_empty()
+    }
+}
+
+/// Remembers proof ids. The filter keeps it in Envoy's shared data, so one
+/// proof is accepted once per Envoy, whichever worker sees it.
+pub trait ReplayGuard {
+    /// Refuses with `proof_replayed` a `jti` already admitted and still live.
+    fn admit(&mut self, jti: &str, exp: u64, now: u64) -> Result<(), Refusal>;
+}
+
+impl ReplayGuard for ReplayCache {
+    fn admit(&mut self, jti: &str, exp: u64, now: u64) -> Result<(), Refusal> {
+        self.check_and_insert(jti, exp, now)
+    }
+}
+
+/// What verification needs from the host.
+pub struct ProofEnv<'a> {
+    /// Unix time, seconds.
+    pub now: u64,
+    pub ecdsa: &'a dyn EcdsaP256Verifier,
+    pub cache: Option<&'a mut VerifyCache>,
+    pub replay: &'a mut dyn ReplayGuard,
+}
+
+/// A refusal with its log detail.
+pub type ProofError = (Reason, String);
+
+/// `Ok(None)` when the request carries no history headers at all.
+pub fn verify(
+    config: &Config,
+    headers: &HistoryHeaders,
+    peer: &SpiffeId,
+    body: &[u8],
+    env: &mut ProofEnv,
+) -> Result<Option<VerifiedHistory>, ProofError> {
+    if headers.is_empty() {
+        return Ok(None);
+    }
+    let audience = match (&config.audience, config.verifies_history()) {
+        (Some(aud), true) => aud.as_str(),
+        _ => {
+            return Err((
+                Reason::HistoryUnconfigured,
+                "history headers sent, but no audience and trust_domains are configured".into(),
+            ))
+        }
+    };
+    let wire = Headers {
+        history: single(&headers.history, Header::History, Part::Entry(0))?,
+        proof: single(&headers.proof, Header::Proof, Part::Proof)?,
+        certs: single(&headers.certs, Header::Certs, Part::Cert(0))?,
+    };
+    let limits = config.history.verifier_limits();
+    let request = Request {
+        headers: wire,
+        peer,
+        audience,
+        body,
+        now: env.now,
+    };
+    let verified = Verifier::new(&config.trust, &limits)
+        .with_ecdsa(env.ecdsa)
+        .verify(&request, env.cache.as_deref_mut())
+        .map_err(refused)?;
+    env.replay
+        .admit(&verified.proof.jti, verified.proof.exp, env.now)
+        .map_err(refused)?;
+    Ok(Some(verified))
+}
+
+fn refused(r: Refusal) -> ProofError {
+    (Reason::History(r.reason()), r.detail())
+}
+
+/// At most one occurrence, and printable ASCII (all three are base64url and `~`/`.`).
+fn single(values: &[Vec<u8>], header: Header, part: Part) -> Result<Option<&str>, ProofError> {
+    match values {
+        [] => Ok(None),
+        [one] => std::str::from_utf8(one)
+            .ok()
+            .filter(|s| s.bytes().all(|b| b.is_ascii_graphic()))
+            .map(Some)
+            .ok_or_else(|| {
+                refused(Refusal::Malformed {
+                    part,
+                    what: "header is not printable ASCII",
+                })
+            }),
+        _ => Err(refused(Refusal::HeaderRepeated(header))),
+    }
+}

@@ -1,0 +1,275 @@
+//! Stage 4 inside the pipeline, with real signatures: the committed fixture
+//! CA and SVIDs of history/testdata. Runs natively and on wasm32.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[cfg(target_arch = "wasm32")]
+use wasm_bindgen_test::wasm_bindgen_test as test;
+
+use custody_core::config::Config;
+use custody_core::decide::{on_head, Decision};
+use custody_core::proof::{HistoryHeaders, ProofEnv, CERTS_HEADER, HISTORY_HEADER, PROOF_HEADER};
+use custody_core::reason::Reason;
+use custody_core::transport::Head;
+use custody_core::SpiffeId;
+use custody_history::sign::{
+    append_entry, certs_header, make_proof, EntryFields, ProofFields, Signer,
+};
+use custody_history::{b64url_decode, P256Verifier, ReplayCache, VerifyCache};
+use serde_json::{json, Value};
+
+const FIXTURES: &str = include_str!("../../history/testdata/fixtures.json");
+const NOW: u64 = 1_776_522_000; // inside the fixture SVIDs' validity
+const AUD: &str = "spiffe://example.org/ns/payments/sa/refund-tool";
+const BODY: &[u8] =
+    br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"refund","arguments":{"amount":12000}}}"#;
+
+fn sa(name: &str) -> String {
+    format!("spiffe://example.org/ns/payments/sa/{name}")
+}
+
+fn fixtures() -> Value {
+    serde_json::from_str(FIXTURES).unwrap()
+}
+
+fn signer(name: &str) -> Signer {
+    let f = fixtures();
+    let der = |k: &str| b64url_decode(f["svids"][name][k].as_str().unwrap()).unwrap();
+    Signer::from_pkcs8_der(&der("key"), &der("cert")).unwrap()
+}
+
+fn config(with_trust: bool) -> Config {
+    let mut c = json!({
+        "policy": {"rules": [
+            {"name": "refunds", "callers": [sa("refund-agent")], "methods": ["tools/call"], "tools": ["refund"],
+             "require": [
+                {"step": "fraud_check_passed", "by": [sa("fraud-*")]},
+                {"step": "human_approval", "by": [sa("approvals")], "within": "30m"}]},
+            {"name": "ping", "callers": ["spiffe://example.org/**"], "methods": ["ping", "tools/call"], "tools": ["lookup"]}
+        ]},
+    });
+    if with_trust {
+        c["audience"] = json!(AUD);
+        c["trust_domains"] = json!({"example.org": {"spiffe_bundle": fixtures()["cas"]["example"]["spiffe_bundle"]}});
+    } else {
+        c["policy"]["rules"].as_array_mut().unwrap().remove(0);
+    }
+    Config::from_json(c.to_string().as_bytes()).unwrap()
+}
+
+/// fraud-agent → approvals → refund-agent, entries `age` seconds old.
+fn history(steps: &[(&str, &str, &str)], age: u64) -> (String, String) {
+    let mut chain: Option<String> = None;
+    let mut certs = Vec::new();
+    let claims = json!({"amount": 12000});
+    for (i, (who, step, next)) in steps.iter().enumerate() {
+        let s = signer(who);
+        let fields = EntryFields {
+            wid: "wf-1",
+            nxt: &sa(next),
+            step,
+            result: "approved",
+            iat: NOW - age + i as u64,
+            exp: NOW + 3600,
+            claims: Some(&claims),
+        };
+        chain = Some(append_entry(chain.as_deref(), &s, &fields).unwrap());
+        certs.push(s.cert_der().to_vec());
+    }
+    certs.push(signer("refund-agent").cert_der().to_vec());
+    (
+        chain.unwrap(),
+        certs_header(certs.iter().map(Vec::as_slice)),
+    )
+}
+
+fn headers(history: &str, certs: &str, prover: &str, body: &[u8], jti: u8) -> HistoryHeaders {
+    let proof = make_proof(
+        history,
+        &signer(prover),
+        body,
+        &ProofFields {
+            aud: AUD,
+            iat: NOW,
+            exp: NOW + 60,
+            jti: &[jti; 16],
+        },
+    )
+    .unwrap();
+    HistoryHeaders::collect([
+        (HISTORY_HEADER, history.as_bytes()),
+        (PROOF_HEADER, proof.as_bytes()),
+        (CERTS_HEADER, certs.as_bytes()),
+    ])
+}
+
+struct Host {
+    replay: ReplayCache,
+    cache: VerifyCache,
+}
+
+impl Host {
+    fn new() -> Self {
+        Host {
+            replay: ReplayCache::new(64, 30),
+            cache: VerifyCache::new(64, 64),
+        }
+    }
+
+    fn decide(
+        &mut self,
+        config: &Config,
+        caller: &str,
+        h: HistoryHeaders,
+        body: &[u8],
+    ) -> Decision {
+        let head = Head {
+            method: "POST",
+            path: "/mcp",
+            content_type: Some("application/json"),
+            content_length: None,
+        };
+        let pending = on_head(config, Ok(SpiffeId::parse(caller).unwrap()), &head, h).unwrap();
+        let mut env = ProofEnv {
+            now: NOW,
+            ecdsa: &P256Verifier,
+            cache: Some(&mut self.cache),
+            replay: &mut self.replay,
+        };
+        pending.on_body(config, body, &mut env)
+    }
+}
+
+const STEPS: [(&str, &str, &str); 2] = [
+    ("fraud-agent", "fraud_check_passed", "approvals"),
+    ("approvals", "human_approval", "refund-agent"),
+];
+
+#[test]
+fn a_verified_history_meets_the_rule() {
+    let c = config(true);
+    let (h, certs) = history(&STEPS, 100);
+    let d = Host::new().decide(
+        &c,
+        &sa("refund-agent"),
+        headers(&h, &certs, "refund-agent", BODY, 1),
+        BODY,
+    );
+    assert_eq!(d.verdict, Ok("refunds".to_owned()), "{:?}", d.detail);
+    assert_eq!(d.workflow.as_deref(), Some("wf-1"));
+    assert_eq!(d.history_len, 2);
+}
+
+#[test]
+fn without_history_the_step_is_missing() {
+    let c = config(true);
+    let d = Host::new().decide(&c, &sa("refund-agent"), HistoryHeaders::default(), BODY);
+    assert_eq!(d.verdict, Err(Reason::MissingStep));
+    let (h, certs) = history(&STEPS[..1], 100);
+    // A history that ends with approvals as holder cannot be presented by refund-agent.
+    let d = Host::new().decide(
+        &c,
+        &sa("refund-agent"),
+        headers(&h, &certs, "refund-agent", BODY, 2),
+        BODY,
+    );
+    assert_eq!(d.verdict, Err(Reason::History("proof_holder")));
+}
+
+#[test]
+fn stale_approval_is_refused() {
+    let c = config(true);
+    let (h, certs) = history(&STEPS, 31 * 60);
+    let d = Host::new().decide(
+        &c,
+        &sa("refund-agent"),
+        headers(&h, &certs, "refund-agent", BODY, 3),
+        BODY,
+    );
+    assert_eq!(d.verdict, Err(Reason::StaleStep));
+}
+
+#[test]
+fn a_proof_is_accepted_once() {
+    let c = config(true);
+    let (h, certs) = history(&STEPS, 100);
+    let mut host = Host::new();
+    let first = headers(&h, &certs, "refund-agent", BODY, 4);
+    assert!(host
+        .decide(&c, &sa("refund-agent"), first.clone(), BODY)
+        .is_allowed());
+    let again = host.decide(&c, &sa("refund-agent"), first, BODY);
+    assert_eq!(again.verdict, Err(Reason::History("proof_replayed")));
+}
+
+#[test]
+fn history_refusals_stop_the_request_before_the_rules() {
+    let c = config(true);
+    let (h, certs) = history(&STEPS, 100);
+    let caller = sa("refund-agent");
+    let mut host = Host::new();
+
+    // The body the caller sends differs from the one it proved.
+    let other = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"refund","arguments":{"amount":99000}}}"#;
+    let d = host.decide(
+        &c,
+        &caller,
+        headers(&h, &certs, "refund-agent", BODY, 5),
+        other,
+    );
+    assert_eq!(d.verdict, Err(Reason::History("proof_body")));
+
+    // A header sent twice.
+    let mut twice = headers(&h, &certs, "refund-agent", BODY, 6);
+    twice.history.push(h.clone().into_bytes());
+    assert_eq!(
+        host.decide(&c, &caller, twice, BODY).verdict,
+        Err(Reason::History("header_repeated"))
+    );
+
+    // Non-ASCII bytes in a header.
+    let mut binary = headers(&h, &certs, "refund-agent", BODY, 7);
+    binary.certs[0].push(0xff);
+    assert_eq!(
+        host.decide(&c, &caller, binary, BODY).verdict,
+        Err(Reason::History("cert_malformed"))
+    );
+
+    // Even a rule that needs no history refuses a bad one.
+    let lookup = br#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"lookup"}}"#;
+    let d = host.decide(
+        &c,
+        &caller,
+        headers(&h, &certs, "refund-agent", BODY, 8),
+        lookup,
+    );
+    assert_eq!(d.verdict, Err(Reason::History("proof_body")));
+    assert_eq!(d.method.as_deref(), Some("tools/call"));
+}
+
+#[test]
+fn history_without_trust_configuration_is_refused() {
+    let c = config(false);
+    let (h, certs) = history(&STEPS, 100);
+    let lookup = br#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"lookup"}}"#;
+    let d = Host::new().decide(
+        &c,
+        &sa("refund-agent"),
+        headers(&h, &certs, "refund-agent", lookup, 9),
+        lookup,
+    );
+    assert_eq!(d.verdict, Err(Reason::HistoryUnconfigured));
+    let d = Host::new().decide(&c, &sa("refund-agent"), HistoryHeaders::default(), lookup);
+    assert_eq!(d.verdict, Ok("ping".to_owned()));
+}
+
+#[test]
+fn rules_with_requirements_need_trust_configuration() {
+    let err = Config::from_json(
+        json!({"policy": {"rules": [{"name": "r", "callers": [sa("a")], "methods": ["ping"],
+            "require": [{"step": "s", "by": [sa("b")]}]}]}})
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap_err();
+    assert!(err.contains("audience and trust_domains"), "{err}");
+}
