@@ -1,9 +1,21 @@
 //! `custody`: the command-line side of Custody. Every failure is one line on
 //! stderr and a non-zero exit code, never a stack trace.
+//!
+//! Exit codes: 0 success; 1 a refusal (`custody: refused: <reason_code>: …`,
+//! from `history verify`) or a `policy`/`config` error; 2 any other error
+//! of the `ca` and `history` commands, and every usage error.
 
+mod ca_cmd;
+mod fail;
+mod headers;
+mod history_cmd;
+mod pki;
 mod policy_cmd;
+mod util;
 
+use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
+use fail::{one_line, Failure};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -25,19 +37,174 @@ enum Command {
     /// Check plugin configurations.
     #[command(subcommand)]
     Config(policy_cmd::ConfigCommand),
+    /// A development CA: trust bundle and X.509-SVIDs.
+    #[command(subcommand)]
+    Ca(ca_cmd::CaCommand),
+    /// Sign, prove and verify signed workflow histories.
+    #[command(subcommand)]
+    History(history_cmd::HistoryCommand),
+}
+
+/// A clap error as one line: the message, its tips, and the usage line.
+fn usage_line(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let mut message = Vec::new();
+    let mut usage = None;
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(u) = line.strip_prefix("Usage: ") {
+            usage = Some(u.to_owned());
+            break;
+        }
+        message.push(line.strip_prefix("error: ").unwrap_or(line).to_owned());
+    }
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        message = vec!["a subcommand is required".to_owned()];
+    }
+    let mut line = message.join(" ");
+    if let Some(u) = usage {
+        line.push_str(&format!(" (usage: {u}; try --help)"));
+    }
+    one_line(&line)
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            // --help and --version: clap prints to stdout; exit 0 (or 2 if stdout is closed).
+            return match e.print() {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::from(2),
+            };
+        }
+        Err(e) => {
+            eprintln!("custody: error: {}", usage_line(&e));
+            return ExitCode::from(2);
+        }
+    };
     let result = match cli.command {
-        Command::Policy(cmd) => policy_cmd::run_policy(cmd),
-        Command::Config(cmd) => policy_cmd::run_config(cmd),
+        Command::Policy(cmd) => policy_cmd::run_policy(cmd).map_err(Failure::Policy),
+        Command::Config(cmd) => policy_cmd::run_config(cmd).map_err(Failure::Policy),
+        Command::Ca(cmd) => ca_cmd::run(cmd),
+        Command::History(cmd) => history_cmd::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("custody: error: {message}");
-            ExitCode::FAILURE
+        Err(failure) => {
+            eprintln!("{failure}");
+            ExitCode::from(failure.exit_code())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn parse_err(args: &[&str]) -> String {
+        match Cli::try_parse_from(args) {
+            Ok(_) => String::new(),
+            Err(e) => usage_line(&e),
+        }
+    }
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        let m = parse_err(&["custody", "ca", "init", "--out", "d"]);
+        assert!(m.contains("--trust-domain <TD>"), "{m}");
+        assert!(!m.contains('\n'));
+        let m = parse_err(&["custody", "ca"]);
+        assert!(m.starts_with("a subcommand is required"), "{m}");
+        let m = parse_err(&[
+            "custody",
+            "ca",
+            "issue",
+            "--ca",
+            "d",
+            "--out",
+            "o",
+            "--id",
+            "spiffe://Bad/x",
+        ]);
+        assert!(
+            m.contains("invalid value") && m.contains("trust domain"),
+            "{m}"
+        );
+        let m = parse_err(&[
+            "custody",
+            "history",
+            "append",
+            "--cert",
+            "c",
+            "--key",
+            "k",
+            "--step",
+            "s",
+            "--result",
+            "r",
+            "--next",
+            "spiffe://example.org/x",
+            "--out",
+            "o",
+            "--ttl",
+            "1y",
+        ]);
+        assert!(m.contains("bad duration"), "{m}");
+    }
+
+    #[test]
+    fn arguments_parse() {
+        let cli = Cli::try_parse_from([
+            "custody",
+            "ca",
+            "issue",
+            "--ca",
+            "d",
+            "--id",
+            "spiffe://example.org/envoy",
+            "--out",
+            "o",
+            "--dns",
+            "localhost",
+            "--dns",
+            "127.0.0.1.nip.io",
+            "--ttl",
+            "1h30m",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Ca(ca_cmd::CaCommand::Issue { ttl, dns, .. }) => {
+                assert_eq!(ttl, 5400);
+                assert_eq!(dns, ["localhost", "127.0.0.1.nip.io"]);
+            }
+            _ => unreachable!("parsed as another command"),
+        }
+        let cli = Cli::try_parse_from([
+            "custody",
+            "history",
+            "prove",
+            "--in",
+            "h",
+            "--cert",
+            "c",
+            "--key",
+            "k",
+            "--aud",
+            "spiffe://example.org/tool",
+            "--body",
+            "-",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::History(history_cmd::HistoryCommand::Prove { ttl, format, .. }) => {
+                assert_eq!(ttl, 60);
+                assert_eq!(format, history_cmd::Format::Headers);
+            }
+            _ => unreachable!("parsed as another command"),
+        }
+        // verify requires the proof arguments (no entries-only verification).
+        let m = parse_err(&["custody", "history", "verify", "--in", "h", "--bundle", "b"]);
+        assert!(m.contains("--proof-headers"), "{m}");
     }
 }

@@ -1,0 +1,804 @@
+//! End-to-end tests of `custody ca` and `custody history` through the built
+//! binary: a development CA, three SVIDs, a two-entry history, a proof, and
+//! offline verification, then tampering and the errors a user will meet.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use base64::Engine;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+const TD: &str = "example.org";
+const FRAUD: &str = "spiffe://example.org/ns/payments/sa/fraud-agent";
+const APPROVALS: &str = "spiffe://example.org/ns/payments/sa/approvals";
+const REFUND: &str = "spiffe://example.org/ns/payments/sa/refund-agent";
+const TOOL: &str = "spiffe://example.org/ns/payments/sa/refund-tool";
+const BODY: &str = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"refund","arguments":{"amount":12000,"currency":"USD"}}}"#;
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.dir.path().join(p)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_with_stdin(args, None)
+    }
+
+    fn run_with_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_custody"));
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            });
+        let mut child = cmd.spawn().unwrap();
+        if let Some(bytes) = stdin {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(bytes).unwrap();
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// Runs and asserts success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "custody {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs, asserts the exit code and a single stderr line; returns that line.
+    fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(code), "custody {args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line on stderr: {stderr:?}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(stderr.ends_with('\n'));
+        stderr.trim_end().to_owned()
+    }
+
+    fn issue(&self, ca: &str, id: &str, out: &str) {
+        self.ok(&["ca", "issue", "--ca", ca, "--id", id, "--out", out]);
+    }
+
+    /// The two-entry history of the brief in `h.json`, and `body.json`.
+    fn two_entries(&self) {
+        self.ok(&["ca", "init", "--trust-domain", TD, "--out", "ca"]);
+        self.issue("ca", FRAUD, "fraud");
+        self.issue("ca", APPROVALS, "approvals");
+        self.issue("ca", REFUND, "refund");
+        self.ok(&[
+            "history",
+            "append",
+            "--cert",
+            "fraud/svid.pem",
+            "--key",
+            "fraud/svid.key",
+            "--step",
+            "fraud_check_passed",
+            "--result",
+            "approved",
+            "--next",
+            APPROVALS,
+            "--wid",
+            "wf-123",
+            "--out",
+            "h.json",
+        ]);
+        self.ok(&[
+            "history",
+            "append",
+            "--in",
+            "h.json",
+            "--cert",
+            "approvals/svid.pem",
+            "--key",
+            "approvals/svid.key",
+            "--step",
+            "human_approval",
+            "--result",
+            "approved",
+            "--next",
+            REFUND,
+            "--claims",
+            r#"{"amount":12000}"#,
+            "--out",
+            "h.json",
+        ]);
+        std::fs::write(self.path("body.json"), BODY).unwrap();
+    }
+
+    fn prove(&self, who: &str, out: &str) {
+        self.ok(&[
+            "history",
+            "prove",
+            "--in",
+            "h.json",
+            "--cert",
+            &format!("{who}/svid.pem"),
+            "--key",
+            &format!("{who}/svid.key"),
+            "--aud",
+            TOOL,
+            "--body",
+            "body.json",
+            "--out",
+            out,
+        ]);
+    }
+
+    fn verify_args<'a>(
+        &self,
+        input: &'a str,
+        bundle: &'a str,
+        proof: &'a str,
+        peer: &'a str,
+    ) -> Vec<&'a str> {
+        vec![
+            "history",
+            "verify",
+            "--in",
+            input,
+            "--bundle",
+            bundle,
+            "--proof-headers",
+            proof,
+            "--body",
+            "body.json",
+            "--peer",
+            peer,
+            "--aud",
+            TOOL,
+        ]
+    }
+
+    fn json(&self, file: &str) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(self.path(file)).unwrap()).unwrap()
+    }
+}
+
+fn b64url_decode(s: &str) -> Vec<u8> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .unwrap()
+}
+
+fn b64url(b: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+fn payload(entry: &str) -> serde_json::Value {
+    serde_json::from_slice(&b64url_decode(entry.split('.').nth(1).unwrap())).unwrap()
+}
+
+#[test]
+fn builds_proves_and_verifies_a_two_entry_history() {
+    let env = Env::new();
+    env.two_entries();
+
+    // The history file: exactly the two header values.
+    let h = env.json("h.json");
+    let obj = h.as_object().unwrap();
+    assert_eq!(
+        obj.keys().collect::<Vec<_>>(),
+        ["workflow-history", "workflow-history-certs"]
+    );
+    let history = h["workflow-history"].as_str().unwrap();
+    let entries: Vec<&str> = history.split('~').collect();
+    assert_eq!(entries.len(), 2);
+    let (e0, e1) = (payload(entries[0]), payload(entries[1]));
+    assert_eq!(e0["iss"], FRAUD);
+    assert_eq!(e0["nxt"], APPROVALS);
+    assert_eq!(e0["wid"], "wf-123");
+    assert_eq!(e1["seq"], 1);
+    assert_eq!(e1["iss"], APPROVALS);
+    assert_eq!(e1["nxt"], REFUND);
+    assert_eq!(e1["claims"], serde_json::json!({"amount": 12000}));
+    assert_eq!(
+        e1["exp"].as_u64().unwrap() - e1["iat"].as_u64().unwrap(),
+        3600
+    );
+    // Two signers, two certificates.
+    assert_eq!(
+        h["workflow-history-certs"]
+            .as_str()
+            .unwrap()
+            .split('~')
+            .count(),
+        2
+    );
+
+    // Prove as refund-agent: three `name: value` lines, caller's cert added.
+    env.prove("refund", "proof.txt");
+    let lines = std::fs::read_to_string(env.path("proof.txt")).unwrap();
+    let names: Vec<&str> = lines
+        .lines()
+        .map(|l| l.split(':').next().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "workflow-history",
+            "workflow-history-proof",
+            "workflow-history-certs"
+        ]
+    );
+    assert!(lines.contains(&format!("workflow-history: {history}\n")));
+    let certs_line = lines.lines().nth(2).unwrap();
+    assert_eq!(certs_line.split('~').count(), 3);
+    let proof = lines
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim_start_matches("workflow-history-proof: ");
+    let p = payload(proof);
+    assert_eq!(p["iss"], REFUND);
+    assert_eq!(p["aud"], TOOL);
+    assert_eq!(p["len"], 2);
+    assert_eq!(p["exp"].as_u64().unwrap() - p["iat"].as_u64().unwrap(), 60);
+    assert!(b64url_decode(p["jti"].as_str().unwrap()).len() >= 16);
+
+    // Verify offline with the PEM bundle: the table.
+    let out = env.ok(&env.verify_args("h.json", "ca/bundle.pem", "proof.txt", REFUND));
+    assert!(out.starts_with("workflow wf-123: 2 entries"), "{out}");
+    let header = out.lines().nth(1).unwrap();
+    for col in [
+        "SEQ",
+        "STEP",
+        "RESULT",
+        "SIGNER",
+        "NEXT",
+        "IAT (UTC)",
+        "AGE",
+        "CLAIMS",
+    ] {
+        assert!(header.contains(col), "{header}");
+    }
+    let row0 = out.lines().nth(2).unwrap();
+    assert!(row0.starts_with("0 ") && row0.contains("fraud_check_passed") && row0.contains(FRAUD));
+    let row1 = out.lines().nth(3).unwrap();
+    assert!(row1.starts_with("1 ") && row1.contains("human_approval"));
+    assert!(row1.contains(r#"{"amount":12000}"#) && row1.contains(REFUND));
+    assert!(
+        out.contains(&format!("proof by {REFUND} for {TOOL}")),
+        "{out}"
+    );
+
+    // The SPIFFE bundle (JSON) works the same; so does --format json and a body on stdin.
+    let json_out = env.run_with_stdin(
+        &[
+            "history",
+            "prove",
+            "--in",
+            "h.json",
+            "--cert",
+            "refund/svid.pem",
+            "--key",
+            "refund/svid.key",
+            "--aud",
+            TOOL,
+            "--body",
+            "-",
+            "--format",
+            "json",
+            "--ttl",
+            "30s",
+        ],
+        Some(BODY.as_bytes()),
+    );
+    assert!(json_out.status.success());
+    std::fs::write(env.path("proof.json"), &json_out.stdout).unwrap();
+    let pj = env.json("proof.json");
+    assert_eq!(pj.as_object().unwrap().len(), 3);
+    assert_eq!(pj["workflow-history"], history);
+    let p = payload(pj["workflow-history-proof"].as_str().unwrap());
+    assert_eq!(p["exp"].as_u64().unwrap() - p["iat"].as_u64().unwrap(), 30);
+    let out = env.ok(&env.verify_args("h.json", "ca/bundle.spiffe.json", "proof.json", REFUND));
+    assert!(out.contains("ok"), "{out}");
+
+    // Later: the proof has expired (--now).
+    let late = (p["exp"].as_u64().unwrap() + 31).to_string();
+    let mut args = env.verify_args("h.json", "ca/bundle.pem", "proof.json", REFUND);
+    args.extend(["--now", &late]);
+    let e = env.fails(&args, 1);
+    assert!(e.starts_with("custody: refused: proof_expired: "), "{e}");
+
+    // A different body.
+    std::fs::write(env.path("body.json"), BODY.replace("12000", "99000")).unwrap();
+    let e = env.fails(
+        &env.verify_args("h.json", "ca/bundle.pem", "proof.txt", REFUND),
+        1,
+    );
+    assert!(e.starts_with("custody: refused: proof_body: "), "{e}");
+}
+
+#[test]
+fn a_tampered_entry_is_refused() {
+    let env = Env::new();
+    env.two_entries();
+    env.prove("refund", "proof.txt");
+    // Change entry 1's claims (amount 12000 -> 99000), keep its signature.
+    let mut h = env.json("h.json");
+    let history = h["workflow-history"].as_str().unwrap().to_owned();
+    let mut entries: Vec<String> = history.split('~').map(str::to_owned).collect();
+    let segs: Vec<&str> = entries[1].split('.').collect();
+    let body = String::from_utf8(b64url_decode(segs[1])).unwrap();
+    assert!(body.contains("12000"));
+    let forged = format!(
+        "{}.{}.{}",
+        segs[0],
+        b64url(body.replace("12000", "99000").as_bytes()),
+        segs[2]
+    );
+    entries[1] = forged;
+    h["workflow-history"] = serde_json::Value::String(entries.join("~"));
+    std::fs::write(env.path("tampered.json"), h.to_string()).unwrap();
+    let e = env.fails(
+        &env.verify_args("tampered.json", "ca/bundle.pem", "proof.txt", REFUND),
+        1,
+    );
+    assert_eq!(
+        e,
+        "custody: refused: signature_invalid: history entry 1 has a signature that does not verify"
+    );
+}
+
+#[test]
+fn the_wrong_caller_is_refused() {
+    let env = Env::new();
+    env.two_entries();
+    // fraud-agent proves a chain that names refund-agent: prove warns...
+    let out = env.run(&[
+        "history",
+        "prove",
+        "--in",
+        "h.json",
+        "--cert",
+        "fraud/svid.pem",
+        "--key",
+        "fraud/svid.key",
+        "--aud",
+        TOOL,
+        "--body",
+        "body.json",
+        "--out",
+        "proof.txt",
+    ]);
+    assert!(out.status.success());
+    let warning = String::from_utf8(out.stderr).unwrap();
+    assert!(warning.starts_with("custody: warning: "), "{warning}");
+    // ...and the verifier refuses: presented over refund-agent's mTLS, the proof is not the peer's;
+    let e = env.fails(
+        &env.verify_args("h.json", "ca/bundle.pem", "proof.txt", REFUND),
+        1,
+    );
+    assert!(e.starts_with("custody: refused: proof_signer: "), "{e}");
+    // over fraud-agent's own mTLS, fraud-agent is not the holder the chain names.
+    let e = env.fails(
+        &env.verify_args("h.json", "ca/bundle.pem", "proof.txt", FRAUD),
+        1,
+    );
+    assert!(e.starts_with("custody: refused: proof_holder: "), "{e}");
+    // A certificate with somebody else's key cannot sign at all.
+    let e = env.fails(
+        &[
+            "history",
+            "prove",
+            "--in",
+            "h.json",
+            "--cert",
+            "refund/svid.pem",
+            "--key",
+            "fraud/svid.key",
+            "--aud",
+            TOOL,
+            "--body",
+            "body.json",
+        ],
+        2,
+    );
+    assert!(e.contains("does not hold the key"), "{e}");
+    // Nor can a signer append out of turn.
+    let e = env.fails(
+        &[
+            "history",
+            "append",
+            "--in",
+            "h.json",
+            "--cert",
+            "fraud/svid.pem",
+            "--key",
+            "fraud/svid.key",
+            "--step",
+            "again",
+            "--result",
+            "approved",
+            "--next",
+            REFUND,
+            "--out",
+            "h2.json",
+        ],
+        2,
+    );
+    assert!(e.contains("cannot append") && e.contains(REFUND), "{e}");
+}
+
+#[test]
+fn another_trust_domain_is_refused() {
+    let env = Env::new();
+    env.two_entries();
+    env.prove("refund", "proof.txt");
+    env.ok(&[
+        "ca",
+        "init",
+        "--trust-domain",
+        "other.org",
+        "--out",
+        "other",
+    ]);
+    // Its bundle names other.org: no authority for example.org.
+    let e = env.fails(
+        &env.verify_args("h.json", "other/bundle.pem", "proof.txt", REFUND),
+        1,
+    );
+    assert!(
+        e.starts_with("custody: refused: cert_unknown_trust_domain: "),
+        "{e}"
+    );
+    // Claimed for example.org, it is not the authority that issued the SVIDs.
+    let mut args = env.verify_args("h.json", "other/bundle.spiffe.json", "proof.txt", REFUND);
+    args.extend(["--trust-domain", TD]);
+    let e = env.fails(&args, 1);
+    assert!(e.starts_with("custody: refused: cert_untrusted: "), "{e}");
+    // And that CA will not issue an example.org SVID.
+    let e = env.fails(
+        &["ca", "issue", "--ca", "other", "--id", FRAUD, "--out", "x"],
+        2,
+    );
+    assert_eq!(
+        e,
+        format!("custody: error: {FRAUD} is not in the CA's trust domain other.org")
+    );
+}
+
+#[test]
+fn errors_are_one_line() {
+    let env = Env::new();
+    env.two_entries();
+    // A missing file.
+    let e = env.fails(
+        &env.verify_args("missing.json", "ca/bundle.pem", "p.txt", REFUND),
+        2,
+    );
+    assert!(e.starts_with("custody: error: missing.json: "), "{e}");
+    let e = env.fails(
+        &[
+            "history",
+            "append",
+            "--cert",
+            "nope.pem",
+            "--key",
+            "fraud/svid.key",
+            "--step",
+            "s",
+            "--result",
+            "r",
+            "--next",
+            APPROVALS,
+            "--out",
+            "x.json",
+        ],
+        2,
+    );
+    assert!(e.starts_with("custody: error: nope.pem: "), "{e}");
+    // A bad SPIFFE ID (uppercase trust domain, missing scheme).
+    for bad in [
+        "spiffe://Example.org/x",
+        "example.org/x",
+        "spiffe://example.org/a/../b",
+    ] {
+        let e = env.fails(
+            &[
+                "history",
+                "append",
+                "--cert",
+                "fraud/svid.pem",
+                "--key",
+                "fraud/svid.key",
+                "--step",
+                "s",
+                "--result",
+                "r",
+                "--next",
+                bad,
+                "--out",
+                "x.json",
+            ],
+            2,
+        );
+        assert!(e.starts_with("custody: error: invalid value "), "{e}");
+        assert!(e.contains(bad), "{e}");
+    }
+    let e = env.fails(
+        &[
+            "ca",
+            "issue",
+            "--ca",
+            "ca",
+            "--id",
+            "spiffe://example.org",
+            "--out",
+            "x",
+        ],
+        2,
+    );
+    assert!(e.contains("needs a SPIFFE ID with a path"), "{e}");
+    // Bad durations, a too long proof, a --wid that is not the chain's.
+    let e = env.fails(
+        &[
+            "ca", "issue", "--ca", "ca", "--id", FRAUD, "--out", "x", "--ttl", "1y",
+        ],
+        2,
+    );
+    assert!(e.contains("bad duration"), "{e}");
+    let e = env.fails(
+        &[
+            "history",
+            "prove",
+            "--in",
+            "h.json",
+            "--cert",
+            "refund/svid.pem",
+            "--key",
+            "refund/svid.key",
+            "--aud",
+            TOOL,
+            "--body",
+            "body.json",
+            "--ttl",
+            "2m",
+        ],
+        2,
+    );
+    assert!(e.contains("proof lifetime cap of 60s"), "{e}");
+    let e = env.fails(
+        &[
+            "history",
+            "append",
+            "--in",
+            "h.json",
+            "--cert",
+            "refund/svid.pem",
+            "--key",
+            "refund/svid.key",
+            "--step",
+            "refund",
+            "--result",
+            "done",
+            "--next",
+            TOOL,
+            "--wid",
+            "other",
+            "--out",
+            "h2.json",
+        ],
+        2,
+    );
+    assert!(e.contains("differs from the chain's wid \"wf-123\""), "{e}");
+    // Not a headers file; a repeated header is the verifier's header_repeated.
+    std::fs::write(env.path("junk.json"), "{\"workflow_history\": \"x\"}").unwrap();
+    let e = env.fails(
+        &env.verify_args("junk.json", "ca/bundle.pem", "junk.json", REFUND),
+        2,
+    );
+    assert!(e.contains("unknown member \"workflow_history\""), "{e}");
+    std::fs::write(
+        env.path("twice.txt"),
+        "workflow-history: a.b.c\nworkflow-history: a.b.c\n",
+    )
+    .unwrap();
+    let e = env.fails(
+        &env.verify_args("twice.txt", "ca/bundle.pem", "twice.txt", REFUND),
+        1,
+    );
+    assert!(e.starts_with("custody: refused: header_repeated: "), "{e}");
+    // A usage error.
+    let e = env.fails(&["history", "verify", "--in", "h.json"], 2);
+    assert!(
+        e.starts_with("custody: error: the following required arguments"),
+        "{e}"
+    );
+    // The CA key is private and not overwritten without --force.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for key in ["ca/ca.key", "fraud/svid.key"] {
+            let mode = std::fs::metadata(env.path(key))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{key}");
+        }
+    }
+    let before = std::fs::read(env.path("ca/ca.key")).unwrap();
+    let e = env.fails(&["ca", "init", "--trust-domain", TD, "--out", "ca"], 2);
+    assert!(e.contains("--force"), "{e}");
+    assert_eq!(std::fs::read(env.path("ca/ca.key")).unwrap(), before);
+    env.ok(&[
+        "ca",
+        "init",
+        "--trust-domain",
+        TD,
+        "--out",
+        "ca",
+        "--force",
+        "--sequence",
+        "7",
+    ]);
+    assert_ne!(std::fs::read(env.path("ca/ca.key")).unwrap(), before);
+    assert_eq!(env.json("ca/bundle.spiffe.json")["spiffe_sequence"], 7);
+}
+
+fn sans(pem_path: &Path) -> (Vec<String>, Vec<String>) {
+    let text = std::fs::read_to_string(pem_path).unwrap();
+    let der = pem::parse_many(text).unwrap()[0].contents().to_vec();
+    let (_, c) = x509_parser::parse_x509_certificate(&der).unwrap();
+    let mut uris = Vec::new();
+    let mut dns = Vec::new();
+    for n in &c
+        .subject_alternative_name()
+        .unwrap()
+        .unwrap()
+        .value
+        .general_names
+    {
+        match n {
+            x509_parser::extensions::GeneralName::URI(u) => uris.push((*u).to_owned()),
+            x509_parser::extensions::GeneralName::DNSName(d) => dns.push((*d).to_owned()),
+            _ => {}
+        }
+    }
+    (uris, dns)
+}
+
+#[test]
+fn server_certificates_get_dns_names_and_stay_svids() {
+    let env = Env::new();
+    env.ok(&["ca", "init", "--trust-domain", TD, "--out", "ca"]);
+    env.ok(&[
+        "ca",
+        "issue",
+        "--ca",
+        "ca",
+        "--id",
+        "spiffe://example.org/envoy",
+        "--dns",
+        "localhost",
+        "--dns",
+        "envoy.example.org",
+        "--out",
+        "envoy",
+    ]);
+    let (uris, dns) = sans(&env.path("envoy/svid.pem"));
+    assert_eq!(uris, ["spiffe://example.org/envoy"]);
+    assert_eq!(dns, ["localhost", "envoy.example.org"]);
+    // It is a valid X.509-SVID: it can sign and prove a history that verifies.
+    env.ok(&[
+        "history",
+        "append",
+        "--cert",
+        "envoy/svid.pem",
+        "--key",
+        "envoy/svid.key",
+        "--step",
+        "s",
+        "--result",
+        "r",
+        "--next",
+        "spiffe://example.org/envoy",
+        "--out",
+        "h.json",
+    ]);
+    std::fs::write(env.path("body.json"), BODY).unwrap();
+    env.prove("envoy", "p.txt");
+    env.ok(&env.verify_args(
+        "h.json",
+        "ca/bundle.pem",
+        "p.txt",
+        "spiffe://example.org/envoy",
+    ));
+    let e = env.fails(
+        &[
+            "ca", "issue", "--ca", "ca", "--id", FRAUD, "--dns", "bad name", "--out", "x",
+        ],
+        2,
+    );
+    assert!(e.contains("not a DNS name"), "{e}");
+}
+
+#[test]
+fn an_intermediate_ca_sends_its_chain() {
+    use custody_history::dev_ca;
+    let env = Env::new();
+    env.ok(&["ca", "init", "--trust-domain", TD, "--out", "root"]);
+    // An intermediate CA directory: ca.pem (the intermediate) and ca.key.
+    let root_pem = std::fs::read_to_string(env.path("root/bundle.pem")).unwrap();
+    let root_key = std::fs::read_to_string(env.path("root/ca.key")).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let inter = dev_ca::issue_with(
+        &root_pem,
+        &root_key,
+        &dev_ca::SvidOptions {
+            uris: vec!["spiffe://example.org".into()],
+            not_before: now - 60,
+            not_after: now + 86_400,
+            ca: true,
+            key_pem: None,
+        },
+    )
+    .unwrap();
+    std::fs::create_dir(env.path("inter")).unwrap();
+    std::fs::write(env.path("inter/ca.pem"), &inter.cert_pem).unwrap();
+    std::fs::write(env.path("inter/ca.key"), &inter.key_pkcs8_pem).unwrap();
+    env.issue("inter", REFUND, "refund");
+    let svid = std::fs::read_to_string(env.path("refund/svid.pem")).unwrap();
+    assert_eq!(
+        svid.matches("BEGIN CERTIFICATE").count(),
+        2,
+        "leaf + intermediate"
+    );
+    env.ok(&[
+        "history",
+        "append",
+        "--cert",
+        "refund/svid.pem",
+        "--key",
+        "refund/svid.key",
+        "--step",
+        "s",
+        "--result",
+        "r",
+        "--next",
+        REFUND,
+        "--out",
+        "h.json",
+    ]);
+    assert_eq!(
+        env.json("h.json")["workflow-history-certs"]
+            .as_str()
+            .unwrap()
+            .split('~')
+            .count(),
+        2
+    );
+    std::fs::write(env.path("body.json"), BODY).unwrap();
+    env.prove("refund", "p.txt");
+    let p = std::fs::read_to_string(env.path("p.txt")).unwrap();
+    assert_eq!(
+        p.lines().nth(2).unwrap().split('~').count(),
+        2,
+        "no duplicates"
+    );
+    env.ok(&env.verify_args("h.json", "root/bundle.pem", "p.txt", REFUND));
+}

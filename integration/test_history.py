@@ -1,0 +1,221 @@
+"""Signed workflow history through real Envoy: histories built with the
+`custody` command, carried by the official MCP Python client, verified by the
+filter. Every attack is refused with its reason, surfaced to the SDK client."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import anyio
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from conftest import tls_context
+from custody_testkit.cli import DevTrustDomain, History, custody
+from custody_testkit.envoy import Envoy
+
+NS = "/ns/payments/sa/"
+
+
+@pytest.fixture(scope="module")
+def td(tmp_path_factory):
+    d = DevTrustDomain(tmp_path_factory.mktemp("dev-ca"))
+    d.server = d.issue("server", "/ns/tools/sa/refund-tool", "--dns", "localhost")
+    d.fraud = d.issue("fraud", NS + "fraud-agent")
+    d.approvals = d.issue("approvals", NS + "approvals")
+    d.refund = d.issue("refund", NS + "refund-agent")
+    d.mallory = d.issue("mallory", NS + "mallory")
+    return d
+
+
+@pytest.fixture(scope="module")
+def policy(td, tmp_path_factory):
+    yaml = f"""
+rules:
+- name: lifecycle
+  callers: ["spiffe://example.org/**"]
+  methods: [server/discover, initialize, ping, "notifications/*", tools/list, jsonrpc:response, "http:GET", "http:DELETE"]
+- name: refunds
+  callers: ["{td.refund.spiffe_id}", "{td.mallory.spiffe_id}"]
+  methods: [tools/call]
+  tools: [refund]
+  require:
+  - step: fraud_check_passed
+    by: ["spiffe://example.org{NS}fraud-*"]
+  - step: human_approval
+    by: ["{td.approvals.spiffe_id}"]
+    within: 30m
+"""
+    path = tmp_path_factory.mktemp("policy") / "policy.yaml"
+    path.write_text(yaml)
+    return json.loads(custody("policy", "compile", path))
+
+
+@pytest.fixture(scope="module")
+def envoy(td, policy, tool_server, tmp_path_factory):
+    config = {
+        "audience": td.server.spiffe_id,
+        "trust_domains": {"example.org": {"bundle_pem": td.bundle.read_text()}},
+        "paths": ["/mcp"],
+        "policy": policy,
+    }
+    with Envoy(
+        tmp_path_factory.mktemp("envoy-history"),
+        bundle=td.bundle,
+        server_cert=td.server.cert,
+        server_key=td.server.key,
+        upstream_port=tool_server.port,
+        plugin_config=config,
+    ) as e:
+        yield e
+
+
+def approved_history(td, path) -> History:
+    """fraud-agent → approvals → refund-agent, as the workflow would build it."""
+    h = History(path)
+    h.append(td.fraud, "fraud_check_passed", td.approvals, claims={"order": "o-1"})
+    h.append(td.approvals, "human_approval", td.refund, claims={"amount": 12000})
+    return h
+
+
+def call_refund(envoy, td, caller, history: History | None, headers_for=None, amount=12000):
+    """The official MCP client; every POST signed with a fresh proof over its exact body."""
+
+    async def prove(request: httpx2.Request):
+        if history is None:
+            return
+        body = await request.aread()
+        headers = (headers_for or history.prove)(caller, td.server.spiffe_id, body)
+        for name, value in headers.items():
+            request.headers[name] = value
+
+    async def run():
+        ctx = tls_context(td.bundle, caller)
+        async with httpx2.AsyncClient(verify=ctx, timeout=20, event_hooks={"request": [prove]}) as http:
+            async with Client(streamable_http_client(envoy.url, http_client=http)) as client:
+                result = await client.call_tool("refund", {"order_id": "o-1", "amount": amount})
+                return result.content[0].text
+
+    try:
+        return anyio.run(run)
+    except BaseExceptionGroup as group:
+        error = group
+        while isinstance(error, BaseExceptionGroup):
+            error = error.exceptions[0]
+        raise error from group
+
+
+def refused_reason(envoy, td, caller, history, **kw) -> str:
+    with pytest.raises(MCPError) as err:
+        call_refund(envoy, td, caller, history, **kw)
+    return err.value.error.data["reason"]
+
+
+def tamper_signature(history: History, index: int) -> None:
+    """Changes one character of entry `index`'s signature (still canonical base64url)."""
+    headers = history.headers()
+    entries = headers["workflow-history"].split("~")
+    head, payload, sig = entries[index].split(".")
+    mid = len(sig) // 2
+    sig = sig[:mid] + ("A" if sig[mid] != "A" else "B") + sig[mid + 1 :]
+    entries[index] = ".".join([head, payload, sig])
+    headers["workflow-history"] = "~".join(entries)
+    history.path.write_text(json.dumps(headers))
+
+
+def test_a_valid_chain_is_allowed_and_the_tool_runs(envoy, td, tmp_path):
+    h = approved_history(td, tmp_path / "h.json")
+    assert call_refund(envoy, td, td.refund, h) == "refunded 12000 USD on order o-1"
+    allowed = [d for d in envoy.decisions() if d["method"] == "tools/call" and d["decision"] == "allow"]
+    assert allowed[-1]["rule"] == "refunds"
+    assert allowed[-1]["history_len"] == 2
+    assert allowed[-1]["workflow"]
+
+
+def test_a_forged_signature_is_refused(envoy, td, tmp_path):
+    h = approved_history(td, tmp_path / "h.json")
+    tamper_signature(h, 1)
+    assert refused_reason(envoy, td, td.refund, h) == "signature_invalid"
+
+
+def test_a_truncated_chain_is_refused(envoy, td, tmp_path):
+    h = approved_history(td, tmp_path / "h.json")
+    headers = h.headers()
+    entries = headers["workflow-history"].split("~")
+    # Without its root the chain no longer starts at seq 0.
+    headers["workflow-history"] = entries[1]
+    h.path.write_text(json.dumps(headers))
+    assert refused_reason(envoy, td, td.refund, h) == "chain_seq"
+
+
+def test_a_chain_cut_before_its_holder_cannot_be_presented(envoy, td, tmp_path):
+    h = approved_history(td, tmp_path / "h.json")
+    headers = h.headers()
+    headers["workflow-history"] = headers["workflow-history"].split("~")[0]
+    h.path.write_text(json.dumps(headers))
+    # The remaining chain was handed to approvals, not to refund-agent.
+    assert refused_reason(envoy, td, td.refund, h) == "proof_holder"
+
+
+def test_a_replayed_proof_is_refused(envoy, td, tmp_path, tool_server):
+    h = approved_history(td, tmp_path / "h.json")
+    body = json.dumps(
+        {"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "refund", "arguments": {"order_id": "o-1", "amount": 1}}}
+    ).encode()
+    headers = {
+        "content-type": "application/json",
+        "accept": "application/json, text/event-stream",
+        **h.prove(td.refund, td.server.spiffe_id, body),
+    }
+    with httpx2.Client(verify=tls_context(td.bundle, td.refund), timeout=20) as http:
+        first = http.post(envoy.url, content=body, headers=headers)
+        second = http.post(envoy.url, content=body, headers=headers)
+    # The first passes Custody (the server itself then wants a session).
+    assert first.status_code != 403, first.text
+    assert second.status_code == 403
+    assert second.json()["error"]["data"]["reason"] == "proof_replayed"
+
+
+def test_a_stolen_history_cannot_be_used_by_another_workload(envoy, td, tmp_path):
+    h = approved_history(td, tmp_path / "h.json")
+    # Mallory proves it with her own key: the chain was handed to refund-agent.
+    assert refused_reason(envoy, td, td.mallory, h) == "proof_holder"
+    # Mallory replays refund-agent's own proof: the proof's signer is not the mTLS peer.
+    assert refused_reason(envoy, td, td.mallory, h, headers_for=lambda _c, aud, body: h.prove(td.refund, aud, body)) == "proof_signer"
+
+
+def test_a_missing_required_step_is_refused(envoy, td, tmp_path, tool_server):
+    h = History(tmp_path / "h.json")
+    marker = uuid.uuid4().hex
+    h.append(td.fraud, "fraud_check_passed", td.refund, claims={"order": marker})
+    assert refused_reason(envoy, td, td.refund, h) == "missing_step"
+    assert not any(marker in r["body"] for r in tool_server.seen())
+
+
+def test_an_approval_by_the_wrong_workload_is_refused(envoy, td, tmp_path):
+    h = History(tmp_path / "h.json")
+    h.append(td.fraud, "fraud_check_passed", td.mallory)
+    h.append(td.mallory, "human_approval", td.refund)
+    assert refused_reason(envoy, td, td.refund, h) == "step_signer"
+
+
+def test_three_steps_built_from_the_shell_are_accepted(envoy, td, tmp_path):
+    """The README path: custody history append three times, then prove and send."""
+    h = History(tmp_path / "h.json")
+    h.append(td.fraud, "order_received", td.fraud)
+    h.append(td.fraud, "fraud_check_passed", td.approvals)
+    h.append(td.approvals, "human_approval", td.refund, claims={"amount": 500})
+    assert call_refund(envoy, td, td.refund, h, amount=500) == "refunded 500 USD on order o-1"
+    decision = [d for d in envoy.decisions() if d["decision"] == "allow" and d["method"] == "tools/call"][-1]
+    assert decision["history_len"] == 3
+
+
+def test_history_verification_is_counted(envoy):
+    counters = envoy.counters()
+    assert counters["wasmcustom.custody_denied_proof_replayed"] >= 1
+    assert counters["wasmcustom.custody_denied_signature_invalid"] >= 1
+    assert counters["wasmcustom.custody_denied_missing_step"] >= 1
