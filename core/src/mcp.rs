@@ -122,6 +122,11 @@ fn request(
     if method.is_empty() {
         return Err(invalid(id, "method is empty"));
     }
+    // `:` is reserved for the pseudo-methods (`http:GET`, `jsonrpc:response`):
+    // a POSTed message must never be matched as one of them.
+    if method.contains(':') {
+        return Err(invalid(id, "method names may not contain ':'"));
+    }
     if obj.contains_key("result") || obj.contains_key("error") {
         return Err(invalid(id, "a request has no result or error"));
     }
@@ -149,7 +154,7 @@ fn request(
         "tools/call" => Some(Target::Tool(str_param("name")?)),
         "prompts/get" => Some(Target::Prompt(str_param("name")?)),
         "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
-            Some(Target::Resource(str_param("uri")?))
+            Some(Target::Resource(resource_uri(str_param("uri")?, id)?))
         }
         "completion/complete" => completion_target(params, id)?,
         _ => None,
@@ -174,13 +179,28 @@ fn completion_target(
             Ok(Some(Target::Prompt(name.to_owned())))
         }
         (Some("ref/resource"), _, Some(uri)) if !uri.is_empty() => {
-            Ok(Some(Target::Resource(uri.to_owned())))
+            Ok(Some(Target::Resource(resource_uri(uri.to_owned(), id)?)))
         }
         _ => Err(invalid(
             id,
             "completion ref must name a prompt or a resource",
         )),
     }
+}
+
+/// A resource URI that could climb out of the tree a pattern names
+/// (`file:///docs/../etc/passwd`, also percent-encoded) is refused: patterns
+/// match URIs as written, and the server may normalise them.
+fn resource_uri(uri: String, id: Option<&Value>) -> Result<String, McpError> {
+    let path = uri.split(['?', '#']).next().unwrap_or_default();
+    let climbs = path.split(['/', '\\']).any(|segment| {
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    });
+    if climbs {
+        return Err(invalid(id, "resource URI has a '.' or '..' segment"));
+    }
+    Ok(uri)
 }
 
 fn response(obj: &Map<String, Value>, id: Option<&Value>) -> Result<McpMessage, McpError> {
@@ -300,6 +320,20 @@ mod tests {
         ] {
             assert_eq!(reason(body), Reason::InvalidRequest, "{body}");
         }
+    }
+
+    #[test]
+    fn pseudo_method_names_and_climbing_uris_are_refused() {
+        for m in ["http:GET", "http:DELETE", "jsonrpc:response", "tools:call"] {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{m}"}}"#);
+            assert_eq!(reason(&body), Reason::InvalidRequest, "{m}");
+        }
+        for uri in ["file:///a/../b", "file:///a/%2e%2E/b", "file:///a/./b", "file:///a\\\\..\\\\b", "file:///.."] {
+            let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{{"uri":"{uri}"}}}}"#);
+            assert_eq!(reason(&body), Reason::InvalidRequest, "{uri}");
+        }
+        let ok = ok(r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a/..b/c.d"}}"#);
+        assert_eq!(ok.target, Some(Target::Resource("file:///a/..b/c.d".into())));
     }
 
     #[test]
