@@ -204,6 +204,7 @@ impl Config {
         {
             return Err("history: max_entries 1-256, max_header_bytes 1024-262144, max_claims_bytes 1-16384, skew_seconds 0-300".into());
         }
+        self.policy.check_rego()?;
         let needs_history = self.policy.rules.iter().find(|r| !r.require.is_empty());
         if let (Some(rule), false) = (needs_history, self.verifies_history()) {
             return Err(format!(

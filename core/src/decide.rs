@@ -4,6 +4,7 @@
 
 use crate::config::Config;
 use crate::identity::IdentityError;
+use crate::input;
 use crate::mcp::{self, Target};
 use crate::policy::{Request, Step, Verdict};
 use crate::proof::{self, HistoryHeaders, ProofEnv};
@@ -65,6 +66,11 @@ pub struct Pending {
     pub kind: HttpKind,
     /// The workflow history headers, verified once the body is complete.
     pub history: HistoryHeaders,
+    pub http_method: String,
+    pub path: String,
+    /// Request headers for the Rego input (kept only if the policy uses Rego;
+    /// without the history headers, which reach Rego verified, as `history`).
+    pub headers: Vec<(String, String)>,
 }
 
 /// Stages 1-2: identity, then the HTTP envelope. `Err` is final. The history
@@ -73,7 +79,7 @@ pub fn on_head(
     config: &Config,
     identity: Result<SpiffeId, IdentityError>,
     head: &Head,
-    history: HistoryHeaders,
+    headers: &[(String, Vec<u8>)],
 ) -> Result<Pending, Box<Decision>> {
     let caller = identity
         .map_err(|e| Box::new(Decision::refuse(Reason::NoIdentity).with_detail(e.to_string())))?;
@@ -84,10 +90,23 @@ pub fn on_head(
             Box::new(d)
         },
     )?;
+    let history = HistoryHeaders::collect(headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())));
+    let headers = if config.policy.uses_rego() {
+        headers
+            .iter()
+            .filter(|(n, _)| !n.starts_with(':') && !proof::is_history_header(n))
+            .map(|(n, v)| (n.clone(), String::from_utf8_lossy(v).into_owned()))
+            .collect()
+    } else {
+        Vec::new()
+    };
     Ok(Pending {
         caller,
         kind,
         history,
+        http_method: head.method.to_owned(),
+        path: head.path.to_owned(),
+        headers,
     })
 }
 
@@ -122,7 +141,7 @@ impl Pending {
                 Err(e) => return self.refuse(e.reason, e.id, e.detail),
             },
         };
-        let mut decision = self.refuse(Reason::NoRule, msg.id, "");
+        let mut decision = self.refuse(Reason::NoRule, msg.id.clone(), "");
         decision.detail = None;
         let history = match proof::verify(config, &self.history, &self.caller, body, env) {
             Ok(history) => history,
@@ -144,12 +163,25 @@ impl Pending {
                 iat: e.iat,
             })
             .collect();
+        let input = config.policy.uses_rego().then(|| {
+            input::document(&input::Facts {
+                caller: &self.caller,
+                target: config.audience.as_deref(),
+                now: env.now,
+                http_method: &self.http_method,
+                path: &self.path,
+                headers: &self.headers,
+                mcp: &msg,
+                history: history.as_ref(),
+            })
+        });
         let request = Request {
             caller: &self.caller,
             method: &msg.method,
             target: msg.target.as_ref(),
             history: &steps,
             now: env.now,
+            input: input.as_ref(),
         };
         decision.verdict = match config.policy.evaluate(&request) {
             Verdict::Allow { rule } => Ok(rule.to_owned()),
@@ -214,7 +246,7 @@ mod tests {
         identity: Result<SpiffeId, IdentityError>,
         h: &Head,
     ) -> Result<Pending, Box<Decision>> {
-        on_head(c, identity, h, HistoryHeaders::default())
+        on_head(c, identity, h, &[])
     }
 
     fn post() -> Head<'static> {

@@ -10,11 +10,13 @@ pub mod config;
 pub mod decide;
 pub mod glob;
 pub mod identity;
+pub mod input;
 pub mod log;
 pub mod mcp;
 pub mod policy;
 pub mod proof;
 pub mod reason;
+pub mod rego;
 pub mod reply;
 pub mod transport;
 

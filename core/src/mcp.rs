@@ -328,12 +328,25 @@ mod tests {
             let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{m}"}}"#);
             assert_eq!(reason(&body), Reason::InvalidRequest, "{m}");
         }
-        for uri in ["file:///a/../b", "file:///a/%2e%2E/b", "file:///a/./b", "file:///a\\\\..\\\\b", "file:///.."] {
-            let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{{"uri":"{uri}"}}}}"#);
+        for uri in [
+            "file:///a/../b",
+            "file:///a/%2e%2E/b",
+            "file:///a/./b",
+            "file:///a\\\\..\\\\b",
+            "file:///..",
+        ] {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{{"uri":"{uri}"}}}}"#
+            );
             assert_eq!(reason(&body), Reason::InvalidRequest, "{uri}");
         }
-        let ok = ok(r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a/..b/c.d"}}"#);
-        assert_eq!(ok.target, Some(Target::Resource("file:///a/..b/c.d".into())));
+        let ok = ok(
+            r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"file:///a/..b/c.d"}}"#,
+        );
+        assert_eq!(
+            ok.target,
+            Some(Target::Resource("file:///a/..b/c.d".into()))
+        );
     }
 
     #[test]

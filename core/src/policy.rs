@@ -6,6 +6,7 @@
 use crate::glob::Glob;
 use crate::mcp::Target;
 use crate::reason::Reason;
+use crate::rego::{RegoModules, RegoOutcome, RegoRule};
 use crate::SpiffeId;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
@@ -20,6 +21,9 @@ pub struct Policy {
     pub version: u32,
     pub default: DefaultAction,
     pub rules: Vec<Rule>,
+    /// Rego modules by file name, for rules that name a `rego` rule.
+    #[serde(default, skip_serializing_if = "RegoModules::is_empty")]
+    pub modules: RegoModules,
 }
 
 #[derive(Deserialize)]
@@ -30,6 +34,8 @@ struct RawPolicy {
     #[serde(default)]
     default: DefaultAction,
     rules: Vec<Rule>,
+    #[serde(default)]
+    modules: RegoModules,
 }
 
 fn bundle_version() -> u32 {
@@ -55,6 +61,7 @@ impl TryFrom<RawPolicy> for Policy {
             version: raw.version,
             default: raw.default,
             rules: raw.rules,
+            modules: raw.modules,
         })
     }
 }
@@ -83,6 +90,9 @@ pub struct Rule {
     /// Steps the verified workflow history must show.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub require: Vec<Requirement>,
+    /// A Rego rule (e.g. `data.payments.refund.allow`) that must be `true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rego: Option<RegoRule>,
 }
 
 #[derive(Deserialize)]
@@ -99,6 +109,8 @@ struct RawRule {
     prompts: Vec<NamePattern>,
     #[serde(default)]
     require: Vec<Requirement>,
+    #[serde(default)]
+    rego: Option<RegoRule>,
 }
 
 impl TryFrom<RawRule> for Rule {
@@ -129,6 +141,7 @@ impl TryFrom<RawRule> for Rule {
             resources: r.resources,
             prompts: r.prompts,
             require: r.require,
+            rego: r.rego,
         })
     }
 }
@@ -178,6 +191,8 @@ pub struct Request<'a> {
     pub history: &'a [Step<'a>],
     /// Unix time, seconds.
     pub now: u64,
+    /// The Rego input document, built when the policy has Rego rules.
+    pub input: Option<&'a serde_json::Value>,
 }
 
 /// One verified history entry, as rules see it.
@@ -341,7 +356,10 @@ impl Policy {
     pub fn evaluate(&self, req: &Request) -> Verdict<'_> {
         let mut closest = None;
         for rule in self.rules.iter().filter(|r| r.applies_to(req)) {
-            match rule.requirements_met(req) {
+            match rule
+                .requirements_met(req)
+                .and_then(|()| self.rego_allows(rule, req))
+            {
                 Ok(()) => return Verdict::Allow { rule: &rule.name },
                 Err(reason) => {
                     closest.get_or_insert(reason);
@@ -351,6 +369,38 @@ impl Policy {
         Verdict::Deny {
             reason: closest.unwrap_or(Reason::NoRule),
         }
+    }
+
+    /// A rule's `rego`, if any, evaluated over the input document.
+    fn rego_allows(&self, rule: &Rule, req: &Request) -> Result<(), Reason> {
+        let (Some(name), Some(input)) = (&rule.rego, req.input) else {
+            return match rule.rego {
+                None => Ok(()),
+                Some(_) => Err(Reason::RegoError),
+            };
+        };
+        match self.modules.eval(name, input) {
+            RegoOutcome::Allow => Ok(()),
+            RegoOutcome::Denied(_) => Err(Reason::RegoDenied),
+            RegoOutcome::Error(_) => Err(Reason::RegoError),
+        }
+    }
+
+    /// Whether any rule evaluates Rego (so the input document is needed).
+    pub fn uses_rego(&self) -> bool {
+        self.rules.iter().any(|r| r.rego.is_some())
+    }
+
+    /// Every rule's `rego` names a rule of the policy's modules.
+    pub fn check_rego(&self) -> Result<(), String> {
+        self.rules
+            .iter()
+            .filter_map(|r| r.rego.as_ref().map(|g| (r, g)))
+            .try_for_each(|(rule, g)| {
+                self.modules
+                    .check_rule(g)
+                    .map_err(|e| format!("rule '{}': {e}", rule.name))
+            })
     }
 }
 
@@ -450,6 +500,7 @@ mod tests {
             target: target.as_ref(),
             history: &[],
             now: 0,
+            input: None,
         };
         match p.evaluate(&req) {
             Verdict::Allow { rule } => Verdict::Allow {
@@ -662,6 +713,7 @@ mod tests {
             target: Some(&target),
             history,
             now,
+            input: None,
         };
         match p.evaluate(&req) {
             Verdict::Allow { rule } => Ok(rule.to_owned()),

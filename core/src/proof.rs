@@ -16,6 +16,10 @@ pub const HISTORY_HEADER: &str = "workflow-history";
 pub const PROOF_HEADER: &str = "workflow-history-proof";
 pub const CERTS_HEADER: &str = "workflow-history-certs";
 
+pub fn is_history_header(name: &str) -> bool {
+    matches!(name, HISTORY_HEADER | PROOF_HEADER | CERTS_HEADER)
+}
+
 /// The history headers of one request, every occurrence kept.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HistoryHeaders {

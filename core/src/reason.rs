@@ -40,13 +40,17 @@ pub enum Reason {
     StaleStep,
     /// History headers were sent, but no `audience`/`trust_domains` are configured.
     HistoryUnconfigured,
+    /// The rule's Rego rule is `false`, undefined or not `true`.
+    RegoDenied,
+    /// The rule's Rego rule failed to evaluate.
+    RegoError,
     /// The signed workflow history or its proof failed a check; the code is
     /// the history verifier's own (see docs/history-format.md).
     History(&'static str),
 }
 
 impl Reason {
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 19] = [
         Reason::ConfigInvalid,
         Reason::NoIdentity,
         Reason::MethodNotAllowed,
@@ -64,6 +68,8 @@ impl Reason {
         Reason::StepResult,
         Reason::StaleStep,
         Reason::HistoryUnconfigured,
+        Reason::RegoDenied,
+        Reason::RegoError,
     ];
 
     /// Every reason, including each code of the history verifier.
@@ -193,6 +199,18 @@ impl Reason {
                 403,
                 -32004,
                 "This server does not accept workflow history",
+            ),
+            Reason::RegoDenied => (
+                "rego_denied",
+                403,
+                -32006,
+                "Policy does not allow this request in its context",
+            ),
+            Reason::RegoError => (
+                "rego_error",
+                403,
+                -32006,
+                "Policy could not be evaluated; request refused",
             ),
             // Not the caller's fault: every live proof id is remembered, and
             // the cache is full of them. Retry later.

@@ -7,7 +7,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use custody_core::config::Config;
 use custody_core::decide::{on_head, Decision};
-use custody_core::proof::{HistoryHeaders, ProofEnv, CERTS_HEADER, HISTORY_HEADER, PROOF_HEADER};
+use custody_core::proof::{ProofEnv, CERTS_HEADER, HISTORY_HEADER, PROOF_HEADER};
 use custody_core::reason::Reason;
 use custody_core::transport::Head;
 use custody_core::SpiffeId;
@@ -82,7 +82,9 @@ fn history(steps: &[(&str, &str, &str)], age: u64) -> (String, String) {
     )
 }
 
-fn headers(history: &str, certs: &str, prover: &str, body: &[u8], jti: u8) -> HistoryHeaders {
+type Headers = Vec<(String, Vec<u8>)>;
+
+fn headers(history: &str, certs: &str, prover: &str, body: &[u8], jti: u8) -> Headers {
     let proof = make_proof(
         history,
         &signer(prover),
@@ -95,11 +97,11 @@ fn headers(history: &str, certs: &str, prover: &str, body: &[u8], jti: u8) -> Hi
         },
     )
     .unwrap();
-    HistoryHeaders::collect([
-        (HISTORY_HEADER, history.as_bytes()),
-        (PROOF_HEADER, proof.as_bytes()),
-        (CERTS_HEADER, certs.as_bytes()),
-    ])
+    vec![
+        (HISTORY_HEADER.to_owned(), history.as_bytes().to_vec()),
+        (PROOF_HEADER.to_owned(), proof.into_bytes()),
+        (CERTS_HEADER.to_owned(), certs.as_bytes().to_vec()),
+    ]
 }
 
 struct Host {
@@ -115,20 +117,14 @@ impl Host {
         }
     }
 
-    fn decide(
-        &mut self,
-        config: &Config,
-        caller: &str,
-        h: HistoryHeaders,
-        body: &[u8],
-    ) -> Decision {
+    fn decide(&mut self, config: &Config, caller: &str, h: Headers, body: &[u8]) -> Decision {
         let head = Head {
             method: "POST",
             path: "/mcp",
             content_type: Some("application/json"),
             content_length: None,
         };
-        let pending = on_head(config, Ok(SpiffeId::parse(caller).unwrap()), &head, h).unwrap();
+        let pending = on_head(config, Ok(SpiffeId::parse(caller).unwrap()), &head, &h).unwrap();
         let mut env = ProofEnv {
             now: NOW,
             ecdsa: &P256Verifier,
@@ -162,7 +158,7 @@ fn a_verified_history_meets_the_rule() {
 #[test]
 fn without_history_the_step_is_missing() {
     let c = config(true);
-    let d = Host::new().decide(&c, &sa("refund-agent"), HistoryHeaders::default(), BODY);
+    let d = Host::new().decide(&c, &sa("refund-agent"), Vec::new(), BODY);
     assert_eq!(d.verdict, Err(Reason::MissingStep));
     let (h, certs) = history(&STEPS[..1], 100);
     // A history that ends with approvals as holder cannot be presented by refund-agent.
@@ -220,7 +216,7 @@ fn history_refusals_stop_the_request_before_the_rules() {
 
     // A header sent twice.
     let mut twice = headers(&h, &certs, "refund-agent", BODY, 6);
-    twice.history.push(h.clone().into_bytes());
+    twice.push((HISTORY_HEADER.to_owned(), h.clone().into_bytes()));
     assert_eq!(
         host.decide(&c, &caller, twice, BODY).verdict,
         Err(Reason::History("header_repeated"))
@@ -228,7 +224,7 @@ fn history_refusals_stop_the_request_before_the_rules() {
 
     // Non-ASCII bytes in a header.
     let mut binary = headers(&h, &certs, "refund-agent", BODY, 7);
-    binary.certs[0].push(0xff);
+    binary[2].1.push(0xff);
     assert_eq!(
         host.decide(&c, &caller, binary, BODY).verdict,
         Err(Reason::History("cert_malformed"))
@@ -258,7 +254,7 @@ fn history_without_trust_configuration_is_refused() {
         lookup,
     );
     assert_eq!(d.verdict, Err(Reason::HistoryUnconfigured));
-    let d = Host::new().decide(&c, &sa("refund-agent"), HistoryHeaders::default(), lookup);
+    let d = Host::new().decide(&c, &sa("refund-agent"), Vec::new(), lookup);
     assert_eq!(d.verdict, Ok("ping".to_owned()));
 }
 

@@ -9,7 +9,7 @@ use custody_core::config::Config;
 use custody_core::decide::{on_head, Decision};
 use custody_core::glob::Glob;
 use custody_core::json::{parse_strict, JsonError};
-use custody_core::proof::{HistoryHeaders, ProofEnv};
+use custody_core::proof::ProofEnv;
 use custody_core::reason::Reason;
 use custody_core::transport::Head;
 use custody_core::SpiffeId;
@@ -46,7 +46,7 @@ fn decide(config: &Config, caller: &SpiffeId, method: &str, body: &[u8]) -> Deci
         content_type: Some("application/json"),
         content_length: None,
     };
-    let pending = match on_head(config, Ok(caller.clone()), &head, HistoryHeaders::default()) {
+    let pending = match on_head(config, Ok(caller.clone()), &head, &[]) {
         Ok(p) => p,
         Err(d) => return *d,
     };

@@ -7,7 +7,7 @@ use crate::root::Shared;
 use custody_core::config::{Config, IdentitySource, Mode};
 use custody_core::decide::{self, Decision, Pending};
 use custody_core::identity::{self, CertCache, IdentityError, PeerFacts};
-use custody_core::proof::{HistoryHeaders, ProofEnv};
+use custody_core::proof::ProofEnv;
 use custody_core::reason::Reason;
 use custody_core::transport::Head;
 use custody_core::{log, reply, SpiffeId};
@@ -87,9 +87,7 @@ impl Request {
             content_length: value("content-length"),
         };
         let identity = caller_identity(config, &mut self.shared.certs.borrow_mut());
-        let history =
-            HistoryHeaders::collect(headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())));
-        match decide::on_head(config, identity, &head, history) {
+        match decide::on_head(config, identity, &head, &headers) {
             Err(refusal) => self.finish(Some(config), *refusal, started),
             Ok(pending) if end_of_stream => {
                 let decision = decide_body(&self.shared, config, &pending, b"");

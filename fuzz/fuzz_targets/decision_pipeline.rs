@@ -18,7 +18,7 @@ use custody_core::identity::IdentityError;
 use custody_core::json::{parse_strict, JsonError};
 use custody_core::log::{decision_line, Context};
 use custody_core::mcp::{self, Target};
-use custody_core::proof::{HistoryHeaders, ProofEnv};
+use custody_core::proof::{ProofEnv, CERTS_HEADER, HISTORY_HEADER, PROOF_HEADER};
 use custody_core::reason::Reason;
 use custody_core::reply::error_body;
 use custody_core::transport::{Head, HttpKind};
@@ -212,18 +212,15 @@ fuzz_target!(|input: Input| {
         }),
     };
     let had_identity = identity.is_ok();
-    let mut history = HistoryHeaders::default();
-    for (bit, slot) in [&mut history.history, &mut history.proof, &mut history.certs]
-        .into_iter()
-        .enumerate()
-    {
+    let mut headers: Vec<(String, Vec<u8>)> = Vec::new();
+    for (bit, name) in [HISTORY_HEADER, PROOF_HEADER, CERTS_HEADER].into_iter().enumerate() {
         if input.history & (1 << bit) != 0 {
-            slot.push(b"e30.e30.AAAA".to_vec());
+            headers.push((name.to_owned(), b"e30.e30.AAAA".to_vec()));
         }
     }
-    let sends_history = !history.is_empty();
+    let sends_history = !headers.is_empty();
 
-    let pending = match on_head(config, identity, &head, history) {
+    let pending = match on_head(config, identity, &head, &headers) {
         Ok(p) => p,
         Err(d) => {
             assert!(!d.is_allowed(), "on_head returned an allow");
