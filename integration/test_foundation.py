@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import ssl
+import time
 import uuid
 
 import anyio
@@ -16,6 +17,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from conftest import AGENT, INTRUDER, tls_context
+from custody_testkit.envoy import access_log_lines
 
 INIT = {
     "jsonrpc": "2.0",
@@ -266,3 +268,26 @@ def test_every_decision_is_logged_and_counted(start_envoy, pki, demo_bundle):
         assert allowed[0]["caller"] == AGENT
         for d in decisions:
             assert set(d) >= {"decision_id", "caller", "method", "target", "decision", "reason", "workflow", "history_len", "latency_us"}
+
+
+def test_the_access_log_prints_the_decision(start_envoy, pki, demo_bundle):
+    """A stock Envoy access log format reads Custody's decision from filter state."""
+    with start_envoy({"policy": demo_bundle}) as envoy:
+        resp = post(envoy, pki, "agent", call_tool_body("delete_records", {"table": "t"}))
+        decision_id = refusal(resp)["error"]["data"]["decision_id"]
+        sdk_call(envoy, pki, "agent", "add", {"a": 1, "b": 2})
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            lines = access_log_lines(envoy)
+            if any(l["custody_method"] == "tools/call" and l["custody_decision"] == "allow" for l in lines):
+                break
+            time.sleep(0.1)
+        denied = [l for l in lines if l["custody_decision_id"] == decision_id]
+        assert denied == [
+            {**denied[0], "status": 403, "custody_decision": "deny", "custody_reason": "no_rule",
+             "custody_caller": AGENT, "custody_method": "tools/call", "custody_target": "tool:delete_records",
+             "custody_workflow": "-", "custody_history_len": "0"}
+        ]
+        allowed = [l for l in lines if l["custody_method"] == "tools/call" and l["custody_decision"] == "allow"]
+        assert allowed and allowed[0]["custody_reason"] == "-" and allowed[0]["status"] == 200
+        assert allowed[0]["peer"] == AGENT

@@ -7,14 +7,12 @@ from __future__ import annotations
 import json
 import uuid
 
-import anyio
 import httpx2
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from conftest import tls_context
+from custody_testkit.agent import call_tool
 from custody_testkit.cli import DevTrustDomain, History, custody
 from custody_testkit.envoy import Envoy
 
@@ -84,29 +82,10 @@ def approved_history(td, path) -> History:
 
 def call_refund(envoy, td, caller, history: History | None, headers_for=None, amount=12000):
     """The official MCP client; every POST signed with a fresh proof over its exact body."""
-
-    async def prove(request: httpx2.Request):
-        if history is None:
-            return
-        body = await request.aread()
-        headers = (headers_for or history.prove)(caller, td.server.spiffe_id, body)
-        for name, value in headers.items():
-            request.headers[name] = value
-
-    async def run():
-        ctx = tls_context(td.bundle, caller)
-        async with httpx2.AsyncClient(verify=ctx, timeout=20, event_hooks={"request": [prove]}) as http:
-            async with Client(streamable_http_client(envoy.url, http_client=http)) as client:
-                result = await client.call_tool("refund", {"order_id": "o-1", "amount": amount})
-                return result.content[0].text
-
-    try:
-        return anyio.run(run)
-    except BaseExceptionGroup as group:
-        error = group
-        while isinstance(error, BaseExceptionGroup):
-            error = error.exceptions[0]
-        raise error from group
+    return call_tool(
+        envoy.url, td.bundle, caller, "refund", {"order_id": "o-1", "amount": amount},
+        history=history, audience=td.server.spiffe_id, prover=headers_for,
+    )
 
 
 def refused_reason(envoy, td, caller, history, **kw) -> str:

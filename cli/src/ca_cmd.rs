@@ -33,6 +33,9 @@ pub enum CaCommand {
         /// How long the CA certificate is valid (e.g. 365d, 90d12h).
         #[arg(long, value_name = "DURATION", default_value = "365d", value_parser = parse_duration)]
         ttl: u64,
+        /// Start the validity this long before now (to sign backdated test entries).
+        #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
+        backdate: u64,
         /// Replace an existing DIR/ca.key (and with it every SVID it issued).
         #[arg(long)]
         force: bool,
@@ -56,6 +59,9 @@ pub enum CaCommand {
         /// A DNS name SAN for a server certificate (repeatable), e.g. localhost.
         #[arg(long = "dns", value_name = "NAME")]
         dns: Vec<String>,
+        /// Start the validity this long before now (to sign backdated test entries).
+        #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
+        backdate: u64,
         /// Replace an existing DIR2/svid.key.
         #[arg(long)]
         force: bool,
@@ -69,16 +75,18 @@ pub fn run(cmd: CaCommand) -> Result<()> {
             out,
             sequence,
             ttl,
+            backdate,
             force,
-        } => init(&trust_domain, &out, sequence, ttl, force),
+        } => init(&trust_domain, &out, sequence, ttl, backdate, force),
         CaCommand::Issue {
             ca,
             id,
             out,
             ttl,
             dns,
+            backdate,
             force,
-        } => issue(&ca, &id, &out, ttl, &dns, force),
+        } => issue(&ca, &id, &out, ttl, &dns, backdate, force),
     }
 }
 
@@ -92,7 +100,7 @@ fn refuse_overwrite(path: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
-fn init(td: &str, out: &Path, sequence: u64, ttl: u64, force: bool) -> Result<()> {
+fn init(td: &str, out: &Path, sequence: u64, ttl: u64, backdate: u64, force: bool) -> Result<()> {
     if ttl == 0 {
         return Err(error("--ttl must be longer than 0s"));
     }
@@ -102,7 +110,7 @@ fn init(td: &str, out: &Path, sequence: u64, ttl: u64, force: bool) -> Result<()
     let files = dev_ca::init_with(
         td,
         &CaOptions {
-            not_before: now.saturating_sub(60),
+            not_before: now.saturating_sub(backdate),
             not_after: now.saturating_add(ttl),
             key_pem: None,
             sequence,
@@ -166,6 +174,7 @@ fn issue(
     out: &Path,
     ttl: u64,
     dns: &[String],
+    backdate: u64,
     force: bool,
 ) -> Result<()> {
     if ttl == 0 {
@@ -200,7 +209,7 @@ fn issue(
         )));
     }
     let not_after = now.saturating_add(ttl).min(info.not_after);
-    let svid = issue_svid(&ca, id, dns, now.saturating_sub(60), not_after)?;
+    let svid = issue_svid(&ca, id, dns, now.saturating_sub(backdate), not_after)?;
     create_dir(out)?;
     write_secret(&key_path, &svid.key_pem)?;
     let mut pem_text = svid.cert_pem;

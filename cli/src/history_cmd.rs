@@ -57,6 +57,10 @@ pub enum HistoryCommand {
         /// Entry lifetime (exp - iat), e.g. 1h, 30m.
         #[arg(long, value_name = "D", default_value = "1h", value_parser = parse_duration)]
         ttl: u64,
+        /// Sign the entry as issued this long ago (iat = now - D), e.g. for
+        /// testing `within`; the signer's certificate must be valid then.
+        #[arg(long, value_name = "D", default_value = "0s", value_parser = parse_duration)]
+        age: u64,
         /// Workflow id for a new chain (default: 128 random bits, base64url);
         /// with --in it must equal the chain's.
         #[arg(long, value_name = "W")]
@@ -143,6 +147,7 @@ pub fn run(cmd: HistoryCommand) -> Result<()> {
             next,
             claims,
             ttl,
+            age,
             wid,
             input,
             out,
@@ -154,6 +159,7 @@ pub fn run(cmd: HistoryCommand) -> Result<()> {
             next: &next,
             claims: claims.as_deref(),
             ttl,
+            age,
             wid: wid.as_deref(),
             input: input.as_deref(),
             out: &out,
@@ -266,6 +272,7 @@ struct AppendArgs<'a> {
     next: &'a SpiffeId,
     claims: Option<&'a str>,
     ttl: u64,
+    age: u64,
     wid: Option<&'a str>,
     input: Option<&'a Path>,
     out: &'a Path,
@@ -302,7 +309,7 @@ fn append(a: &AppendArgs<'_>) -> Result<()> {
             chain_wid
         }
     };
-    let iat = unix_now()?;
+    let iat = unix_now()?.saturating_sub(a.age);
     let history_in = existing.as_ref().map(|(h, _)| h.as_str());
     let history = sign::append_entry(
         history_in,

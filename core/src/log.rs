@@ -37,6 +37,31 @@ struct Target<'a> {
     name: &'a str,
 }
 
+/// The decision as (name, value) pairs for Envoy's filter state, so a stock
+/// access log can print them: `%FILTER_STATE(wasm.custody_decision:PLAIN)%`.
+/// Absent values are `-`, as Envoy prints them.
+pub fn filter_state(d: &Decision, decision_id: &str) -> [(&'static str, String); 8] {
+    let or_dash = |v: Option<&str>| v.unwrap_or("-").to_owned();
+    [
+        ("custody_decision_id", decision_id.to_owned()),
+        (
+            "custody_decision",
+            (if d.is_allowed() { "allow" } else { "deny" }).to_owned(),
+        ),
+        ("custody_reason", or_dash(d.reason().map(|r| r.code()))),
+        ("custody_caller", or_dash(d.caller.as_deref())),
+        ("custody_method", or_dash(d.method.as_deref())),
+        (
+            "custody_target",
+            d.target
+                .as_ref()
+                .map_or("-".to_owned(), |t| format!("{}:{}", t.kind(), t.name())),
+        ),
+        ("custody_workflow", or_dash(d.workflow.as_deref())),
+        ("custody_history_len", d.history_len.to_string()),
+    ]
+}
+
 /// `{"custody":"decision", …}` as one line of JSON.
 pub fn decision_line(d: &Decision, mode: Mode, ctx: &Context) -> String {
     let line = Line {

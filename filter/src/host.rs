@@ -14,6 +14,11 @@ pub fn property(path: &[&str]) -> Option<Vec<u8>> {
     hostcalls::get_property(path.to_vec()).ok().flatten()
 }
 
+/// Sets a filter state value (`wasm.<name>` for the access log); best effort.
+pub fn set_property(path: &[&str], value: &[u8]) {
+    let _ = hostcalls::set_property(path.to_vec(), Some(value));
+}
+
 pub fn property_bool(path: &[&str]) -> bool {
     property(path).is_some_and(|v| v.first() == Some(&1))
 }

@@ -113,6 +113,9 @@ impl Request {
             None => self.shared.metrics.allowed(),
             Some(reason) => self.shared.metrics.denied(reason, forward),
         }
+        for (name, value) in log::filter_state(&decision, &self.decision_id) {
+            host::set_property(&[name], value.as_bytes());
+        }
         if forward {
             self.mark_forwarded(&decision);
         } else {

