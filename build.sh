@@ -87,6 +87,8 @@ test_all() {
         cargo test --target wasm32-unknown-unknown "${PURE_CRATES[@]}"
     build
     say "end-to-end tests: real Envoy $(cd integration && "$PY" -c 'from custody_testkit.envoy import envoy_version; print(envoy_version())'), the built filter, the official MCP SDK"
+    say "Python client library (clients/python): unit tests"
+    (cd clients/python && "$PY" -m pytest -q -p no:cacheprovider)
     (cd integration && "$PY" -m pytest -q -p no:cacheprovider "$@")
 }
 

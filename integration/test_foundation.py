@@ -291,3 +291,24 @@ def test_the_access_log_prints_the_decision(start_envoy, pki, demo_bundle):
         allowed = [l for l in lines if l["custody_method"] == "tools/call" and l["custody_decision"] == "allow"]
         assert allowed and allowed[0]["custody_reason"] == "-" and allowed[0]["status"] == 200
         assert allowed[0]["peer"] == AGENT
+
+
+def test_stream_mode_works_where_headers_cannot_be_held(start_envoy, pki, demo_bundle, tool_server):
+    """Istio's WasmPlugin cannot set allow_on_headers_stop_iteration: with
+    `headers: stream` the headers go upstream at once, the body waits for the
+    decision, and a refused body never reaches the server."""
+    from custody_testkit.envoy import plugin_config_of
+
+    def without_hold(boot):
+        del plugin_config_of(boot)["allow_on_headers_stop_iteration"]
+
+    with start_envoy({"headers": "stream", "policy": demo_bundle}, mutate=without_hold) as envoy:
+        names, result = sdk_call(envoy, pki, "agent", "add", {"a": 40, "b": 2})
+        assert result.content[0].text == "42"
+        m = marker()
+        resp = post(envoy, pki, "agent", call_tool_body("delete_records", {"table": m}))
+        assert resp.status_code == 403
+        assert refusal(resp)["error"]["data"]["reason"] == "no_rule"
+        assert "headers=stream" in envoy.log()
+    time.sleep(0.5)
+    assert not upstream_saw(tool_server, m)

@@ -182,8 +182,11 @@ def test_istio_plugin_configuration_passes_custody_config_check(config, tmp_path
 
 
 def test_wasmplugin_and_envoyfilter_carry_the_same_plugin_configuration():
+    """The same policy; only the header mode differs (a WasmPlugin cannot hold headers)."""
     configs = [json.loads(p.values[0]) for p in _plugin_configs()]
     assert len(configs) >= 2
+    modes = sorted(c.pop("headers") for c in configs)
+    assert modes == ["hold", "stream"]
     assert all(c == configs[0] for c in configs)
 
 

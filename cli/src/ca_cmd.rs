@@ -280,7 +280,12 @@ fn issue_svid(
     params.not_before = at(not_before)?;
     params.not_after = at(not_after)?;
     params.use_authority_key_identifier_extension = true;
-    params.is_ca = IsCa::ExplicitNoCa;
+    params.is_ca = IsCa::NoCa;
+    // basicConstraints with cA left at its default (false), as DER requires:
+    // rcgen's ExplicitNoCa writes `cA FALSE`, which strict parsers refuse.
+    let mut leaf = rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 19], vec![0x30, 0x00]);
+    leaf.set_criticality(true);
+    params.custom_extensions.push(leaf);
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![
         ExtendedKeyUsagePurpose::ServerAuth,

@@ -21,6 +21,9 @@ pub struct Config {
     /// If not empty, the only request paths accepted (exact, query ignored).
     #[serde(default)]
     pub paths: Vec<String>,
+    /// Whether request headers are held until the decision (see [`HeaderMode`]).
+    #[serde(default)]
+    pub headers: HeaderMode,
     #[serde(default)]
     pub limits: Limits,
     /// This tool server's SPIFFE ID: the `aud` every history proof must name.
@@ -95,6 +98,22 @@ pub enum Mode {
     #[default]
     Enforce,
     Audit,
+}
+
+/// Envoy can hold the request headers while the body is checked only when
+/// the wasm filter's `allow_on_headers_stop_iteration` is set, which Istio's
+/// WasmPlugin cannot do.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeaderMode {
+    /// `stream` under Istio (node metadata `ISTIO_VERSION` present), else `hold`.
+    #[default]
+    Auto,
+    /// Hold the headers: a refused request never reaches the upstream at all.
+    Hold,
+    /// Forward the headers at once and decide at the end of the body: the
+    /// upstream may see the headers of a refused request, never its body.
+    Stream,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -228,6 +247,7 @@ mod tests {
         let c = Config::from_json(br#"{"policy":{"rules":[]}}"#).unwrap();
         assert_eq!(c.mode, Mode::Enforce);
         assert_eq!(c.identity, IdentitySource::PeerCertificate);
+        assert_eq!(c.headers, HeaderMode::Auto);
         assert_eq!(c.limits.max_body_bytes, 1 << 20);
         assert_eq!(c.limits.max_json_depth, 64);
         assert!(c.paths.is_empty());
@@ -236,13 +256,14 @@ mod tests {
     #[test]
     fn reads_every_key() {
         let c = Config::from_json(
-            br#"{"mode":"audit","identity":"istio_peer_principal","paths":["/mcp"],
+            br#"{"mode":"audit","identity":"istio_peer_principal","paths":["/mcp"],"headers":"stream",
                  "limits":{"max_body_bytes":4096,"max_json_depth":8},"policy":{"version":1,"default":"deny","rules":[]}}"#,
         )
         .unwrap();
         assert_eq!(c.mode, Mode::Audit);
         assert_eq!(c.identity, IdentitySource::IstioPeerPrincipal);
         assert_eq!(c.paths, vec!["/mcp".to_owned()]);
+        assert_eq!(c.headers, HeaderMode::Stream);
         assert_eq!(
             (c.limits.max_body_bytes, c.limits.max_json_depth),
             (4096, 8)

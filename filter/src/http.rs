@@ -25,6 +25,8 @@ pub struct Request {
     pending: Option<Pending>,
     /// Time spent in this filter's callbacks, for the decision log.
     busy_us: u64,
+    /// The headers went upstream before the decision (`headers: stream`).
+    headers_sent: bool,
 }
 
 impl Request {
@@ -34,6 +36,7 @@ impl Request {
             decision_id: host::random_id(),
             pending: None,
             busy_us: 0,
+            headers_sent: false,
         }
     }
 }
@@ -94,11 +97,19 @@ impl Request {
                 self.finish(Some(config), decision, started)
             }
             Ok(pending) => {
+                let caller = pending.caller.to_string();
                 self.pending = Some(pending);
                 self.busy_us += host::now_micros().saturating_sub(started);
-                // Held until the body is complete: Envoy's wasm filter config
-                // must set `allow_on_headers_stop_iteration: true`.
-                Action::Pause
+                if self.shared.hold_headers {
+                    // Held until the body is complete: Envoy's wasm filter
+                    // config must set `allow_on_headers_stop_iteration: true`.
+                    return Action::Pause;
+                }
+                // Streaming: the headers go now (with the verified caller);
+                // the body is still held until the decision.
+                host::set_request_header("x-custody-caller", Some(&caller));
+                self.headers_sent = true;
+                Action::Continue
             }
         }
     }
@@ -140,8 +151,12 @@ impl Request {
         }
     }
 
-    /// Tells the upstream who called and what was decided.
+    /// Tells the upstream who called and what was decided (if its headers
+    /// are still here to change).
     fn mark_forwarded(&self, decision: &Decision) {
+        if self.headers_sent {
+            return;
+        }
         if let Some(caller) = &decision.caller {
             host::set_request_header("x-custody-caller", Some(caller));
         }

@@ -7,7 +7,7 @@
 use crate::http::Request;
 use crate::metrics::Metrics;
 use crate::{ecdsa, host, replay};
-use custody_core::config::Config;
+use custody_core::config::{Config, HeaderMode};
 use custody_core::identity::CertCache;
 use custody_history::{EcdsaP256Verifier, VerifyCache};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -24,6 +24,8 @@ pub struct Shared {
     /// History entries and signer certificates already verified.
     pub verified: RefCell<VerifyCache>,
     pub ecdsa: Box<dyn EcdsaP256Verifier>,
+    /// Hold request headers until the decision (`headers`, `auto` resolved).
+    pub hold_headers: bool,
 }
 
 /// Distinct peer certificates remembered per VM.
@@ -46,6 +48,12 @@ impl RootContext for Root {
             Some(bytes) => Config::from_json(&bytes),
         };
         let (ecdsa, ecdsa_name) = ecdsa::detect();
+        let under_istio = host::property(&["node", "metadata", "ISTIO_VERSION"]).is_some();
+        let hold_headers = match config.as_ref().map(|c| c.headers) {
+            Ok(HeaderMode::Hold) | Err(_) => true,
+            Ok(HeaderMode::Stream) => false,
+            Ok(HeaderMode::Auto) => !under_istio,
+        };
         match &config {
             Ok(c) => {
                 if c.verifies_history() {
@@ -54,11 +62,12 @@ impl RootContext for Root {
                 host::log(
                     LogLevel::Info,
                     &format!(
-                        "custody: configured: mode={:?} identity={:?} rules={} trust_domains={} ecdsa={ecdsa_name}",
+                        "custody: configured: mode={:?} identity={:?} rules={} trust_domains={} ecdsa={ecdsa_name} headers={}",
                         c.mode,
                         c.identity,
                         c.policy.rules.len(),
                         c.trust_domains.len(),
+                        if hold_headers { "hold" } else { "stream" },
                     ),
                 )
             }
@@ -73,6 +82,7 @@ impl RootContext for Root {
             certs: RefCell::new(CertCache::new(CERT_CACHE_SIZE)),
             verified: RefCell::new(VerifyCache::new(VERIFIED_ENTRIES, VERIFIED_CERTS)),
             ecdsa,
+            hold_headers,
         }));
         true
     }
@@ -85,6 +95,7 @@ impl RootContext for Root {
                 certs: RefCell::default(),
                 verified: RefCell::new(VerifyCache::new(0, 0)),
                 ecdsa: Box::new(custody_history::P256Verifier),
+                hold_headers: true,
             })
         });
         Some(Box::new(Request::new(shared)))

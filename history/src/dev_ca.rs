@@ -230,7 +230,12 @@ pub fn issue_with(
             KeyUsagePurpose::DigitalSignature,
         ];
     } else {
-        params.is_ca = IsCa::ExplicitNoCa;
+        params.is_ca = IsCa::NoCa;
+        // basicConstraints with cA left at its default (false), as DER requires:
+        // rcgen's ExplicitNoCa writes `cA FALSE`, which strict parsers refuse.
+        let mut leaf = rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 19], vec![0x30, 0x00]);
+        leaf.set_criticality(true);
+        params.custom_extensions.push(leaf);
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,

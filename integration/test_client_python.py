@@ -1,0 +1,129 @@
+"""The Python client library (clients/python, `custody_client`) through real
+Envoy running dist/custody.wasm: the official MCP Python SDK's
+`streamable_http_client` with `custody_client.client(...)` as its HTTP client,
+a two-step history signed by the library, and a tampered one refused."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
+
+from custody_testkit.cli import DevTrustDomain, custody
+from custody_testkit.envoy import REPO, Envoy
+
+# The library under test, from the tree (no install, no network).
+sys.path.insert(0, str(REPO / "clients" / "python" / "src"))
+
+import custody_client  # noqa: E402
+from custody_client import History, Svid  # noqa: E402
+
+NS = "/ns/payments/sa/"
+
+
+@pytest.fixture(scope="module")
+def td(tmp_path_factory):
+    d = DevTrustDomain(tmp_path_factory.mktemp("dev-ca"))
+    d.server = d.issue("server", "/ns/tools/sa/refund-tool", "--dns", "localhost")
+    d.fraud = d.issue("fraud", NS + "fraud-agent")
+    d.approvals = d.issue("approvals", NS + "approvals")
+    d.refund = d.issue("refund", NS + "refund-agent")
+    return d
+
+
+@pytest.fixture(scope="module")
+def policy(td, tmp_path_factory):
+    yaml = f"""
+rules:
+- name: lifecycle
+  callers: ["spiffe://example.org/**"]
+  methods: [server/discover, initialize, ping, "notifications/*", tools/list, jsonrpc:response, "http:GET", "http:DELETE"]
+- name: refunds
+  callers: ["{td.refund.spiffe_id}"]
+  methods: [tools/call]
+  tools: [refund]
+  require:
+  - step: fraud_check_passed
+    by: ["{td.fraud.spiffe_id}"]
+  - step: human_approval
+    by: ["{td.approvals.spiffe_id}"]
+    within: 30m
+"""
+    path = tmp_path_factory.mktemp("policy") / "policy.yaml"
+    path.write_text(yaml)
+    return json.loads(custody("policy", "compile", path))
+
+
+@pytest.fixture(scope="module")
+def envoy(td, policy, tool_server, tmp_path_factory):
+    config = {
+        "audience": td.server.spiffe_id,
+        "trust_domains": {"example.org": {"bundle_pem": td.bundle.read_text()}},
+        "paths": ["/mcp"],
+        "policy": policy,
+    }
+    with Envoy(
+        tmp_path_factory.mktemp("envoy-client-python"),
+        bundle=td.bundle,
+        server_cert=td.server.cert,
+        server_key=td.server.key,
+        upstream_port=tool_server.port,
+        plugin_config=config,
+    ) as e:
+        yield e
+
+
+def svid(workload) -> Svid:
+    return Svid.from_files(workload.cert, workload.key)
+
+
+def approved_history(td) -> History:
+    """fraud-agent → approvals → refund-agent, each step signed by the library."""
+    h = History().append(svid(td.fraud), step="fraud_check_passed", next=td.approvals.spiffe_id, claims={"order": "o-1"})
+    return h.append(svid(td.approvals), step="human_approval", next=td.refund.spiffe_id, claims={"amount": 12000})
+
+
+def call_refund(envoy: Envoy, td, history: History, amount: int = 12000) -> str:
+    caller = svid(td.refund)
+
+    async def run() -> str:
+        http = custody_client.client(caller, history=history, audience=td.server.spiffe_id, ca_bundle=td.bundle, timeout=20)
+        async with http, Client(streamable_http_client(envoy.url, http_client=http)) as client:
+            result = await client.call_tool("refund", {"order_id": "o-1", "amount": amount})
+            return result.content[0].text
+
+    try:
+        return anyio.run(run)
+    except BaseExceptionGroup as group:
+        error: BaseException = group
+        while isinstance(error, BaseExceptionGroup):
+            error = error.exceptions[0]
+        raise error from group
+
+
+def test_the_sdk_client_with_a_library_history_is_allowed(envoy, td):
+    h = approved_history(td)
+    assert call_refund(envoy, td, h) == "refunded 12000 USD on order o-1"
+    allowed = [d for d in envoy.decisions() if d["method"] == "tools/call" and d["decision"] == "allow"]
+    assert allowed[-1]["rule"] == "refunds"
+    assert allowed[-1]["history_len"] == 2
+    assert allowed[-1]["workflow"]
+
+
+def test_a_tampered_entry_is_refused(envoy, td):
+    h = approved_history(td)
+    head, payload, sig = h.entries[0].split(".")
+    # Entry 0's payload with the claims changed, still canonical base64url: its signature no longer verifies.
+    forged = json.loads(custody_client.b64u_decode(payload))
+    forged["claims"]["order"] = "o-2"
+    forged_payload = custody_client.b64u(custody_client.canonical_json(forged))
+    tampered = History((f"{head}.{forged_payload}.{sig}", h.entries[1]), h.certs)
+    with pytest.raises(MCPError) as err:
+        call_refund(envoy, td, tampered)
+    assert err.value.error.data["reason"] == "signature_invalid"
