@@ -86,6 +86,8 @@ test_all() {
     CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER="$TOOLS/bin/wasm-bindgen-test-runner" \
         cargo test --target wasm32-unknown-unknown "${PURE_CRATES[@]}"
     build
+    say "policy tests: Rego unit tests and decision cases of policies/ (custody policy test)"
+    dist/custody policy test policies/
     say "end-to-end tests: real Envoy $(cd integration && "$PY" -c 'from custody_testkit.envoy import envoy_version; print(envoy_version())'), the built filter, the official MCP SDK"
     say "Python client library (clients/python): unit tests"
     (cd clients/python && "$PY" -m pytest -q -p no:cacheprovider)

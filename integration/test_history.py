@@ -12,7 +12,7 @@ import pytest
 from mcp.shared.exceptions import MCPError
 
 from conftest import tls_context
-from custody_testkit.agent import call_tool
+from custody_testkit.agent import call_tool, proving_anyway
 from custody_testkit.cli import DevTrustDomain, History, custody
 from custody_testkit.envoy import Envoy
 
@@ -137,7 +137,7 @@ def test_a_chain_cut_before_its_holder_cannot_be_presented(envoy, td, tmp_path):
     headers["workflow-history"] = headers["workflow-history"].split("~")[0]
     h.path.write_text(json.dumps(headers))
     # The remaining chain was handed to approvals, not to refund-agent.
-    assert refused_reason(envoy, td, td.refund, h) == "proof_holder"
+    assert refused_reason(envoy, td, td.refund, h, headers_for=proving_anyway(h, td.refund)) == "proof_holder"
 
 
 def test_a_replayed_proof_is_refused(envoy, td, tmp_path, tool_server):
@@ -162,7 +162,7 @@ def test_a_replayed_proof_is_refused(envoy, td, tmp_path, tool_server):
 def test_a_stolen_history_cannot_be_used_by_another_workload(envoy, td, tmp_path):
     h = approved_history(td, tmp_path / "h.json")
     # Mallory proves it with her own key: the chain was handed to refund-agent.
-    assert refused_reason(envoy, td, td.mallory, h) == "proof_holder"
+    assert refused_reason(envoy, td, td.mallory, h, headers_for=proving_anyway(h, td.mallory)) == "proof_holder"
     # Mallory replays refund-agent's own proof: the proof's signer is not the mTLS peer.
     assert refused_reason(envoy, td, td.mallory, h, headers_for=lambda _c, aud, body: h.prove(td.refund, aud, body)) == "proof_signer"
 

@@ -2,15 +2,19 @@
 //! stderr and a non-zero exit code, never a stack trace.
 //!
 //! Exit codes: 0 success; 1 a refusal (`custody: refused: <reason_code>: …`,
-//! from `history verify`) or a `policy`/`config` error; 2 any other error
-//! of the `ca` and `history` commands, and every usage error.
+//! from `history verify`), a `policy`/`config` error, a `policy eval` deny or
+//! a `policy test` failure; 2 any other error of the `ca`, `history` and
+//! `policy eval`/`test` commands, and every usage error.
 
 mod ca_cmd;
 mod fail;
 mod headers;
 mod history_cmd;
 mod pki;
+mod policy_cases;
 mod policy_cmd;
+mod policy_eval;
+mod policy_test;
 mod util;
 
 use clap::error::ErrorKind;
@@ -31,7 +35,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Compile and check policies.
+    /// Compile, evaluate and test policies.
     #[command(subcommand)]
     Policy(policy_cmd::PolicyCommand),
     /// Check plugin configurations.
@@ -83,7 +87,11 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Policy(cmd) => policy_cmd::run_policy(cmd).map_err(Failure::Policy),
+        Command::Policy(cmd) => match policy_cmd::run_policy(cmd) {
+            // The command printed its outcome (a decision, a test summary).
+            Ok(code) => return ExitCode::from(code),
+            Err(failure) => Err(failure),
+        },
         Command::Config(cmd) => policy_cmd::run_config(cmd).map_err(Failure::Policy),
         Command::Ca(cmd) => ca_cmd::run(cmd),
         Command::History(cmd) => history_cmd::run(cmd),

@@ -1,14 +1,23 @@
-//! `custody policy compile` and `custody config check`: the same validation
-//! the filter applies at load time, run ahead of time with file and line context.
+//! `custody policy compile | eval | test` and `custody config check`: the same
+//! validation and decisions the filter applies, run ahead of time with file
+//! and line context.
 
-use clap::Subcommand;
+use crate::fail::{error, Failure};
+use crate::policy_eval;
+use crate::policy_test;
+use clap::{Subcommand, ValueEnum};
 use custody_core::config::Config;
 use custody_core::policy::Policy;
+use custody_core::rego::RegoModules;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
 pub enum PolicyCommand {
     /// Check a policy (YAML) and write the JSON bundle the filter loads.
+    ///
+    /// Every `*.rego` file next to the policy (except `*_test.rego`) goes into
+    /// the bundle's `modules`; every rule's `rego` must name a rule they define.
     Compile {
         /// Policy file (YAML; JSON is YAML too).
         policy: PathBuf,
@@ -16,6 +25,51 @@ pub enum PolicyCommand {
         #[arg(short, long)]
         out: Option<PathBuf>,
     },
+    /// Decide one Rego input document with a policy, as the filter's decision
+    /// stage does (its history taken as verified).
+    ///
+    /// Prints `allow (rule NAME)` or `deny (REASON)`. Exit 0 allow, 1 deny, 2 error.
+    Eval {
+        /// The compiled bundle (JSON, from `custody policy compile`).
+        #[arg(
+            long,
+            value_name = "BUNDLE.json",
+            required_unless_present = "policy",
+            conflicts_with = "policy"
+        )]
+        bundle: Option<PathBuf>,
+        /// A policy YAML instead of a bundle (compiled first, as `policy compile` does).
+        #[arg(long, value_name = "POLICY.yaml")]
+        policy: Option<PathBuf>,
+        /// The Rego input document (JSON; - for standard input).
+        #[arg(long, value_name = "INPUT.json")]
+        input: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = EvalFormat::Text)]
+        format: EvalFormat,
+    },
+    /// Run the Rego unit tests and decision cases of every policy under DIR,
+    /// like `opa test`.
+    ///
+    /// Every directory holding a `policy.yaml` is compiled; its `*_test.rego`
+    /// rules named `test_*` must be `true`, and every case of its
+    /// `*.cases.yaml` files must get the expected decision. Exit 0 when all
+    /// pass, 1 on any failure, 2 on an error.
+    Test {
+        /// Directory to search (recursively) for policy.yaml files.
+        dir: PathBuf,
+        /// Print every test and case, not only the failures.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EvalFormat {
+    /// `allow (rule NAME)` or `deny (REASON)`.
+    Text,
+    /// `{"decision": "allow", "rule": NAME}` or `{"decision": "deny", "reason": REASON}`.
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -27,13 +81,30 @@ pub enum ConfigCommand {
     },
 }
 
-pub fn run_policy(cmd: PolicyCommand) -> Result<(), String> {
+/// Runs a `policy` command. `Ok(code)` when the command reported its outcome
+/// itself (a decision or a test summary, on standard output).
+pub fn run_policy(cmd: PolicyCommand) -> Result<u8, Failure> {
     match cmd {
         PolicyCommand::Compile { policy, out } => {
-            let bundle =
-                compile(&read(&policy)?).map_err(|e| format!("{}: {e}", policy.display()))?;
-            write(out.as_deref(), &bundle)
+            let bundle = compile_file(&policy).map_err(Failure::Policy)?;
+            write(out.as_deref(), &bundle_json(&bundle)?).map_err(Failure::Policy)?;
+            Ok(0)
         }
+        PolicyCommand::Eval {
+            bundle,
+            policy,
+            input,
+            format,
+        } => {
+            let loaded = match (bundle, policy) {
+                (Some(b), _) => load_bundle(&b),
+                (None, Some(p)) => compile_file(&p),
+                (None, None) => Err("give --bundle or --policy".to_owned()),
+            }
+            .map_err(error)?;
+            policy_eval::run(&loaded, &input, format)
+        }
+        PolicyCommand::Test { dir, verbose } => policy_test::run(&dir, verbose),
     }
 }
 
@@ -53,12 +124,92 @@ pub fn run_config(cmd: ConfigCommand) -> Result<(), String> {
     }
 }
 
-/// YAML policy → JSON bundle. Validation errors carry the YAML line and column.
+/// YAML policy → JSON bundle, without Rego files. Validation errors carry
+/// the YAML line and column.
+#[cfg(test)]
 pub fn compile(yaml: &str) -> Result<String, String> {
-    let policy: Policy = serde_norway::from_str(yaml).map_err(|e| e.to_string())?;
+    let policy = parse_yaml(yaml)?;
     let mut json = serde_json::to_string_pretty(&policy).map_err(|e| e.to_string())?;
     json.push('\n');
     Ok(json)
+}
+
+fn parse_yaml(yaml: &str) -> Result<Policy, String> {
+    serde_norway::from_str(yaml).map_err(|e| e.to_string())
+}
+
+/// The bundle as the filter reads it (pretty JSON, newline-terminated).
+fn bundle_json(policy: &Policy) -> Result<String, Failure> {
+    let mut json = serde_json::to_string_pretty(policy).map_err(|e| error(e.to_string()))?;
+    json.push('\n');
+    Ok(json)
+}
+
+/// Compiles a policy file: the YAML, plus every `*.rego` file of its
+/// directory except `*_test.rego` as a module, then checks that every rule's
+/// `rego` names a rule of those modules. Errors start with the file's path.
+pub fn compile_file(path: &Path) -> Result<Policy, String> {
+    let mut policy = parse_yaml(&read(path)?).map_err(|e| format!("{}: {e}", path.display()))?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let files = rego_files(&dir, false)?;
+    if !files.is_empty() {
+        let mut sources = BTreeMap::from(policy.modules.clone());
+        for file in files {
+            let name = file_name(&file);
+            if sources.contains_key(&name) {
+                return Err(format!(
+                    "{}: module '{name}' is given both in the policy and as a file",
+                    path.display()
+                ));
+            }
+            sources.insert(name, read(&file)?);
+        }
+        policy.modules =
+            RegoModules::try_from(sources).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    policy
+        .check_rego()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(policy)
+}
+
+/// Reads a compiled bundle and applies the filter's own checks.
+pub fn load_bundle(path: &Path) -> Result<Policy, String> {
+    let text = read(path)?;
+    let at = |e: String| format!("{}: {e}", path.display());
+    if let Err(custody_json::JsonError::DuplicateKey(key)) =
+        custody_json::parse_strict(text.as_bytes(), 64)
+    {
+        return Err(at(format!("duplicate member `{key}`")));
+    }
+    let policy: Policy = serde_json::from_str(&text).map_err(|e| at(e.to_string()))?;
+    policy.check_rego().map_err(at)?;
+    Ok(policy)
+}
+
+/// The `*.rego` files of `dir` (not recursive), sorted: the test files
+/// (`*_test.rego`) if `tests`, else the others.
+pub fn rego_files(dir: &Path, tests: bool) -> Result<Vec<PathBuf>, String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+        let name = file_name(&path);
+        if name.ends_with(".rego") && name.ends_with("_test.rego") == tests && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+pub fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn read(path: &Path) -> Result<String, String> {
@@ -112,5 +263,26 @@ mod tests {
             compile(yaml).unwrap_err().contains("duplicate"),
             "duplicate YAML keys are refused"
         );
+    }
+
+    #[test]
+    fn compile_file_adds_rego_modules_but_not_tests() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = "rules:\n- name: r\n  callers: [\"spiffe://example.org/a\"]\n  methods: [ping]\n  rego: data.x.allow\n";
+        std::fs::write(dir.path().join("policy.yaml"), yaml).unwrap();
+        std::fs::write(
+            dir.path().join("x.rego"),
+            "package x\nimport rego.v1\nallow if true\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("x_test.rego"),
+            "package x\nimport rego.v1\ntest_a if allow\n",
+        )
+        .unwrap();
+        let p = compile_file(&dir.path().join("policy.yaml")).unwrap();
+        let v = serde_json::to_value(&p).unwrap();
+        assert!(v["modules"]["x.rego"].is_string());
+        assert!(v["modules"].get("x_test.rego").is_none());
     }
 }

@@ -157,6 +157,7 @@ impl Config {
         let mut config: Config = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
         config.check()?;
         config.trust = config.load_trust()?;
+        config.policy.prepare_rego();
         Ok(config)
     }
 

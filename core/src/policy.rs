@@ -386,6 +386,14 @@ impl Policy {
         }
     }
 
+    /// Prepares the Rego engine for every rule that names one.
+    pub fn prepare_rego(&mut self) {
+        let rules: Vec<RegoRule> = self.rules.iter().filter_map(|r| r.rego.clone()).collect();
+        for rule in &rules {
+            self.modules.prepare(rule);
+        }
+    }
+
     /// Whether any rule evaluates Rego (so the input document is needed).
     pub fn uses_rego(&self) -> bool {
         self.rules.iter().any(|r| r.rego.is_some())

@@ -1,77 +1,77 @@
-"""`./build.sh demo`: Envoy with the Custody filter in front of the example
-MCP tool server, on loopback, with a fresh trust domain. Plays a few calls
-through the official MCP Python client and prints what Custody decided.
-Exits non-zero if any outcome differs from the expected one."""
+"""`./build.sh demo`: the refund story, end to end on loopback.
+
+Envoy runs the Custody filter with the payments policy in front of a real MCP
+tool server offering `refund`. Workloads get X.509-SVIDs from `custody ca`,
+sign workflow history with `custody history`, and call the tool through the
+official MCP Python client and the Custody client library (clients/python),
+which signs every request over mTLS. Seven attempts, one table; exits
+non-zero if any outcome differs from the expected one."""
 
 from __future__ import annotations
 
 import json
 import shutil
-import ssl
 import subprocess
 import sys
 from contextlib import ExitStack
 
-import anyio
-import httpx2
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from custody_testkit.envoy import REPO, Envoy, free_port, wait_for_port
-from custody_testkit.pki import TrustDomain
+from custody_testkit.agent import call_tool, proving_anyway
+from custody_testkit.cli import DevTrustDomain, History, custody
+from custody_testkit.envoy import REPO, Envoy, envoy_version, free_port, wait_for_port
 
 WORK = REPO / ".work" / "demo"
-CALLS = [
-    # (who, tool, arguments, expected decision, expected reason)
-    ("agent", "add", {"a": 2, "b": 3}, "allow", None),
-    ("intruder", "add", {"a": 2, "b": 3}, "deny", "no_rule"),
-    ("agent", "delete_records", {"table": "orders"}, "deny", "no_rule"),
-]
-IDS = {
-    "agent": "spiffe://example.org/ns/demo/sa/agent",
-    "intruder": "spiffe://example.org/ns/other/sa/intruder",
-}
+POLICY = REPO / "policies" / "payments" / "policy.yaml"
+NS = "/ns/payments/sa/"
 
 
-async def call(url, ctx, tool, arguments):
-    async with httpx2.AsyncClient(verify=ctx, timeout=15) as http:
-        async with Client(streamable_http_client(url, http_client=http)) as client:
-            result = await client.call_tool(tool, arguments)
-            return result.content[0].text
+def step(message: str) -> None:
+    print(f"  {message}", flush=True)
 
 
-def leaf(error: BaseException) -> BaseException:
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
+def tamper_claims(history: History, index: int, **changes) -> None:
+    """Rewrites entry `index`'s claims without re-signing it."""
+    import base64
+
+    headers = history.headers()
+    entries = headers["workflow-history"].split("~")
+    head, payload, sig = entries[index].split(".")
+    decoded = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    decoded["claims"].update(changes)
+    payload = base64.urlsafe_b64encode(json.dumps(decoded, separators=(",", ":")).encode()).decode().rstrip("=")
+    entries[index] = ".".join([head, payload, sig])
+    headers["workflow-history"] = "~".join(entries)
+    history.path.write_text(json.dumps(headers))
 
 
 def main() -> int:
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
-    print(f"trust domain example.org: CA and X.509-SVIDs in {WORK.relative_to(REPO)}/pki")
-    td = TrustDomain(WORK / "pki")
-    server = td.issue("server", "spiffe://example.org/ns/tools/sa/mcp-server", dns=("localhost",))
-    svids = {name: td.issue(name, spiffe_id) for name, spiffe_id in IDS.items()}
-
-    bundle_path = WORK / "bundle.json"
-    policy = REPO / "policies" / "demo" / "policy.yaml"
-    subprocess.run([str(REPO / "dist" / "custody"), "policy", "compile", str(policy), "-o", str(bundle_path)], check=True)
-    print(f"policy: {policy.relative_to(REPO)} compiled by `custody policy compile`")
+    print("Setting up (everything on 127.0.0.1, files under .work/demo):")
+    # Backdated so that the stale approval of attempt 6 was signed while the SVIDs were valid.
+    td = DevTrustDomain(WORK / "pki", backdate="2h")
+    server = td.issue("refund-tool", "/ns/payments/sa/refund-tool", "--dns", "localhost")
+    fraud = td.issue("fraud-agent", NS + "fraud-agent")
+    approvals = td.issue("approvals", NS + "approvals")
+    refund = td.issue("refund-agent", NS + "refund-agent")
+    reporting = td.issue("reporting-agent", NS + "reporting-agent")
+    step("trust domain example.org: CA and five X.509-SVIDs from `custody ca`")
+    bundle = json.loads(custody("policy", "compile", POLICY))
+    step(f"policy {POLICY.relative_to(REPO)} compiled by `custody policy compile` ({len(bundle['rules'])} rules, Rego modules: {', '.join(bundle.get('modules', {})) or 'none'})")
 
     with ExitStack() as stack:
         port = free_port()
         log = (WORK / "tool-server.log").open("w")
-        server_proc = subprocess.Popen(
+        proc = subprocess.Popen(
             [sys.executable, "-m", "custody_testkit.tool_server", "--port", str(port), "--record", str(WORK / "seen.jsonl")],
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        stack.callback(server_proc.wait, 10)
-        stack.callback(server_proc.terminate)
+        stack.callback(proc.wait, 10)
+        stack.callback(proc.terminate)
         wait_for_port(port)
-        print(f"MCP tool server (official Python SDK) on 127.0.0.1:{port}")
+        step(f"MCP tool server (official Python SDK, tool `refund`) on 127.0.0.1:{port}")
         envoy = stack.enter_context(
             Envoy(
                 WORK / "envoy",
@@ -79,43 +79,74 @@ def main() -> int:
                 server_cert=server.cert,
                 server_key=server.key,
                 upstream_port=port,
-                plugin_config={"mode": "enforce", "paths": ["/mcp"], "policy": json.loads(bundle_path.read_text())},
+                plugin_config={
+                    "mode": "enforce",
+                    "paths": ["/mcp"],
+                    "audience": server.spiffe_id,
+                    "trust_domains": {"example.org": {"bundle_pem": td.bundle.read_text()}},
+                    "policy": bundle,
+                },
             )
         )
-        print(f"Envoy with dist/custody.wasm on {envoy.url} (mTLS), admin on 127.0.0.1:{envoy.admin_port}\n")
+        step(f"Envoy {envoy_version()} with dist/custody.wasm on {envoy.url} (mTLS), admin 127.0.0.1:{envoy.admin_port}")
+        print()
 
+        def history(name: str) -> History:
+            return History(WORK / "histories" / f"{name}.json")
+
+        (WORK / "histories").mkdir()
+        fraud_only = history("fraud-only").append(fraud, "fraud_check_passed", refund, claims={"order": "o-1"})
+        approved = history("approved").append(fraud, "fraud_check_passed", approvals, claims={"order": "o-1"})
+        approved.append(approvals, "human_approval", refund, claims={"amount": 12000})
+        stale = history("stale").append(fraud, "fraud_check_passed", approvals, age="40m")
+        stale.append(approvals, "human_approval", refund, claims={"amount": 12000}, age="31m")
+        tampered = history("tampered").append(fraud, "fraud_check_passed", approvals)
+        tampered.append(approvals, "human_approval", refund, claims={"amount": 12000})
+        tamper_claims(tampered, 1, amount=90000)
+
+        attempts = [
+            # (what, caller, history, amount, expected decision, expected reason)
+            ("refund with no history", refund, None, 12000, "deny", "missing_step"),
+            ("fraud check only", refund, fraud_only, 12000, "deny", "missing_step"),
+            ("fraud check + approval of 12000", refund, approved, 12000, "allow", None),
+            ("amount above the approved 12000", refund, approved, 15000, "deny", "rego_denied"),
+            ("approval presented by another agent", reporting, approved, 12000, "deny", "proof_holder",
+             proving_anyway(approved, reporting)),
+            ("approval signed 31 minutes ago", refund, stale, 12000, "deny", "stale_step"),
+            ("approval amount edited after signing", refund, tampered, 90000, "deny", "signature_invalid"),
+        ]
         rows, failures = [], 0
-        for who, tool, arguments, want, want_reason in CALLS:
-            ctx = ssl.create_default_context(cafile=str(td.bundle))
-            ctx.load_cert_chain(str(svids[who].cert), str(svids[who].key))
+        for i, (what, caller, hist, amount, want, want_reason, *prover) in enumerate(attempts, 1):
+            before = len(envoy.decisions())
             try:
-                outcome = anyio.run(call, envoy.url, ctx, tool, arguments)
-                decision, reason, decision_id = "allow", None, None
-            except BaseException as group:  # noqa: BLE001 - the SDK raises inside a task group
-                err = leaf(group)
-                if not isinstance(err, MCPError):
-                    raise
+                outcome = call_tool(
+                    envoy.url, td.bundle, caller, "refund", {"order_id": "o-1", "amount": amount},
+                    history=hist, audience=server.spiffe_id, prover=prover[0] if prover else None,
+                )
+                decision, reason = "allow", None
+            except MCPError as err:
                 decision, reason = "deny", err.error.data["reason"]
-                decision_id, outcome = err.error.data["decision_id"], err.error.message
-            logged = [d for d in envoy.decisions() if d["method"] == "tools/call"][-1]
-            if decision_id is not None:
-                logged = envoy.wait_for_decision(decision_id)
+                outcome = err.error.message
+            # The decision on the tool call, or on the request the client stopped at.
+            mine = envoy.decisions()[before:]
+            calls = [d for d in mine if d["method"] == "tools/call"] or [d for d in mine if d["decision"] == "deny"]
+            latency = f"{calls[-1]['latency_us']} µs" if calls else "-"
             ok = (decision, reason) == (want, want_reason)
             failures += not ok
-            rows.append((IDS[who].rsplit("/", 1)[-1], f"{tool}({json.dumps(arguments)})", decision, reason or "-",
-                         f"{logged['latency_us']} µs", outcome, "ok" if ok else f"EXPECTED {want}/{want_reason}"))
+            rows.append((str(i), what, caller.spiffe_id.rsplit("/", 1)[-1], decision, reason or "-", latency, outcome,
+                         "ok" if ok else f"EXPECTED {want} {want_reason or ''}"))
 
-        header = ("caller", "call", "decision", "reason", "filter time", "agent saw", "")
-        widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+        header = ("#", "attempt", "caller", "decision", "reason", "filter", "the agent saw", "")
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         for r in [header, *rows]:
-            print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
-        counters = envoy.counters()
-        print("\ncounters:", ", ".join(f"{k.split('.')[-1]}={v}" for k, v in sorted(counters.items()) if v))
-        print(f"decision log: {envoy.log_path.relative_to(REPO)} (lines starting with {{\"custody\":\"decision\"}})")
+            print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        counters = {k.split(".", 1)[-1]: v for k, v in envoy.counters().items() if v}
+        print("\ncounters:", ", ".join(f"{k}={v}" for k, v in sorted(counters.items())))
+        print(f"decision log: {envoy.log_path.relative_to(REPO)} (lines with {{\"custody\":\"decision\"}})")
     if failures:
         print(f"\n{failures} outcome(s) differ from the expected ones")
         return 1
-    print("\nall outcomes as expected; Envoy and the MCP server are stopped")
+    print("\nAll seven outcomes as expected. Envoy and the MCP server are stopped.")
     return 0
 
 

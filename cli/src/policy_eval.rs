@@ -1,0 +1,258 @@
+//! `custody policy eval`: one Rego input document decided by a policy, as the
+//! filter's decision stage does once the request and its history are
+//! verified: rules (caller, method, target) → `require` clauses over the
+//! history's steps → the rule's Rego over the document.
+
+use crate::fail::{error, Failure};
+use crate::policy_cmd::EvalFormat;
+use crate::util::{read_bytes_or_stdin, unix_now};
+use custody_core::mcp::Target;
+use custody_core::policy::{Policy, Request, Step, Verdict};
+use custody_core::reason::Reason;
+use custody_core::SpiffeId;
+use serde_json::{json, Map, Value};
+use std::path::Path;
+
+/// Decides `input` and prints the decision. Exit 0 allow, 1 deny.
+pub fn run(policy: &Policy, input: &Path, format: EvalFormat) -> Result<u8, Failure> {
+    let bytes = read_bytes_or_stdin(input)?;
+    let mut doc = custody_json::parse_strict(&bytes, 64).map_err(|e| {
+        error(format!(
+            "{}: {}",
+            input.display(),
+            match e {
+                custody_json::JsonError::DuplicateKey(k) => format!("duplicate member `{k}`"),
+                custody_json::JsonError::TooDeep => "nested too deeply".to_owned(),
+                custody_json::JsonError::Malformed => "not valid JSON".to_owned(),
+            }
+        ))
+    })?;
+    let verdict = decide(policy, &mut doc, unix_now()?)
+        .map_err(|e| error(format!("{}: {e}", input.display())))?;
+    let line = match format {
+        EvalFormat::Text => text(&verdict),
+        EvalFormat::Json => verdict_json(&verdict).to_string(),
+    };
+    crate::util::print(&format!("{line}\n"))?;
+    Ok(if verdict.is_ok() { 0 } else { 1 })
+}
+
+/// `allow (rule NAME)` or `deny (REASON)`.
+pub fn text(verdict: &Result<String, Reason>) -> String {
+    match verdict {
+        Ok(rule) => format!("allow (rule {rule})"),
+        Err(reason) => format!("deny ({})", reason.code()),
+    }
+}
+
+fn verdict_json(verdict: &Result<String, Reason>) -> Value {
+    match verdict {
+        Ok(rule) => json!({"decision": "allow", "rule": rule}),
+        Err(reason) => json!({"decision": "deny", "reason": reason.code()}),
+    }
+}
+
+/// Decides an input document (docs/policy.md) whose history is taken as
+/// verified. The document is completed first, so that Rego sees what the
+/// rules saw: a missing `now` becomes `default_now`, a missing `history`
+/// becomes `[]`, and each history entry's missing `iat` or `age` is computed
+/// from the other.
+pub fn decide(
+    policy: &Policy,
+    doc: &mut Value,
+    default_now: u64,
+) -> Result<Result<String, Reason>, String> {
+    let obj = doc
+        .as_object_mut()
+        .ok_or("the input document must be a JSON object")?;
+    let now = match obj.get("now") {
+        None => {
+            obj.insert("now".into(), json!(default_now));
+            default_now
+        }
+        Some(v) => v
+            .as_u64()
+            .ok_or("`now` must be a Unix time in seconds (a non-negative integer)")?,
+    };
+    let caller = obj
+        .get("calling_agent")
+        .and_then(Value::as_str)
+        .ok_or("`calling_agent` (the caller's SPIFFE ID) is required")?;
+    let caller = SpiffeId::parse(caller).map_err(|e| format!("`calling_agent` '{caller}': {e}"))?;
+    let mcp = obj
+        .get("mcp")
+        .and_then(Value::as_object)
+        .ok_or("`mcp` (an object with `method`) is required")?;
+    let method = mcp
+        .get("method")
+        .and_then(Value::as_str)
+        .ok_or("`mcp.method` must be a string")?
+        .to_owned();
+    let target = target_of(mcp)?;
+    let history = obj.entry("history").or_insert_with(|| json!([]));
+    let entries = history
+        .as_array_mut()
+        .ok_or("`history` must be an array of entries")?;
+    for (i, e) in entries.iter_mut().enumerate() {
+        complete_entry(e, now).map_err(|m| format!("history[{i}]: {m}"))?;
+    }
+    let doc_ref: &Value = doc;
+    let steps: Vec<Step> = doc_ref["history"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| Step {
+            step: e["step"].as_str().unwrap_or_default(),
+            result: e["result"].as_str().unwrap_or_default(),
+            signer: e["agent"].as_str().unwrap_or_default(),
+            iat: e["iat"].as_u64().unwrap_or_default(),
+        })
+        .collect();
+    let request = Request {
+        caller: &caller,
+        method: &method,
+        target: target.as_ref(),
+        history: &steps,
+        now,
+        input: Some(doc_ref),
+    };
+    Ok(match policy.evaluate(&request) {
+        Verdict::Allow { rule } => Ok(rule.to_owned()),
+        Verdict::Deny { reason } => Err(reason),
+    })
+}
+
+/// At most one of `tool`, `resource`, `prompt`, a non-empty string.
+fn target_of(mcp: &Map<String, Value>) -> Result<Option<Target>, String> {
+    let mut target = None;
+    for kind in ["tool", "resource", "prompt"] {
+        let Some(v) = mcp.get(kind) else { continue };
+        let name = v
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .ok_or(format!("`mcp.{kind}` must be a non-empty string"))?
+            .to_owned();
+        if target.is_some() {
+            return Err("`mcp` may name only one of `tool`, `resource`, `prompt`".into());
+        }
+        target = Some(match kind {
+            "tool" => Target::Tool(name),
+            "resource" => Target::Resource(name),
+            _ => Target::Prompt(name),
+        });
+    }
+    Ok(target)
+}
+
+/// Checks one history entry and fills in `iat` or `age`.
+fn complete_entry(e: &mut Value, now: u64) -> Result<(), String> {
+    let e = e.as_object_mut().ok_or("an entry must be a JSON object")?;
+    for key in ["step", "result", "agent"] {
+        if !e.get(key).is_some_and(Value::is_string) {
+            return Err(format!("`{key}` must be a string"));
+        }
+    }
+    let agent = e["agent"].as_str().unwrap_or_default();
+    SpiffeId::parse(agent).map_err(|err| format!("`agent` '{agent}': {err}"))?;
+    let number = |key: &str| -> Result<Option<u64>, String> {
+        match e.get(key) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or(format!("`{key}` must be a non-negative integer (seconds)")),
+        }
+    };
+    let (iat, age) = (number("iat")?, number("age")?);
+    match (iat, age) {
+        (Some(iat), None) => {
+            e.insert("age".into(), json!(now.saturating_sub(iat)));
+        }
+        (None, Some(age)) => {
+            e.insert("iat".into(), json!(now.saturating_sub(age)));
+        }
+        (Some(_), Some(_)) => {}
+        (None, None) => return Err("give `iat` or `age`".into()),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn policy() -> Policy {
+        serde_json::from_value(json!({"rules": [
+            {"name": "refunds", "callers": ["spiffe://example.org/ns/p/sa/agent"],
+             "methods": ["tools/call"], "tools": ["refund"],
+             "require": [{"step": "approval", "by": ["spiffe://example.org/ns/p/sa/approvals"], "within": "30m"}],
+             "rego": "data.p.allow"}],
+            "modules": {"p.rego": "package p\nimport rego.v1\nallow if input.mcp.arguments.amount <= 10\n"}}))
+        .unwrap()
+    }
+
+    fn input(amount: u64, age: u64) -> Value {
+        json!({"calling_agent": "spiffe://example.org/ns/p/sa/agent", "now": 10_000,
+               "mcp": {"method": "tools/call", "tool": "refund", "arguments": {"amount": amount}},
+               "history": [{"step": "approval", "result": "approved",
+                            "agent": "spiffe://example.org/ns/p/sa/approvals", "age": age}]})
+    }
+
+    #[test]
+    fn rules_then_requirements_then_rego() {
+        let p = policy();
+        assert_eq!(
+            decide(&p, &mut input(5, 60), 0).unwrap(),
+            Ok("refunds".into())
+        );
+        assert_eq!(
+            decide(&p, &mut input(50, 60), 0).unwrap(),
+            Err(Reason::RegoDenied)
+        );
+        assert_eq!(
+            decide(&p, &mut input(5, 3600), 0).unwrap(),
+            Err(Reason::StaleStep)
+        );
+        let mut doc = input(5, 60);
+        doc["mcp"]["tool"] = json!("other");
+        assert_eq!(decide(&p, &mut doc, 0).unwrap(), Err(Reason::NoRule));
+        let mut doc = input(5, 60);
+        doc["history"] = json!([]);
+        assert_eq!(decide(&p, &mut doc, 0).unwrap(), Err(Reason::MissingStep));
+    }
+
+    #[test]
+    fn completes_the_document() {
+        let p = policy();
+        let mut doc = input(5, 60);
+        doc.as_object_mut().unwrap().remove("now");
+        assert_eq!(decide(&p, &mut doc, 5_000).unwrap(), Ok("refunds".into()));
+        assert_eq!(doc["now"], 5_000);
+        assert_eq!(doc["history"][0]["iat"], 4_940);
+    }
+
+    #[test]
+    fn refuses_bad_documents() {
+        let p = policy();
+        for (edit, want) in [
+            (json!({"calling_agent": "nope"}), "calling_agent"),
+            (json!({"now": -1}), "now"),
+            (json!({"mcp": {"tool": "refund"}}), "mcp.method"),
+            (
+                json!({"mcp": {"method": "tools/call", "tool": "a", "prompt": "b"}}),
+                "only one",
+            ),
+            (json!({"history": [{"step": "a"}]}), "history[0]"),
+            (json!({"history": {}}), "array"),
+        ] {
+            let mut doc = input(1, 1);
+            for (k, v) in edit.as_object().unwrap() {
+                doc[k] = v.clone();
+            }
+            let err = decide(&p, &mut doc, 0).unwrap_err();
+            assert!(err.contains(want), "{edit}: {err}");
+        }
+        assert!(decide(&p, &mut json!([]), 0).is_err());
+    }
+}

@@ -1,0 +1,213 @@
+//! `custody policy test DIR`: like `opa test`, for every policy under DIR.
+//! Each directory holding a `policy.yaml` is compiled (as `policy compile`
+//! does), then its Rego unit tests run (rules named `test_*` in its
+//! `*_test.rego` files, which pass iff `true`), then its decision cases
+//! (`*.cases.yaml`, see [`crate::policy_cases`]).
+
+use crate::fail::{error, one_line, Failure};
+use crate::policy_cases;
+use crate::policy_cmd::{compile_file, file_name, rego_files};
+use custody_core::policy::Policy;
+use regorus::unstable::{Rule, RuleHead};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Runs every test under `dir`. Exit 0 all passed, 1 any failed.
+pub fn run(dir: &Path, verbose: bool) -> Result<u8, Failure> {
+    if !dir.is_dir() {
+        return Err(error(format!("{}: not a directory", dir.display())));
+    }
+    let mut policies = Vec::new();
+    find_policies(dir, &mut policies).map_err(error)?;
+    if policies.is_empty() {
+        return Err(error(format!("{}: no policy.yaml found", dir.display())));
+    }
+    let mut report = Report {
+        verbose,
+        passed: 0,
+        failed: 0,
+    };
+    for policy in &policies {
+        test_policy(policy, &mut report);
+    }
+    let total = report.passed + report.failed;
+    let summary = if report.failed == 0 {
+        format!("PASS: {}/{total}", report.passed)
+    } else {
+        format!("FAIL: {}/{total}", report.failed)
+    };
+    crate::util::print(&format!("{}\n{summary}\n", "-".repeat(80)))?;
+    Ok(u8::from(report.failed > 0))
+}
+
+/// Directories holding a `policy.yaml`, depth first, sorted (symbolic links
+/// to directories are not followed).
+fn find_policies(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+    let policy = dir.join("policy.yaml");
+    if policy.is_file() {
+        out.push(policy);
+    }
+    let mut subdirs = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir {
+            subdirs.push(entry.path());
+        }
+    }
+    subdirs.sort();
+    for sub in subdirs {
+        find_policies(&sub, out)?;
+    }
+    Ok(())
+}
+
+struct Report {
+    verbose: bool,
+    passed: usize,
+    failed: usize,
+}
+
+impl Report {
+    /// One test's outcome: failures always printed, passes with -v.
+    fn record(&mut self, file: &Path, name: &str, result: Result<(), String>) {
+        match result {
+            Ok(()) => {
+                self.passed += 1;
+                if self.verbose {
+                    println!("PASS {}: {name}", file.display());
+                }
+            }
+            Err(why) => {
+                self.failed += 1;
+                println!("FAIL {}: {name}: {}", file.display(), one_line(&why));
+            }
+        }
+    }
+}
+
+fn test_policy(path: &Path, report: &mut Report) {
+    let policy = match compile_file(path) {
+        Ok(p) => p,
+        Err(e) => {
+            // The error already names the file.
+            report.failed += 1;
+            println!("FAIL {}", one_line(&e));
+            return;
+        }
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    match rego_files(dir, true) {
+        Ok(tests) => rego_tests(&policy, &tests, report),
+        Err(e) => report.record(dir, "Rego tests", Err(e)),
+    }
+    let cases = match case_files(dir) {
+        Ok(c) => c,
+        Err(e) => return report.record(dir, "cases", Err(e)),
+    };
+    for file in cases {
+        match policy_cases::run_file(&policy, &file) {
+            Ok(outcomes) => {
+                for o in outcomes {
+                    report.record(&file, &o.name, o.result);
+                }
+            }
+            Err(e) => report.record(&file, "(case file)", Err(e)),
+        }
+    }
+}
+
+/// The `*.cases.yaml` files of `dir`, sorted.
+fn case_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let path = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+        if file_name(&path).ends_with(".cases.yaml") && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Loads the policy's modules and the test files into one engine and
+/// evaluates every `test_*` rule of the test files.
+fn rego_tests(policy: &Policy, tests: &[PathBuf], report: &mut Report) {
+    if tests.is_empty() {
+        return;
+    }
+    let mut engine = regorus::Engine::new();
+    for (name, source) in BTreeMap::from(policy.modules.clone()) {
+        if let Err(e) = engine.add_policy(name.clone(), source) {
+            // Compiling already refused this; kept for completeness.
+            return report.record(Path::new(&name), "(module)", Err(e.to_string()));
+        }
+    }
+    let mut loaded = Vec::new();
+    for file in tests {
+        let source = match std::fs::read_to_string(file) {
+            Ok(s) => s,
+            Err(e) => {
+                report.record(file, "(test file)", Err(e.to_string()));
+                continue;
+            }
+        };
+        let key = file.display().to_string();
+        match engine.add_policy(key.clone(), source) {
+            Ok(_) => loaded.push((file, key)),
+            Err(e) => report.record(file, "(test file)", Err(e.to_string())),
+        }
+    }
+    for (file, key) in loaded {
+        let names = test_rules(&mut engine, &key);
+        if names.is_empty() {
+            report.record(file, "(test file)", Err("defines no test_* rule".into()));
+        }
+        for rule in names {
+            let result = match engine.clone().eval_rule(rule.clone()) {
+                Ok(regorus::Value::Bool(true)) => Ok(()),
+                Ok(regorus::Value::Undefined) => Err("undefined".to_owned()),
+                Ok(v) => Err(format!(
+                    "{} (only true passes)",
+                    v.to_json_str().unwrap_or_else(|_| "a value".into())
+                )),
+                Err(e) => Err(format!("error: {e}")),
+            };
+            report.record(file, &rule, result);
+        }
+    }
+}
+
+/// `data.<package>.test_*` for every rule of the module loaded as `key`
+/// whose name starts with `test_`, in source order, each once.
+fn test_rules(engine: &mut regorus::Engine, key: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for module in engine.get_modules() {
+        if module.package.span.source.get_path() != key {
+            continue;
+        }
+        let Ok(package) = regorus::utils::get_path_string(&module.package.refr, Some("data"))
+        else {
+            continue;
+        };
+        for rule in &module.policy {
+            let refr = match &**rule {
+                Rule::Spec {
+                    head: RuleHead::Compr { refr, .. } | RuleHead::Set { refr, .. },
+                    ..
+                } => refr,
+                Rule::Default { refr, .. } => refr,
+                // Functions take arguments: not tests.
+                Rule::Spec { .. } => continue,
+            };
+            let Ok(name) = regorus::utils::get_path_string(refr, None) else {
+                continue;
+            };
+            let full = format!("{package}.{name}");
+            if name.starts_with("test_") && !names.contains(&full) {
+                names.push(full);
+            }
+        }
+    }
+    names
+}

@@ -1,0 +1,301 @@
+//! `custody policy compile | eval | test` through the built binary, over the
+//! shipped policies (policies/) and broken copies of them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn custody(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_custody"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_shipped_policies_pass_their_tests() {
+    let out = custody(&["policy", "test", "policies/"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    let summary = stdout.lines().last().unwrap();
+    assert!(summary.starts_with("PASS: "), "{stdout}");
+    let (passed, total) = summary["PASS: ".len()..].split_once('/').unwrap();
+    assert_eq!(passed, total);
+    assert!(passed.parse::<usize>().unwrap() >= 60, "{summary}");
+    assert!(!stdout.contains("FAIL"), "{stdout}");
+}
+
+#[test]
+fn verbose_lists_every_test_and_case() {
+    let out = custody(&["policy", "test", "policies/payments", "-v"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains(
+        "PASS policies/payments/refund_test.rego: data.payments.refund_test.test_denies_more_than_approved"
+    ));
+    assert!(stdout.contains(
+        "PASS policies/payments/payments.cases.yaml: another agent presents the refund agent's history"
+    ));
+}
+
+#[test]
+fn a_broken_expectation_fails_and_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let payments = dir.path().join("payments");
+    copy_dir(&root().join("policies/payments"), &payments);
+    let cases = payments.join("payments.cases.yaml");
+    let original = std::fs::read_to_string(&cases).unwrap();
+    let name = "- name: refund above the approved amount\n";
+    let at = original.find(name).expect("the case exists");
+    let rest = &original[at..];
+    let expect = "expect: {decision: deny, reason: rego_denied}";
+    let end = at + rest.find(expect).unwrap();
+    let broken = format!(
+        "{}expect: {{decision: allow}}{}",
+        &original[..end],
+        &original[end + expect.len()..]
+    );
+    std::fs::write(&cases, broken).unwrap();
+
+    let out = custody(&["policy", "test", dir.path().to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let fail = stdout
+        .lines()
+        .find(|l| l.starts_with("FAIL "))
+        .expect("a failure line");
+    assert!(
+        fail.contains("refund above the approved amount")
+            && fail.contains("expected allow, got deny (rego_denied)"),
+        "{fail}"
+    );
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("FAIL ")).count(), 1);
+    assert!(
+        stdout.lines().last().unwrap().starts_with("FAIL: 1/"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_failing_rego_test_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&root().join("policies/payments"), dir.path());
+    let tests = dir.path().join("refund_test.rego");
+    let mut source = std::fs::read_to_string(&tests).unwrap();
+    source.push_str(
+        "\ntest_more_than_approved if {\n\trefund.allow with input as request(20000, [approval(15000, agent, 60)])\n}\n",
+    );
+    std::fs::write(&tests, source).unwrap();
+    let out = custody(&["policy", "test", dir.path().to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("data.payments.refund_test.test_more_than_approved: undefined"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn test_needs_a_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = custody(&["policy", "test", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("no policy.yaml found"));
+}
+
+const REFUND_AGENT: &str = "spiffe://example.org/ns/payments/sa/refund-agent";
+
+fn refund_input(amount: u64) -> String {
+    serde_json::json!({
+        "calling_agent": REFUND_AGENT,
+        "now": 1_776_522_000u64,
+        "mcp": {"method": "tools/call", "id": 7, "tool": "refund", "arguments": {"amount": amount}},
+        "workflow": "wf-1",
+        "history": [
+            {"seq": 0, "step": "fraud_check_passed", "result": "approved",
+             "agent": "spiffe://example.org/ns/payments/sa/fraud-agent",
+             "next": "spiffe://example.org/ns/payments/sa/approvals",
+             "iat": 1_776_521_400u64, "age": 600, "claims": {}},
+            {"seq": 1, "step": "human_approval", "result": "approved",
+             "agent": "spiffe://example.org/ns/payments/sa/approvals",
+             "next": REFUND_AGENT, "iat": 1_776_521_700u64, "age": 300,
+             "claims": {"amount": 15000}}
+        ]
+    })
+    .to_string()
+}
+
+#[test]
+fn eval_allows_and_denies() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("bundle.json");
+    let out = custody(&[
+        "policy",
+        "compile",
+        "policies/payments/policy.yaml",
+        "-o",
+        bundle.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&bundle).unwrap()).unwrap();
+    assert!(json["modules"]["refund.rego"].is_string());
+    assert!(json["modules"].get("refund_test.rego").is_none());
+
+    let input = dir.path().join("input.json");
+    let eval = |format: &str| {
+        custody(&[
+            "policy",
+            "eval",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--format",
+            format,
+        ])
+    };
+
+    std::fs::write(&input, refund_input(12_000)).unwrap();
+    let out = eval("text");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "allow (rule refunds)\n");
+    let out = eval("json");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"decision": "allow", "rule": "refunds"})
+    );
+
+    std::fs::write(&input, refund_input(20_000)).unwrap();
+    let out = eval("text");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(text(&out.stdout), "deny (rego_denied)\n");
+    let out = eval("json");
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({"decision": "deny", "reason": "rego_denied"})
+    );
+
+    // The require clauses apply to the document's history.
+    let mut stale: serde_json::Value = serde_json::from_str(&refund_input(12_000)).unwrap();
+    stale["history"][1]["iat"] = serde_json::json!(1_776_522_000u64 - 1801);
+    std::fs::write(&input, stale.to_string()).unwrap();
+    assert_eq!(text(&eval("text").stdout), "deny (stale_step)\n");
+
+    // An input that is not a decision's document is an error (exit 2).
+    std::fs::write(&input, r#"{"mcp": {"method": "ping"}}"#).unwrap();
+    let out = eval("text");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("calling_agent"));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn eval_reads_a_policy_yaml_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.json");
+    std::fs::write(&input, refund_input(15_000)).unwrap();
+    let out = custody(&[
+        "policy",
+        "eval",
+        "--policy",
+        "policies/payments/policy.yaml",
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(text(&out.stdout), "allow (rule refunds)\n");
+}
+
+/// A policy directory with one rule naming `rego` and one module.
+fn policy_dir(rego_rule: &str, module: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("policy.yaml"),
+        format!(
+            "rules:\n- name: r\n  callers: [\"spiffe://example.org/a\"]\n  methods: [ping]\n  rego: {rego_rule}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("x.rego"), module).unwrap();
+    dir
+}
+
+fn compile_fails(dir: &Path) -> String {
+    let out = custody(&[
+        "policy",
+        "compile",
+        dir.join("policy.yaml").to_str().unwrap(),
+    ]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
+    assert!(out.stdout.is_empty());
+    stderr
+}
+
+#[test]
+fn compile_refuses_a_missing_rego_rule() {
+    let dir = policy_dir("data.x.allow", "package x\nimport rego.v1\nallw if true\n");
+    let err = compile_fails(dir.path());
+    assert!(
+        err.contains("policy.yaml: rule 'r': rego rule 'data.x.allow' is not defined"),
+        "{err}"
+    );
+}
+
+#[test]
+fn compile_refuses_a_rego_syntax_error() {
+    let dir = policy_dir("data.x.allow", "package x\nimport rego.v1\nallow if {\n");
+    let err = compile_fails(dir.path());
+    assert!(
+        err.contains("policy.yaml: Rego module 'x.rego'") && err.contains("x.rego:4"),
+        "{err}"
+    );
+}
+
+#[test]
+fn compile_ignores_test_files_and_keeps_plain_policies_as_they_were() {
+    let dir = policy_dir("data.x.allow", "package x\nimport rego.v1\nallow if true\n");
+    // A broken test file does not break the bundle.
+    std::fs::write(dir.path().join("x_test.rego"), "package x_test\nnot rego {").unwrap();
+    let out = custody(&[
+        "policy",
+        "compile",
+        dir.path().join("policy.yaml").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["modules"].as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["x.rego"]
+    );
+
+    let out = custody(&["policy", "compile", "policies/demo/policy.yaml"]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.get("modules").is_none());
+    assert_eq!(v["rules"][1]["name"], "calculator");
+}
