@@ -9,6 +9,7 @@ mod http;
 mod metrics;
 mod replay;
 mod root;
+mod sequence;
 
 use proxy_wasm::types::LogLevel;
 

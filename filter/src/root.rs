@@ -6,7 +6,7 @@
 
 use crate::http::Request;
 use crate::metrics::Metrics;
-use crate::{ecdsa, host, replay};
+use crate::{ecdsa, host, replay, sequence};
 use custody_core::config::{Config, HeaderMode};
 use custody_core::identity::CertCache;
 use custody_history::{EcdsaP256Verifier, VerifyCache};
@@ -46,7 +46,8 @@ impl RootContext for Root {
         let config = match host::plugin_configuration() {
             None => Err("no plugin configuration".to_owned()),
             Some(bytes) => Config::from_json(&bytes),
-        };
+        }
+        .and_then(|c| sequence::check_and_record(&c.trust).map(|()| c));
         let (ecdsa, ecdsa_name) = ecdsa::detect();
         let under_istio = host::property(&["node", "metadata", "ISTIO_VERSION"]).is_some();
         let hold_headers = match config.as_ref().map(|c| c.headers) {

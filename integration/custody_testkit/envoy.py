@@ -96,6 +96,7 @@ class Envoy:
         plugin_config: dict | str,
         wasm: Path = WASM,
         mutate=None,
+        dynamic: bool = False,
     ):
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
@@ -120,8 +121,40 @@ class Envoy:
         endpoint["address"]["socket_address"]["port_value"] = upstream_port
         if mutate:
             mutate(boot)
+        self.lds_path: Path | None = None
+        if dynamic:
+            # The listener comes from a watched file (LDS), so `update()` can
+            # change the plugin configuration without restarting Envoy.
+            self.listener = boot["static_resources"].pop("listeners")[0]
+            self.lds_path = workdir / "lds" / "listeners.yaml"
+            self.lds_path.parent.mkdir(exist_ok=True)
+            self._write_listener()
+            boot["node"] = {"id": "custody-test", "cluster": "custody-test"}
+            boot["dynamic_resources"] = {
+                "lds_config": {
+                    "resource_api_version": "V3",
+                    "path_config_source": {
+                        "path": str(self.lds_path),
+                        "watched_directory": {"path": str(self.lds_path.parent)},
+                    },
+                }
+            }
         self.config_path.write_text(yaml.safe_dump(boot))
         self.proc: subprocess.Popen | None = None
+
+    def _write_listener(self) -> None:
+        assert self.lds_path is not None
+        resource = {"@type": "type.googleapis.com/envoy.config.listener.v3.Listener", **self.listener}
+        tmp = self.lds_path.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump({"resources": [resource]}))
+        tmp.rename(self.lds_path)  # an atomic move is what Envoy watches for
+
+    def update(self, plugin_config: dict | str) -> None:
+        """A new plugin configuration through LDS (needs `dynamic=True`):
+        Envoy builds a new listener and drains the old one's requests."""
+        value = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
+        plugin_config_of({"static_resources": {"listeners": [self.listener]}})["configuration"]["value"] = value
+        self._write_listener()
 
     @property
     def url(self) -> str:
