@@ -11,6 +11,7 @@ use crate::proof::{self, HistoryHeaders, ProofEnv};
 use crate::reason::Reason;
 use crate::transport::{self, Head, HttpKind};
 use crate::SpiffeId;
+use custody_history::VerifiedHistory;
 use serde_json::Value;
 
 /// The outcome of one request, before `mode` is applied.
@@ -184,7 +185,10 @@ impl Pending {
             input: input.as_ref(),
         };
         decision.verdict = match config.policy.evaluate(&request) {
-            Verdict::Allow { rule } => Ok(rule.to_owned()),
+            Verdict::Allow { rule } => {
+                consume_single_use(config, rule, &request, history.as_ref(), env)
+                    .map(|()| rule.to_owned())
+            }
             Verdict::Deny { reason } => Err(reason),
         };
         if let Some(h) = &history {
@@ -202,6 +206,34 @@ impl Pending {
         d.id = id;
         d
     }
+}
+
+/// The entries that met the allowing rule's `single_use` clauses are used up
+/// here, once per Envoy (the host's replay guard, keyed by entry hash and kept
+/// until the entry expires).
+fn consume_single_use(
+    config: &Config,
+    rule: &str,
+    request: &Request,
+    history: Option<&VerifiedHistory>,
+    env: &mut ProofEnv,
+) -> Result<(), Reason> {
+    let Some(history) = history else {
+        return Ok(());
+    };
+    for i in config.policy.single_use_steps(rule, request) {
+        let Some(entry) = history.entries.get(i) else {
+            return Err(Reason::StepConsumed);
+        };
+        let key = format!("step:{}", custody_history::b64url(&entry.hash));
+        env.replay
+            .admit(&key, entry.exp, env.now)
+            .map_err(|r| match r.reason() {
+                "proof_replayed" => Reason::StepConsumed,
+                other => Reason::History(other),
+            })?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

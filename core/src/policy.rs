@@ -160,7 +160,7 @@ impl Rule {
     fn requirements_met(&self, req: &Request) -> Result<(), Reason> {
         self.require
             .iter()
-            .try_for_each(|r| r.met_by(req.history, req.now))
+            .try_for_each(|r| r.met_by(req.history, req.now).map(|_| ()))
     }
 
     /// A rule without target lists covers every target of its methods. A rule
@@ -217,6 +217,9 @@ pub struct Requirement {
     pub within: Option<Duration>,
     #[serde(default = "approved")]
     pub result: String,
+    /// The entry that meets this clause authorises one request per Envoy.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub single_use: bool,
 }
 
 fn approved() -> String {
@@ -227,9 +230,14 @@ impl Requirement {
     /// The most specific reason when unmet: a step by the wrong signer
     /// (`step_signer`), with another result (`step_result`), too old
     /// (`stale_step`), or absent (`missing_step`).
-    fn met_by(&self, history: &[Step], now: u64) -> Result<(), Reason> {
+    /// The index of the first step that meets the clause.
+    fn met_by(&self, history: &[Step], now: u64) -> Result<usize, Reason> {
         let mut closest = Reason::MissingStep;
-        for s in history.iter().filter(|s| s.step == self.step.0) {
+        for (i, s) in history
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.step == self.step.0)
+        {
             let reason = if !self.by.iter().any(|p| p.0.matches(s.signer)) {
                 Reason::StepSigner
             } else if self.result != "*" && s.result != self.result {
@@ -237,7 +245,7 @@ impl Requirement {
             } else if self.within.is_some_and(|w| now.saturating_sub(s.iat) > w.0) {
                 Reason::StaleStep
             } else {
-                return Ok(());
+                return Ok(i);
             };
             if closeness(reason) > closeness(closest) {
                 closest = reason;
@@ -384,6 +392,19 @@ impl Policy {
             RegoOutcome::Denied(_) => Err(Reason::RegoDenied),
             RegoOutcome::Error(_) => Err(Reason::RegoError),
         }
+    }
+
+    /// The history steps that rule `name`'s `single_use` clauses consume
+    /// when it allows `req` (the same steps that met them).
+    pub fn single_use_steps(&self, name: &str, req: &Request) -> Vec<usize> {
+        let Some(rule) = self.rules.iter().find(|r| r.name == name) else {
+            return Vec::new();
+        };
+        rule.require
+            .iter()
+            .filter(|r| r.single_use)
+            .filter_map(|r| r.met_by(req.history, req.now).ok())
+            .collect()
     }
 
     /// Prepares the Rego engine for every rule that names one.

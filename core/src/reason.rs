@@ -38,6 +38,8 @@ pub enum Reason {
     StepResult,
     /// The required step is there, but older than the rule's `within`.
     StaleStep,
+    /// The required step is `single_use` and already authorised a request.
+    StepConsumed,
     /// History headers were sent, but no `audience`/`trust_domains` are configured.
     HistoryUnconfigured,
     /// The rule's Rego rule is `false`, undefined or not `true`.
@@ -50,7 +52,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 20] = [
         Reason::ConfigInvalid,
         Reason::NoIdentity,
         Reason::MethodNotAllowed,
@@ -67,6 +69,7 @@ impl Reason {
         Reason::StepSigner,
         Reason::StepResult,
         Reason::StaleStep,
+        Reason::StepConsumed,
         Reason::HistoryUnconfigured,
         Reason::RegoDenied,
         Reason::RegoError,
@@ -193,6 +196,12 @@ impl Reason {
                 403,
                 -32005,
                 "A required workflow step is older than the policy allows",
+            ),
+            Reason::StepConsumed => (
+                "step_consumed",
+                403,
+                -32005,
+                "A required single-use workflow step was already used",
             ),
             Reason::HistoryUnconfigured => (
                 "history_unconfigured",

@@ -38,12 +38,16 @@ fn signer(name: &str) -> Signer {
 }
 
 fn config(with_trust: bool) -> Config {
+    config_with(with_trust, false)
+}
+
+fn config_with(with_trust: bool, single_use: bool) -> Config {
     let mut c = json!({
         "policy": {"rules": [
             {"name": "refunds", "callers": [sa("refund-agent")], "methods": ["tools/call"], "tools": ["refund"],
              "require": [
                 {"step": "fraud_check_passed", "by": [sa("fraud-*")]},
-                {"step": "human_approval", "by": [sa("approvals")], "within": "30m"}]},
+                {"step": "human_approval", "by": [sa("approvals")], "within": "30m", "single_use": single_use}]},
             {"name": "ping", "callers": ["spiffe://example.org/**"], "methods": ["ping", "tools/call"], "tools": ["lookup"]}
         ]},
     });
@@ -195,6 +199,51 @@ fn a_proof_is_accepted_once() {
         .is_allowed());
     let again = host.decide(&c, &sa("refund-agent"), first, BODY);
     assert_eq!(again.verdict, Err(Reason::History("proof_replayed")));
+}
+
+#[test]
+fn a_single_use_approval_authorises_one_request() {
+    let c = config_with(true, true);
+    let (h, certs) = history(&STEPS, 100);
+    let mut host = Host::new();
+    let caller = sa("refund-agent");
+    let first = host.decide(
+        &c,
+        &caller,
+        headers(&h, &certs, "refund-agent", BODY, 20),
+        BODY,
+    );
+    assert!(first.is_allowed(), "{:?}", first.detail);
+    // A fresh proof, the same approval: used up.
+    let second = host.decide(
+        &c,
+        &caller,
+        headers(&h, &certs, "refund-agent", BODY, 21),
+        BODY,
+    );
+    assert_eq!(second.verdict, Err(Reason::StepConsumed));
+    // A new approval in a new workflow authorises again.
+    let (h2, certs2) = history(&STEPS, 50);
+    let third = host.decide(
+        &c,
+        &caller,
+        headers(&h2, &certs2, "refund-agent", BODY, 22),
+        BODY,
+    );
+    assert!(third.is_allowed(), "{:?}", third.detail);
+    // Without single_use the same approval may be used again.
+    let reusable = config_with(true, false);
+    let mut host = Host::new();
+    for jti in 23..26 {
+        assert!(host
+            .decide(
+                &reusable,
+                &caller,
+                headers(&h, &certs, "refund-agent", BODY, jti),
+                BODY
+            )
+            .is_allowed());
+    }
 }
 
 #[test]
