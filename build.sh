@@ -56,6 +56,19 @@ setup_venv() {
     fi
 }
 
+# The TypeScript client's dependencies (clients/typescript/node_modules), from its lockfile.
+setup_ts_client() {
+    local dir=clients/typescript want
+    local stamp="$dir/node_modules/.package-lock.sha256"
+    want="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+    if [ ! -d "$dir/node_modules" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        command -v npm >/dev/null || die "npm is needed for the TypeScript client (clients/typescript)"
+        say "installing the TypeScript client's dependencies (npm ci in clients/typescript)"
+        npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error
+        echo "$want" >"$stamp"
+    fi
+}
+
 build() {
     setup_rust
     say "building the filter (wasm32-wasip1, release) and the custody CLI"
@@ -91,6 +104,9 @@ test_all() {
     say "end-to-end tests: real Envoy $(cd integration && "$PY" -c 'from custody_testkit.envoy import envoy_version; print(envoy_version())'), the built filter, the official MCP SDK"
     say "Python client library (clients/python): unit tests"
     (cd clients/python && "$PY" -m pytest -q -p no:cacheprovider)
+    setup_ts_client
+    say "TypeScript client library (clients/typescript): build and unit tests"
+    npm test --prefix clients/typescript --silent
     (cd integration && "$PY" -m pytest -q -p no:cacheprovider "$@")
 }
 
@@ -119,7 +135,7 @@ fuzz() {
 
 case "${1:-build}" in
     build) build ;;
-    setup) setup_rust; setup_wasm_runner; setup_venv ;;
+    setup) setup_rust; setup_wasm_runner; setup_venv; setup_ts_client ;;
     test) shift; test_all "$@" ;;
     demo) demo ;;
     package) package ;;

@@ -312,3 +312,53 @@ def test_stream_mode_works_where_headers_cannot_be_held(start_envoy, pki, demo_b
         assert "headers=stream" in envoy.log()
     time.sleep(0.5)
     assert not upstream_saw(tool_server, m)
+
+
+def _raw_post(port: int, ctx: ssl.SSLContext, body: bytes, session=None):
+    """One POST on a fresh TLS connection; returns (status, session, reused)."""
+    import socket
+
+    head = (
+        f"POST /mcp HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
+        f"accept: application/json, text/event-stream\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
+            tls.sendall(head + body)
+            response = b""
+            while chunk := tls.recv(65536):
+                response += chunk
+            return int(response.split(b" ", 2)[1]), tls.session, tls.session_reused
+
+
+def test_tls_sessions_are_not_resumed(enforcing_envoy, pki):
+    """A resumed session skips certificate validation and Envoy then reports
+    the peer as not validated (Custody: no_identity). The shipped listener
+    disables resumption, so every connection is fully verified and allowed."""
+    ctx = tls_context(pki["bundle"], pki["agent"])
+    body = json.dumps(INIT).encode()
+    status, session, _ = _raw_post(enforcing_envoy.port, ctx, body)
+    assert status == 200
+    status, _, reused = _raw_post(enforcing_envoy.port, ctx, body, session=session)
+    assert not reused
+    assert status == 200
+
+
+def test_a_resumed_session_fails_closed_where_resumption_is_left_on(start_envoy, pki, demo_bundle):
+    """Why the listener disables resumption: Envoy reports a resumed session's
+    peer certificate as not validated, and Custody refuses rather than guess."""
+
+    def allow_resumption(boot):
+        tls = boot["static_resources"]["listeners"][0]["filter_chains"][0]["transport_socket"]["typed_config"]
+        tls.pop("disable_stateless_session_resumption")
+        tls.pop("disable_stateful_session_resumption")
+
+    with start_envoy({"policy": demo_bundle}, mutate=allow_resumption) as envoy:
+        ctx = tls_context(pki["bundle"], pki["agent"])
+        body = json.dumps(INIT).encode()
+        status, session, _ = _raw_post(envoy.port, ctx, body)
+        assert status == 200
+        status, _, reused = _raw_post(envoy.port, ctx, body, session=session)
+        assert reused
+        assert status == 403
+        assert [d["reason"] for d in envoy.decisions()][-1] == "no_identity"

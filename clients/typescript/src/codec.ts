@@ -1,0 +1,245 @@
+/**
+ * Byte-exact encodings of docs/history-format.md §2: canonical unpadded
+ * base64url, SHA-256 hashes, compact JSON with sorted members, strict JSON
+ * parsing (no duplicate members), SPIFFE IDs (§9).
+ */
+
+import { createHash } from "node:crypto";
+
+/** A value is not canonical unpadded base64url or not the expected JSON. */
+export class EncodingError extends Error {
+  override name = "EncodingError";
+}
+
+const B64U = /^[A-Za-z0-9_-]*$/;
+
+/** Canonical unpadded base64url (RFC 4648 §5). */
+export function b64u(data: Uint8Array | string): string {
+  const bytes = typeof data === "string" ? Buffer.from(data, "utf8") : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  return bytes.toString("base64url");
+}
+
+/**
+ * Decodes canonical unpadded base64url; anything else (padding, `+`, `/`,
+ * whitespace, non-zero trailing bits) throws `EncodingError`.
+ */
+export function b64uDecode(text: string): Uint8Array {
+  if (typeof text !== "string" || !B64U.test(text) || text.length % 4 === 1) {
+    throw new EncodingError("not canonical base64url");
+  }
+  const data = Buffer.from(text, "base64url");
+  if (data.toString("base64url") !== text) {
+    throw new EncodingError("not canonical base64url (non-zero trailing bits)");
+  }
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
+export function utf8(text: string): Uint8Array {
+  return new TextEncoder().encode(text);
+}
+
+export function sha256(data: Uint8Array | string): Uint8Array {
+  return new Uint8Array(createHash("sha256").update(data).digest());
+}
+
+/** base64url(SHA-256(data)): `x5t#S256`, `prev`, `head`, `bdy`. Strings are hashed as UTF-8. */
+export function sha256B64u(data: Uint8Array | string): string {
+  return b64u(sha256(data));
+}
+
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  return a.byteLength === b.byteLength && Buffer.compare(a, b) === 0;
+}
+
+/** Code point order (= UTF-8 byte order), as Rust's BTreeMap and Python's sort_keys sort. */
+function compareCodePoints(a: string, b: string): number {
+  const ia = a[Symbol.iterator]();
+  const ib = b[Symbol.iterator]();
+  for (;;) {
+    const x = ia.next();
+    const y = ib.next();
+    if (x.done || y.done) return x.done === y.done ? 0 : x.done ? -1 : 1;
+    const cx = x.value.codePointAt(0)!;
+    const cy = y.value.codePointAt(0)!;
+    if (cx !== cy) return cx - cy;
+  }
+}
+
+function write(value: unknown, out: string[]): void {
+  if (value === null) {
+    out.push("null");
+  } else if (typeof value === "string" || typeof value === "boolean") {
+    out.push(JSON.stringify(value));
+  } else if (typeof value === "number") {
+    if (!Number.isFinite(value)) throw new EncodingError("JSON cannot hold NaN or Infinity");
+    out.push(JSON.stringify(value));
+  } else if (typeof value === "bigint") {
+    out.push(value.toString());
+  } else if (Array.isArray(value)) {
+    out.push("[");
+    value.forEach((v, i) => {
+      if (i) out.push(",");
+      write(v, out);
+    });
+    out.push("]");
+  } else if (typeof value === "object") {
+    const keys = Object.keys(value as object).sort(compareCodePoints);
+    out.push("{");
+    let first = true;
+    for (const k of keys) {
+      const v = (value as Record<string, unknown>)[k];
+      if (v === undefined) continue;
+      if (!first) out.push(",");
+      first = false;
+      out.push(JSON.stringify(k), ":");
+      write(v, out);
+    }
+    out.push("}");
+  } else {
+    throw new EncodingError(`a ${typeof value} is not JSON`);
+  }
+}
+
+/**
+ * Compact JSON, object members in lexicographic (code point) order, as UTF-8:
+ * the form the reference signer writes and the form the `claims` size is
+ * measured in. Members whose value is `undefined` are omitted; `bigint`s are
+ * written as integers.
+ */
+export function canonicalJson(value: unknown): Uint8Array {
+  const out: string[] = [];
+  write(value, out);
+  return utf8(out.join(""));
+}
+
+/** A JSON object value. */
+export type JsonObject = { [member: string]: unknown };
+
+/**
+ * Parses RFC 8259 JSON text (UTF-8 bytes or a string) that must be an
+ * object, refusing a member given twice at any depth (`EncodingError`).
+ */
+export function strictJsonObject(data: Uint8Array | string): JsonObject {
+  let text: string;
+  try {
+    text = typeof data === "string" ? data : new TextDecoder("utf-8", { fatal: true }).decode(data);
+  } catch {
+    throw new EncodingError("not UTF-8");
+  }
+  const value = new StrictParser(text).parseDocument();
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    throw new EncodingError("not a JSON object");
+  }
+  return value as JsonObject;
+}
+
+const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
+const STRING = /"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/y;
+
+class StrictParser {
+  private pos = 0;
+  constructor(private readonly text: string) {}
+
+  parseDocument(): unknown {
+    const v = this.value(0);
+    this.ws();
+    if (this.pos !== this.text.length) this.fail("trailing characters");
+    return v;
+  }
+
+  private fail(what: string): never {
+    throw new EncodingError(`not JSON: ${what} at offset ${this.pos}`);
+  }
+
+  private ws(): void {
+    while (this.pos < this.text.length) {
+      const c = this.text.charCodeAt(this.pos);
+      if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) this.pos++;
+      else break;
+    }
+  }
+
+  private string(): string {
+    STRING.lastIndex = this.pos;
+    const m = STRING.exec(this.text);
+    if (!m) this.fail("bad string");
+    this.pos += m[0].length;
+    return JSON.parse(m[0]) as string;
+  }
+
+  private value(depth: number): unknown {
+    if (depth > 128) this.fail("nesting too deep");
+    this.ws();
+    const c = this.text[this.pos];
+    if (c === "{") {
+      this.pos++;
+      const obj: JsonObject = Object.create(null) as JsonObject;
+      const seen = new Set<string>();
+      this.ws();
+      if (this.text[this.pos] === "}") {
+        this.pos++;
+        return { ...obj };
+      }
+      for (;;) {
+        this.ws();
+        if (this.text[this.pos] !== '"') this.fail("expected a member name");
+        const k = this.string();
+        if (seen.has(k)) throw new EncodingError(`duplicate JSON member ${JSON.stringify(k)}`);
+        seen.add(k);
+        this.ws();
+        if (this.text[this.pos] !== ":") this.fail("expected ':'");
+        this.pos++;
+        obj[k] = this.value(depth + 1);
+        this.ws();
+        const d = this.text[this.pos++];
+        if (d === "}") break;
+        if (d !== ",") this.fail("expected ',' or '}'");
+      }
+      // A plain object (a `__proto__` member stays an own data property).
+      const plain: JsonObject = {};
+      for (const k of Object.keys(obj)) Object.defineProperty(plain, k, { value: obj[k], enumerable: true, writable: true, configurable: true });
+      return plain;
+    }
+    if (c === "[") {
+      this.pos++;
+      const arr: unknown[] = [];
+      this.ws();
+      if (this.text[this.pos] === "]") {
+        this.pos++;
+        return arr;
+      }
+      for (;;) {
+        arr.push(this.value(depth + 1));
+        this.ws();
+        const d = this.text[this.pos++];
+        if (d === "]") break;
+        if (d !== ",") this.fail("expected ',' or ']'");
+      }
+      return arr;
+    }
+    if (c === '"') return this.string();
+    for (const [word, v] of [["true", true], ["false", false], ["null", null]] as const) {
+      if (this.text.startsWith(word, this.pos)) {
+        this.pos += word.length;
+        return v;
+      }
+    }
+    NUMBER.lastIndex = this.pos;
+    const m = NUMBER.exec(this.text);
+    if (!m) this.fail("unexpected character");
+    this.pos += m[0].length;
+    return Number(m[0]);
+  }
+}
+
+const SPIFFE_ID = /^spiffe:\/\/[a-z0-9._-]+((?:\/[A-Za-z0-9._-]+)*)$/;
+
+/** A SPIFFE ID as in docs/history-format.md §9 (`requirePath`: at least one path segment). */
+export function isSpiffeId(value: unknown, opts: { requirePath?: boolean } = {}): value is string {
+  if (typeof value !== "string" || utf8(value).byteLength > 2048) return false;
+  const m = SPIFFE_ID.exec(value);
+  if (!m) return false;
+  const segments = m[1] ? m[1].slice(1).split("/") : [];
+  if (segments.some((s) => s === "." || s === "..")) return false;
+  return segments.length > 0 || !opts.requirePath;
+}

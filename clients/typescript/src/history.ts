@@ -1,0 +1,504 @@
+/**
+ * Signed workflow history (docs/history-format.md): entries, appending,
+ * per-request proofs, and a signature/link self-check.
+ */
+
+import { randomBytes, verify as cryptoVerify, X509Certificate } from "node:crypto";
+
+import {
+  b64u,
+  b64uDecode,
+  bytesEqual,
+  canonicalJson,
+  EncodingError,
+  isSpiffeId,
+  sha256B64u,
+  strictJsonObject,
+  utf8,
+  type JsonObject,
+} from "./codec.js";
+import { bytesToBigInt, isP256, P256_HALF_N, P256_N, spiffeIdOf, SvidError, type Svid } from "./svid.js";
+
+export const HISTORY_HEADER = "workflow-history";
+export const PROOF_HEADER = "workflow-history-proof";
+export const CERTS_HEADER = "workflow-history-certs";
+
+const ALG = "ES256";
+const ENTRY_TYP = "wfh+jwt";
+const PROOF_TYP = "wfh-proof+jwt";
+const X5T = "x5t#S256";
+
+export const MAX_ENTRIES = 32;
+export const MAX_CLAIMS_BYTES = 2048;
+export const MAX_PROOF_TTL = 60;
+export const CLOCK_SKEW = 30;
+
+/** A history cannot be read, appended to or proven. */
+export class HistoryError extends Error {
+  override name = "HistoryError";
+}
+
+/** The signer is not the holder the last entry named (`nxt`). */
+export class NotHolderError extends HistoryError {
+  override name = "NotHolderError";
+}
+
+/** A self-check failed; `reason` is the §7 reason code. */
+export class VerificationError extends HistoryError {
+  override name = "VerificationError";
+  constructor(
+    readonly reason: string,
+    readonly detail: string,
+  ) {
+    super(`${reason}: ${detail}`);
+  }
+}
+
+/**
+ * Header values by name: a plain object (e.g. a parsed `custody history` file),
+ * a `Headers` or `Map`, or name/value pairs. Names are case-insensitive.
+ */
+export type HeadersLike =
+  | Readonly<Record<string, string>>
+  | Iterable<readonly [string, string]>
+  | { forEach(cb: (value: string, name: string) => void): void }
+  | object;
+
+function headerPairs(headers: HeadersLike): Array<readonly [string, unknown]> {
+  if (typeof (headers as { forEach?: unknown }).forEach === "function" && !Array.isArray(headers)) {
+    const out: Array<[string, unknown]> = [];
+    (headers as { forEach(cb: (value: unknown, name: string) => void): void }).forEach((v, k) => out.push([k, v]));
+    return out;
+  }
+  if (Symbol.iterator in headers) return [...(headers as Iterable<readonly [string, unknown]>)];
+  return Object.entries(headers);
+}
+
+function header(headers: HeadersLike, name: string): string | undefined {
+  const found = headerPairs(headers).filter(([k]) => String(k).toLowerCase() === name);
+  if (found.length > 1) throw new HistoryError(`header ${name} given more than once`);
+  const v = found[0]?.[1];
+  if (v !== undefined && typeof v !== "string") throw new HistoryError(`header ${name} is not a string`);
+  return v;
+}
+
+function nowSeconds(): number {
+  return Math.floor(Date.now() / 1000);
+}
+
+function headerJson(svid: Svid, typ: string): Uint8Array {
+  return canonicalJson({ alg: ALG, typ, [X5T]: svid.x5t });
+}
+
+/** A compact JWS of these exact header and payload bytes, ES256, low-S. */
+export function signJws(svid: Svid, headerJsonBytes: Uint8Array, payloadJsonBytes: Uint8Array): string {
+  const signingInput = `${b64u(headerJsonBytes)}.${b64u(payloadJsonBytes)}`;
+  return `${signingInput}.${b64u(svid.sign(utf8(signingInput)))}`;
+}
+
+function toCert(cert: X509Certificate | Uint8Array): X509Certificate {
+  return cert instanceof X509Certificate ? cert : new X509Certificate(Buffer.from(cert));
+}
+
+/**
+ * True when `jws` carries a valid ES256 signature (64-byte `r || s`, r and s
+ * in [1, n−1], low-S) by the P-256 key of `cert` (object or DER). Checks only
+ * the signature, not the certificate.
+ */
+export function verifySignature(jws: string, cert: X509Certificate | Uint8Array): boolean {
+  const key = toCert(cert).publicKey;
+  if (!isP256(key)) return false;
+  const dot = jws.lastIndexOf(".");
+  if (dot < 0 || !/^[\x21-\x7e]*$/.test(jws)) return false;
+  let sig: Uint8Array;
+  try {
+    sig = b64uDecode(jws.slice(dot + 1));
+  } catch {
+    return false;
+  }
+  if (sig.byteLength !== 64) return false;
+  const r = bytesToBigInt(sig.subarray(0, 32));
+  const s = bytesToBigInt(sig.subarray(32));
+  if (r < 1n || r >= P256_N || s < 1n || s > P256_HALF_N) return false;
+  return cryptoVerify("sha256", utf8(jws.slice(0, dot)), { key, dsaEncoding: "ieee-p1363" }, sig);
+}
+
+/** One compact JWS, decoded (not verified). */
+export class Jws {
+  readonly compact: string;
+  readonly header: JsonObject;
+  readonly payload: JsonObject;
+  readonly signature: Uint8Array;
+
+  constructor(compact: string) {
+    const parts = compact.split(".");
+    if (parts.length !== 3 || !parts[0] || !parts[1]) throw new HistoryError("not a three-segment compact JWS");
+    try {
+      this.header = strictJsonObject(b64uDecode(parts[0]));
+      this.payload = strictJsonObject(b64uDecode(parts[1]));
+      this.signature = b64uDecode(parts[2]!);
+    } catch (e) {
+      if (e instanceof EncodingError) throw new HistoryError(`bad JWS: ${e.message}`);
+      throw e;
+    }
+    this.compact = compact;
+  }
+
+  static parse(compact: string): Jws {
+    return new Jws(compact);
+  }
+
+  /** The ASCII bytes the signature covers: `header.payload` exactly as sent. */
+  get signingInput(): Uint8Array {
+    return utf8(this.compact.slice(0, this.compact.lastIndexOf(".")));
+  }
+
+  /** base64url(SHA-256(compact JWS text)): the next entry's `prev`, a proof's `head`. */
+  get sha256(): string {
+    return sha256B64u(this.compact);
+  }
+
+  get x5t(): string {
+    const v = this.header[X5T];
+    return typeof v === "string" ? v : "";
+  }
+}
+
+/** One history entry (§3). */
+export class Entry extends Jws {
+  static override parse(compact: string): Entry {
+    return new Entry(compact);
+  }
+  get v(): number {
+    return this.payload.v as number;
+  }
+  get wid(): string {
+    return String(this.payload.wid);
+  }
+  get seq(): number {
+    return this.payload.seq as number;
+  }
+  get prev(): string | null {
+    const p = this.payload.prev;
+    return p === null || p === undefined ? null : String(p);
+  }
+  get iss(): string {
+    return String(this.payload.iss);
+  }
+  get nxt(): string {
+    return String(this.payload.nxt);
+  }
+  get step(): string {
+    return String(this.payload.step);
+  }
+  get result(): string {
+    return String(this.payload.result);
+  }
+  get iat(): number {
+    return this.payload.iat as number;
+  }
+  get exp(): number {
+    return this.payload.exp as number;
+  }
+  get claims(): JsonObject | undefined {
+    const c = this.payload.claims;
+    return c !== null && typeof c === "object" && !Array.isArray(c) ? (c as JsonObject) : undefined;
+  }
+}
+
+/** Options of `History.append`. */
+export interface AppendOptions {
+  /** What happened (non-empty). */
+  step: string;
+  /** Its outcome; default `approved`. */
+  result?: string;
+  /** The SPIFFE ID of the next holder: the next signer, or the caller that proves. */
+  next: string;
+  /** Optional JSON object read by policy, at most 2 KiB as compact JSON. */
+  claims?: JsonObject;
+  /** Lifetime in seconds; default 3600. */
+  ttl?: number;
+  /** Workflow id: for a new chain (default 128 random bits), or checked against the chain's. */
+  wid?: string;
+  /** Issued at, Unix seconds; default now. */
+  iat?: number;
+}
+
+/**
+ * A workflow history: entries (compact JWS texts, oldest first) and the DER
+ * certificates that go in `workflow-history-certs`. Immutable: `append`
+ * returns a new value.
+ */
+export class History implements Iterable<Entry> {
+  readonly entries: readonly string[];
+  readonly certs: readonly Uint8Array[];
+
+  constructor(entries: readonly string[] = [], certs: readonly Uint8Array[] = []) {
+    this.entries = Object.freeze([...entries]);
+    this.certs = Object.freeze(certs.map((c) => new Uint8Array(c)));
+    Object.freeze(this);
+  }
+
+  /**
+   * From the `workflow-history` and `workflow-history-certs` header values
+   * (names case-insensitive; other headers, the proof included, ignored).
+   * Headers without `workflow-history` give the empty history.
+   */
+  static parse(headers: HeadersLike): History {
+    const text = header(headers, HISTORY_HEADER);
+    const certsText = header(headers, CERTS_HEADER);
+    let entries: string[] = [];
+    if (text !== undefined) {
+      entries = text.split("~");
+      if (entries.length > MAX_ENTRIES) throw new HistoryError(`more than ${MAX_ENTRIES} entries`);
+      entries.forEach((e, i) => {
+        try {
+          Entry.parse(e);
+        } catch (err) {
+          throw new HistoryError(`entry ${i}: ${(err as Error).message}`);
+        }
+      });
+    }
+    const certs: Uint8Array[] = [];
+    if (certsText) {
+      certsText.split("~").forEach((c, i) => {
+        try {
+          const der = b64uDecode(c);
+          new X509Certificate(Buffer.from(der));
+          certs.push(der);
+        } catch (err) {
+          throw new HistoryError(`certificate ${i}: ${(err as Error).message}`);
+        }
+      });
+    }
+    return new History(entries, certs);
+  }
+
+  /** `{"workflow-history": …, "workflow-history-certs": …}`; `{}` when empty. (The same JSON object is a `custody history` file.) */
+  headers(): Record<string, string> {
+    if (this.entries.length === 0) return {};
+    return { [HISTORY_HEADER]: this.entries.join("~"), [CERTS_HEADER]: this.certs.map((c) => b64u(c)).join("~") };
+  }
+
+  get length(): number {
+    return this.entries.length;
+  }
+
+  *[Symbol.iterator](): Iterator<Entry> {
+    for (const e of this.entries) yield Entry.parse(e);
+  }
+
+  /** Entry `i` (negative counts from the end). */
+  at(i: number): Entry | undefined {
+    const e = this.entries.at(i);
+    return e === undefined ? undefined : Entry.parse(e);
+  }
+
+  get last(): Entry | undefined {
+    return this.at(-1);
+  }
+
+  get wid(): string | undefined {
+    return this.at(0)?.wid;
+  }
+
+  /** The SPIFFE ID the last entry handed the chain to (its `nxt`). */
+  get holder(): string | undefined {
+    return this.last?.nxt;
+  }
+
+  /** Adds certificates not already present (compared by DER). */
+  withCerts(ders: Iterable<Uint8Array>): History {
+    const certs = [...this.certs];
+    for (const d of ders) if (!certs.some((c) => bytesEqual(c, d))) certs.push(d);
+    return new History(this.entries, certs);
+  }
+
+  /**
+   * Signs one entry by `svid` handing the chain to `next` and returns the
+   * longer history. An empty history starts a chain (`seq` 0, `wid` given or
+   * 128 random bits). Otherwise `seq`/`prev`/`wid` follow the last entry, and
+   * the signer must be the holder it named (else `NotHolderError`).
+   */
+  append(svid: Svid, opts: AppendOptions): History {
+    const { step, result = "approved", next, claims, ttl = 3600 } = opts;
+    let wid = opts.wid;
+    if (typeof step !== "string" || !step) throw new HistoryError("step must be a non-empty string");
+    if (typeof result !== "string") throw new HistoryError("result must be a string");
+    if (!isSpiffeId(next)) throw new HistoryError(`next holder ${JSON.stringify(next)} is not a SPIFFE ID`);
+    if (!Number.isSafeInteger(ttl) || ttl < 0) throw new HistoryError("ttl must be a non-negative integer");
+    if (this.entries.length >= MAX_ENTRIES) throw new HistoryError(`a history holds at most ${MAX_ENTRIES} entries`);
+    const iss = svid.spiffeId;
+    const last = this.last;
+    let seq: number;
+    let prev: string | null;
+    if (last === undefined) {
+      seq = 0;
+      prev = null;
+      wid = wid ?? b64u(randomBytes(16));
+      if (typeof wid !== "string" || !wid) throw new HistoryError("wid must be a non-empty string");
+    } else {
+      if (wid !== undefined && wid !== last.wid) throw new HistoryError(`wid ${JSON.stringify(wid)} differs from the chain's ${JSON.stringify(last.wid)}`);
+      if (last.nxt !== iss) throw new NotHolderError(`${iss} is not the holder the last entry named (${last.nxt})`);
+      seq = last.seq + 1;
+      prev = last.sha256;
+      wid = last.wid;
+    }
+    const iat = opts.iat ?? nowSeconds();
+    if (!Number.isSafeInteger(iat) || iat < 0) throw new HistoryError("iat must be a non-negative integer");
+    const payload: JsonObject = { v: 1, wid, seq, prev, iss, nxt: next, step, result, iat, exp: iat + ttl };
+    if (claims !== undefined) {
+      if (claims === null || typeof claims !== "object" || Array.isArray(claims)) throw new HistoryError("claims must be a JSON object");
+      if (canonicalJson(claims).byteLength > MAX_CLAIMS_BYTES) throw new HistoryError(`claims over ${MAX_CLAIMS_BYTES} bytes`);
+      payload.claims = claims;
+    }
+    const entry = signJws(svid, headerJson(svid, ENTRY_TYP), canonicalJson(payload));
+    return new History([...this.entries, entry], this.certs).withCerts(svid.chainDer);
+  }
+
+  /**
+   * Checks what a holder can check without the trust bundle: every entry's
+   * shape, signature (by the sent certificate its `x5t#S256` names), `iss` =
+   * that certificate's SPIFFE ID, and the chain links (`seq`, `prev`, `wid`,
+   * custody, order, lifetimes). Throws `VerificationError` with the §7 reason
+   * code. It does NOT validate certificates against a trust bundle: only the
+   * server (or `custody history verify`) decides trust.
+   */
+  check(opts: { now?: number } = {}): void {
+    const now = opts.now ?? nowSeconds();
+    const byX5t = certsByX5t(this.certs);
+    const parsed: Entry[] = this.entries.map((text, i) => {
+      let e: Entry;
+      try {
+        e = Entry.parse(text);
+      } catch (err) {
+        throw new VerificationError("history_malformed", `entry ${i}: ${(err as Error).message}`);
+      }
+      checkJws(e, ENTRY_TYP, byX5t, `entry ${i}`);
+      return e;
+    });
+    parsed.forEach((e, i) => {
+      if (e.seq !== i) throw new VerificationError("chain_seq", `entry ${i} has seq ${e.seq}`);
+      const want = i === 0 ? null : parsed[i - 1]!.sha256;
+      if (e.prev !== want) throw new VerificationError("chain_prev", `entry ${i} does not link to entry ${i - 1}`);
+      if (i > 0) {
+        const before = parsed[i - 1]!;
+        if (e.wid !== parsed[0]!.wid) throw new VerificationError("chain_wid", `entry ${i} is from another workflow`);
+        if (e.iss !== before.nxt) throw new VerificationError("chain_custody", `entry ${i} is not by the holder entry ${i - 1} named`);
+        if (e.iat < before.iat) throw new VerificationError("chain_order", `entry ${i} is older than entry ${i - 1}`);
+      }
+      if (e.exp < e.iat) throw new VerificationError("entry_lifetime", `entry ${i} expires before it is issued`);
+      if (e.iat > now + CLOCK_SKEW) throw new VerificationError("entry_future", `entry ${i} is issued in the future`);
+      if (e.exp < now - CLOCK_SKEW) throw new VerificationError("entry_expired", `entry ${i} has expired`);
+    });
+  }
+}
+
+function certsByX5t(certs: readonly Uint8Array[]): Map<string, Uint8Array> {
+  return new Map(certs.map((d) => [sha256B64u(d), d]));
+}
+
+function checkJws(j: Jws, typ: string, byX5t: Map<string, Uint8Array>, what: string): void {
+  if (j.header.alg !== ALG) throw new VerificationError("signature_alg", `${what}: alg is not ES256`);
+  if (j.header.typ !== typ) throw new VerificationError("header_typ", `${what}: typ is not ${typ}`);
+  const members = Object.keys(j.header).sort();
+  if (members.join(",") !== ["alg", "typ", X5T].join(",")) {
+    throw new VerificationError("header_members", `${what}: header members are not alg, typ, x5t#S256`);
+  }
+  if (j.signature.byteLength !== 64) throw new VerificationError("signature_format", `${what}: signature is not 64 bytes`);
+  const r = bytesToBigInt(j.signature.subarray(0, 32));
+  const s = bytesToBigInt(j.signature.subarray(32));
+  if (r < 1n || r >= P256_N || s < 1n || s >= P256_N) throw new VerificationError("signature_range", `${what}: r or s out of range`);
+  if (s > P256_HALF_N) throw new VerificationError("signature_high_s", `${what}: high-S signature`);
+  const der = byX5t.get(j.x5t);
+  if (der === undefined) throw new VerificationError("cert_missing", `${what}: no certificate with its x5t#S256`);
+  const cert = toCert(der);
+  let signer: string;
+  try {
+    signer = spiffeIdOf(cert);
+  } catch (e) {
+    if (e instanceof SvidError) throw new VerificationError("cert_spiffe_id", `${what}: ${e.message}`);
+    throw e;
+  }
+  if (j.payload.iss !== signer) throw new VerificationError("signer_mismatch", `${what}: iss is not the certificate's SPIFFE ID`);
+  if (!verifySignature(j.compact, cert)) throw new VerificationError("signature_invalid", `${what}: the signature does not verify`);
+}
+
+/** Options of `prove`. */
+export interface ProveOptions {
+  /** The tool server's audience (its SPIFFE ID, from its config). */
+  audience: string;
+  /** The exact request body bytes (a string is taken as UTF-8). */
+  body: Uint8Array | string;
+  /** Proof lifetime in seconds, 0..60; default 60. */
+  ttl?: number;
+  /** Issued at, Unix seconds; default now. */
+  now?: number;
+  /** The proof id, at least 16 bytes; default 16 fresh random bytes. */
+  jti?: Uint8Array;
+  /** Refuse (`NotHolderError`) to prove a chain not handed to `svid`; default true. `false` is for testing refusals. */
+  strict?: boolean;
+}
+
+/**
+ * The three request headers binding `history` to one request with this exact
+ * `body`: a fresh proof by `svid` (the caller, which must be the mTLS client
+ * certificate) for `audience`. The certificates header gains the caller's
+ * certificate (and intermediates) unless already there (compared by DER).
+ */
+export function prove(history: History, svid: Svid, opts: ProveOptions): Record<string, string> {
+  const { audience, body, ttl = 60, strict = true } = opts;
+  const last = history.last;
+  if (last === undefined) throw new HistoryError("cannot prove an empty history");
+  if (typeof audience !== "string" || !audience) throw new HistoryError("audience must be a non-empty string");
+  if (!Number.isSafeInteger(ttl) || ttl < 0 || ttl > MAX_PROOF_TTL) throw new HistoryError(`proof ttl must be 0..${MAX_PROOF_TTL} seconds`);
+  const iss = svid.spiffeId;
+  if (strict && last.nxt !== iss) throw new NotHolderError(`${iss} is not the holder the last entry named (${last.nxt})`);
+  const jti = opts.jti ?? new Uint8Array(randomBytes(16));
+  if (jti.byteLength < 16) throw new HistoryError("jti needs at least 16 bytes");
+  const iat = opts.now ?? nowSeconds();
+  if (!Number.isSafeInteger(iat) || iat < 0) throw new HistoryError("now must be a non-negative integer");
+  if (typeof body !== "string" && !(body instanceof Uint8Array)) throw new HistoryError("body must be a string or a Uint8Array");
+  const payload: JsonObject = {
+    v: 1,
+    iss,
+    aud: audience,
+    wid: last.wid,
+    head: last.sha256,
+    len: history.length,
+    bdy: sha256B64u(typeof body === "string" ? utf8(body) : body),
+    iat,
+    exp: iat + ttl,
+    jti: b64u(jti),
+  };
+  const proof = signJws(svid, headerJson(svid, PROOF_TYP), canonicalJson(payload));
+  return { ...history.withCerts(svid.chainDer).headers(), [PROOF_HEADER]: proof };
+}
+
+/** The decoded (unverified) `workflow-history-proof` of `headers`. */
+export function parseProof(headers: HeadersLike): Jws {
+  const text = header(headers, PROOF_HEADER);
+  if (text === undefined) throw new HistoryError("no workflow-history-proof header");
+  return Jws.parse(text);
+}
+
+/**
+ * `History.check` plus the proof's shape, signature and links to the chain
+ * (`wid`, `len`, `head`). Not trust validation, see `History.check`.
+ */
+export function checkProof(headers: HeadersLike, opts: { now?: number } = {}): void {
+  const history = History.parse(headers);
+  history.check(opts);
+  let proof: Jws;
+  try {
+    proof = parseProof(headers);
+  } catch (e) {
+    throw new VerificationError("proof_malformed", (e as Error).message);
+  }
+  checkJws(proof, PROOF_TYP, certsByX5t(history.certs), "proof");
+  const last = history.last;
+  if (last === undefined) throw new VerificationError("history_missing", "a proof without a history");
+  if (proof.payload.wid !== last.wid) throw new VerificationError("proof_wid", "the proof's wid is not the chain's");
+  if (proof.payload.len !== history.length) throw new VerificationError("proof_len", "the proof's len is not the number of entries");
+  if (proof.payload.head !== last.sha256) throw new VerificationError("proof_head", "the proof's head is not the last entry's hash");
+}
