@@ -6,7 +6,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 
-use crate::cert::ValidatedSigner;
+use crate::cert::{ParsedCert, ValidatedSigner};
 use crate::error::Refusal;
 use crate::jws::EntryPayload;
 
@@ -86,6 +86,9 @@ pub struct CacheStats {
 pub struct VerifyCache {
     entries: Bounded<[u8; 32], CachedEntry>,
     certs: Bounded<[u8; 32], CachedCert>,
+    /// Decoded certificates by SHA-256 of their DER (decoding is a pure
+    /// function of those bytes; it costs about 0.1 ms per certificate in V8).
+    parsed: Bounded<[u8; 32], ParsedCert>,
     stats: CacheStats,
 }
 
@@ -95,6 +98,7 @@ impl VerifyCache {
         VerifyCache {
             entries: Bounded::new(max_entries),
             certs: Bounded::new(max_certs),
+            parsed: Bounded::new(max_certs),
             stats: CacheStats::default(),
         }
     }
@@ -122,6 +126,14 @@ impl VerifyCache {
             self.stats.entry_misses += 1;
         }
         hit
+    }
+
+    pub(crate) fn parsed_cert(&self, hash: &[u8; 32]) -> Option<ParsedCert> {
+        self.parsed.get(hash).cloned()
+    }
+
+    pub(crate) fn put_parsed_cert(&mut self, cert: ParsedCert) {
+        self.parsed.insert(cert.hash, cert);
     }
 
     pub(crate) fn put_entry(&mut self, hash: [u8; 32], e: CachedEntry) {

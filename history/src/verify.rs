@@ -191,7 +191,20 @@ impl<'a> Verifier<'a> {
                 });
             }
             let der = b64url_decode(b64).ok_or(Refusal::Base64Noncanonical { part })?;
-            parsed.push(parse_cert(&der).map_err(|what| Refusal::Malformed { part, what })?);
+            let hash = sha256(&der);
+            let known = cache.as_deref().and_then(|c| c.parsed_cert(&hash));
+            let cert = match known {
+                Some(cert) => cert,
+                None => {
+                    let cert =
+                        parse_cert(&der).map_err(|what| Refusal::Malformed { part, what })?;
+                    if let Some(c) = cache.as_deref_mut() {
+                        c.put_parsed_cert(cert.clone());
+                    }
+                    cert
+                }
+            };
+            parsed.push(cert);
         }
         let certs = Certs { parsed };
 
