@@ -4,6 +4,7 @@
 #   build    the filter (dist/custody.wasm) and the CLI (dist/custody)
 #   test     formatting, lints, unit tests (native and wasm32), end-to-end tests in real Envoy
 #   demo     Envoy + the filter + an MCP server on loopback; one allowed and two denied calls
+#   bench    Envoy alone vs Envoy + Custody, side by side; `bench micro` for micro-benchmarks
 #   package  the filter as an OCI image layout and tarball (Istio WasmPlugin), and its SHA-256
 #   fuzz [S] every fuzz target for S seconds (default 60)
 #   soak [N] [S]  N requests (default 100000) or S seconds through Envoy, every decision checked
@@ -144,6 +145,24 @@ soak() {
     (cd integration && "$PY" -m soak --requests "${1:-100000}" --seconds "${2:-600}")
 }
 
+# Latency and throughput side by side on loopback (bench/run.py, results in bench/results/):
+# Envoy alone, Envoy RBAC, Custody with identity rules, with warm and cold history.
+# `./build.sh bench micro` runs the criterion micro-benchmarks instead (native, --quick).
+bench() {
+    if [ "${1:-}" = micro ]; then
+        shift
+        say "criterion micro-benchmarks of the pure stages (native, --quick)"
+        cargo bench -p custody-bench --bench micro -- --quick "$@"
+        return
+    fi
+    setup_venv
+    build
+    say "building the benchmark upstream and load generator (custody-bench, release)"
+    cargo build --quiet --release -p custody-bench
+    say "benchmark: Envoy alone, RBAC, Custody identity, history warm and cold (about 6 minutes)"
+    "$PY" bench/run.py "$@"
+}
+
 case "${1:-build}" in
     build) build ;;
     setup) setup_rust; setup_wasm_runner; setup_venv; setup_ts_client ;;
@@ -152,7 +171,7 @@ case "${1:-build}" in
     package) package ;;
     fuzz) shift; fuzz "$@" ;;
     soak) shift; soak "$@" ;;
-    bench) die "'$1' is not built yet (see the open issues)" ;;
+    bench) shift; bench "$@" ;;
     clean) rm -rf dist .work target fuzz/target fuzz/artifacts ;;
     *) die "unknown command '$1' (build, test, demo, bench, package, fuzz, soak, setup, clean)" ;;
 esac

@@ -1,0 +1,277 @@
+//! Micro-benchmarks of Custody's pure stages, natively (criterion).
+//! `./build.sh bench micro`, or `cargo bench -p custody-bench --bench micro -- --quick`.
+//! Not part of `./build.sh test`. Native numbers: inside Envoy the same code
+//! runs as wasm32 in V8, typically 1.5-3x slower.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::time::Duration;
+
+use base64::Engine;
+use criterion::{criterion_group, criterion_main, Criterion};
+use custody_core::config::Config;
+use custody_core::identity::{
+    from_peer_certificate, from_peer_certificate_cached, CertCache, PeerFacts,
+};
+use custody_core::mcp::{self, Target};
+use custody_core::policy::{Request as PolicyRequest, Step};
+use custody_core::rego::{RegoModules, RegoRule};
+use custody_history::sign::{
+    append_entry, certs_header, make_proof, EntryFields, ProofFields, Signer,
+};
+use custody_history::{
+    b64url_decode, Headers, Limits, Request, TrustBundle, Verifier, VerifyCache,
+};
+use custody_spiffe::SpiffeId;
+use serde_json::{json, Value};
+
+const FIXTURES: &str = include_str!("../../history/testdata/fixtures.json");
+const NOW: u64 = 1_776_522_000; // inside the fixture SVIDs' validity
+const AUD: &str = "spiffe://example.org/ns/payments/sa/refund-tool";
+const BODY: &[u8] = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"refund","arguments":{"amount":1200,"order":"A-1001","reason":"damaged"}}}"#;
+
+fn sa(name: &str) -> String {
+    format!("spiffe://example.org/ns/payments/sa/{name}")
+}
+
+fn fixtures() -> Value {
+    serde_json::from_str(FIXTURES).unwrap()
+}
+
+fn der(name: &str, k: &str) -> Vec<u8> {
+    b64url_decode(fixtures()["svids"][name][k].as_str().unwrap()).unwrap()
+}
+
+fn signer(name: &str) -> Signer {
+    Signer::from_pkcs8_der(&der(name, "key"), &der(name, "cert")).unwrap()
+}
+
+fn pem(der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
+}
+
+/// `n` entries alternating fraud-agent / approvals, the last naming refund-agent.
+fn history(n: usize) -> (String, String) {
+    let who = |i: usize| {
+        if i.is_multiple_of(2) {
+            "fraud-agent"
+        } else {
+            "approvals"
+        }
+    };
+    let mut chain: Option<String> = None;
+    for i in 0..n {
+        let nxt = if i + 1 == n {
+            sa("refund-agent")
+        } else {
+            sa(who(i + 1))
+        };
+        let step = if i + 1 == n {
+            "human_approval".to_owned()
+        } else {
+            format!("step_{i}")
+        };
+        let claims = json!({"amount": 5000});
+        let f = EntryFields {
+            wid: "wf-bench",
+            step: &step,
+            result: "approved",
+            nxt: &nxt,
+            iat: NOW - 100,
+            exp: NOW + 3600,
+            claims: Some(&claims),
+        };
+        chain = Some(append_entry(chain.as_deref(), &signer(who(i)), &f).unwrap());
+    }
+    let certs = [
+        signer("fraud-agent"),
+        signer("approvals"),
+        signer("refund-agent"),
+    ];
+    (
+        chain.unwrap(),
+        certs_header(certs.iter().map(Signer::cert_der)),
+    )
+}
+
+fn bench_parsing(c: &mut Criterion) {
+    c.bench_function("mcp::parse tools/call", |b| {
+        b.iter(|| mcp::parse(black_box(BODY), 64).unwrap())
+    });
+    let id = "spiffe://example.org/ns/payments/sa/refund-agent";
+    c.bench_function("SpiffeId::parse", |b| {
+        b.iter(|| SpiffeId::parse(black_box(id)).unwrap())
+    });
+    let cert_pem = pem(&der("refund-agent", "cert"));
+    let facts = PeerFacts {
+        mtls: true,
+        validated: true,
+        certificate_pem: Some(cert_pem.as_bytes()),
+        istio_principal: None,
+    };
+    c.bench_function("X.509-SVID peer identity (PEM parse + URI SAN)", |b| {
+        b.iter(|| from_peer_certificate(black_box(&facts)).unwrap())
+    });
+    let mut cache = CertCache::new(16);
+    c.bench_function("X.509-SVID peer identity, cached", |b| {
+        b.iter(|| from_peer_certificate_cached(black_box(&facts), &mut cache).unwrap())
+    });
+}
+
+fn bench_history(c: &mut Criterion) {
+    let mut bundle = TrustBundle::new();
+    bundle
+        .load_spiffe_bundle(
+            "example.org",
+            &fixtures()["cas"]["example"]["spiffe_bundle"].to_string(),
+        )
+        .unwrap();
+    let limits = Limits::default();
+    let verifier = Verifier::new(&bundle, &limits);
+    let peer = SpiffeId::parse(&sa("refund-agent")).unwrap();
+    let caller = signer("refund-agent");
+    let mut g = c.benchmark_group("history verify");
+    for n in [1usize, 4, 16] {
+        let (h, certs) = history(n);
+        let proof = make_proof(
+            &h,
+            &caller,
+            BODY,
+            &ProofFields {
+                aud: AUD,
+                iat: NOW,
+                exp: NOW + 60,
+                jti: &[7; 16],
+            },
+        )
+        .unwrap();
+        let req = Request {
+            headers: Headers {
+                history: Some(&h),
+                proof: Some(&proof),
+                certs: Some(&certs),
+            },
+            peer: &peer,
+            audience: AUD,
+            body: BODY,
+            now: NOW,
+        };
+        verifier.verify(&req, None).unwrap();
+        g.bench_function(
+            format!("{n} entries + proof, no cache (incl. X.509 path validation)"),
+            |b| b.iter(|| verifier.verify(black_box(&req), None).unwrap()),
+        );
+        let mut cache = VerifyCache::new(4096, 1024);
+        g.bench_function(format!("{n} entries + proof, VerifyCache warm"), |b| {
+            b.iter(|| verifier.verify(black_box(&req), Some(&mut cache)).unwrap())
+        });
+    }
+    g.finish();
+    c.bench_function("sign: make_proof (load generator cost)", |b| {
+        let (h, _) = history(4);
+        b.iter(|| {
+            make_proof(
+                &h,
+                &caller,
+                BODY,
+                &ProofFields {
+                    aud: AUD,
+                    iat: NOW,
+                    exp: NOW + 60,
+                    jti: &[9; 16],
+                },
+            )
+            .unwrap()
+        })
+    });
+}
+
+const REGO: &str = r#"package payments.refund
+import rego.v1
+
+default allow := false
+
+allow if {
+    some h in input.history
+    h.step == "human_approval"
+    input.mcp.arguments.amount <= h.claims.amount
+}
+"#;
+
+fn bench_policy(c: &mut Criterion) {
+    let rules: Vec<Value> = (0..20)
+        .map(|i| json!({"name": format!("r{i}"), "callers": [format!("spiffe://example.org/ns/team{i}/sa/*")], "methods": ["tools/call"], "tools": [format!("tool_{i}_*")]}))
+        .chain([json!({"name": "refunds", "callers": [sa("refund-*")], "methods": ["tools/call"], "tools": ["refund"],
+            "require": [{"step": "fraud_check_passed", "by": [sa("fraud-*")]}, {"step": "human_approval", "by": [sa("approvals")], "within": "30m"}]})])
+        .collect();
+    let config = Config::from_json(
+        json!({"audience": AUD,
+               "trust_domains": {"example.org": {"spiffe_bundle": fixtures()["cas"]["example"]["spiffe_bundle"]}},
+               "policy": {"rules": rules}})
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    let caller = SpiffeId::parse(&sa("refund-agent")).unwrap();
+    let target = Target::Tool("refund".into());
+    let fraud = sa("fraud-agent");
+    let approvals = sa("approvals");
+    let steps = [
+        Step {
+            step: "fraud_check_passed",
+            result: "approved",
+            signer: &fraud,
+            iat: NOW - 100,
+        },
+        Step {
+            step: "human_approval",
+            result: "approved",
+            signer: &approvals,
+            iat: NOW - 50,
+        },
+    ];
+    let req = PolicyRequest {
+        caller: &caller,
+        method: "tools/call",
+        target: Some(&target),
+        history: &steps,
+        now: NOW,
+        input: None,
+    };
+    c.bench_function(
+        "Policy::evaluate (21 rules, last matches, 2 require clauses)",
+        |b| b.iter(|| config.policy.evaluate(black_box(&req))),
+    );
+
+    let modules = RegoModules::try_from(BTreeMap::from([(
+        "refund.rego".to_owned(),
+        REGO.to_owned(),
+    )]))
+    .unwrap();
+    let rule = RegoRule::try_from("data.payments.refund.allow".to_owned()).unwrap();
+    let input = json!({"calling_agent": caller.as_str(), "mcp": {"method": "tools/call", "tool": "refund", "arguments": {"amount": 1200}},
+        "history": [{"seq": 0, "step": "fraud_check_passed", "claims": {}}, {"seq": 1, "step": "human_approval", "claims": {"amount": 5000}}]});
+    c.bench_function("RegoModules::eval (amount <= approved claims)", |b| {
+        b.iter(|| modules.eval(&rule, black_box(&input)))
+    });
+}
+
+fn config() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+        .sample_size(20)
+}
+
+criterion_group!(name = benches; config = config(); targets = bench_parsing, bench_history, bench_policy);
+criterion_main!(benches);
