@@ -10,10 +10,6 @@ use crate::util::{
 use clap::Subcommand;
 use custody_history::dev_ca::{self, CaOptions};
 use custody_history::SpiffeId;
-use rcgen::{
-    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType,
-};
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
@@ -235,9 +231,8 @@ struct IssuedSvid {
     key_pem: String,
 }
 
-/// Like `custody_history::dev_ca::issue_with` (same subject, extensions and
-/// key type), plus DNS name SANs: one SPIFFE URI SAN, P-256 key, not a CA,
-/// digitalSignature, serverAuth + clientAuth.
+/// An X.509-SVID from `dev_ca::issue_with`: one SPIFFE URI SAN, P-256 key,
+/// not a CA, digitalSignature, serverAuth + clientAuth, plus DNS name SANs.
 fn issue_svid(
     ca: &SigningCa,
     id: &SpiffeId,
@@ -245,62 +240,30 @@ fn issue_svid(
     not_before: u64,
     not_after: u64,
 ) -> Result<IssuedSvid> {
-    let e = |m: rcgen::Error| error(format!("cannot issue the SVID: {m}"));
-    let ca_key = KeyPair::from_pem(&ca.key_pem).map_err(|m| error(format!("ca.key: {m}")))?;
-    // rcgen signs with an issuer certificate: rebuild it from the CA's PEM
-    // (same subject and key, so the leaf chains to the original).
-    let ca_params = CertificateParams::from_ca_cert_pem(&ca.cert_pem).map_err(e)?;
-    let ca_cert = ca_params.self_signed(&ca_key).map_err(e)?;
-    let key = KeyPair::generate().map_err(e)?;
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "Custody development SVID");
-    dn.push(DnType::CommonName, id.as_str());
-    params.distinguished_name = dn;
-    let mut sans = vec![SanType::URI(
-        id.as_str()
-            .try_into()
-            .map_err(|_| error(format!("{id}: not an IA5 string")))?,
-    )];
     for name in dns {
-        if name.is_empty()
-            || !name
+        let ok = !name.is_empty()
+            && name
                 .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'*')
-        {
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'*');
+        if !ok {
             return Err(error(format!("--dns {name:?}: not a DNS name")));
         }
-        sans.push(SanType::DnsName(
-            name.as_str()
-                .try_into()
-                .map_err(|_| error(format!("--dns {name:?}: not a DNS name")))?,
-        ));
     }
-    params.subject_alt_names = sans;
-    params.not_before = at(not_before)?;
-    params.not_after = at(not_after)?;
-    params.use_authority_key_identifier_extension = true;
-    params.is_ca = IsCa::NoCa;
-    // basicConstraints with cA left at its default (false), as DER requires:
-    // rcgen's ExplicitNoCa writes `cA FALSE`, which strict parsers refuse.
-    let mut leaf = rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 19], vec![0x30, 0x00]);
-    leaf.set_criticality(true);
-    params.custom_extensions.push(leaf);
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    let cert = params.signed_by(&key, &ca_cert, &ca_key).map_err(e)?;
+    let svid = dev_ca::issue_with(
+        &ca.cert_pem,
+        &ca.key_pem,
+        &dev_ca::SvidOptions {
+            uris: vec![id.as_str().to_owned()],
+            not_before,
+            not_after,
+            ca: false,
+            key_pem: None,
+            dns: dns.to_vec(),
+        },
+    )
+    .map_err(|e| error(format!("cannot issue the SVID: {}", e.0)))?;
     Ok(IssuedSvid {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
+        cert_pem: svid.cert_pem,
+        key_pem: svid.key_pkcs8_pem,
     })
-}
-
-fn at(secs: u64) -> Result<time::OffsetDateTime> {
-    i64::try_from(secs)
-        .ok()
-        .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
-        .ok_or_else(|| error(format!("time {secs} is out of range")))
 }

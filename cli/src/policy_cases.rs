@@ -618,6 +618,7 @@ impl Pki {
             &ca.bundle_pem,
             &ca.ca_key_pem,
             &SvidOptions {
+                dns: Vec::new(),
                 uris: vec![id.to_owned()],
                 not_before: self.now.saturating_sub(30 * DAY),
                 not_after: self.now + 30 * DAY,

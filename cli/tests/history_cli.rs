@@ -750,6 +750,7 @@ fn an_intermediate_ca_sends_its_chain() {
         &root_pem,
         &root_key,
         &dev_ca::SvidOptions {
+            dns: Vec::new(),
             uris: vec!["spiffe://example.org".into()],
             not_before: now - 60,
             not_after: now + 86_400,

@@ -78,6 +78,8 @@ pub struct SvidOptions {
     pub ca: bool,
     /// A PKCS#8 PEM key to certify; `None` generates P-256.
     pub key_pem: Option<String>,
+    /// DNS name SANs, for server certificates (e.g. `localhost`).
+    pub dns: Vec<String>,
 }
 
 fn unix_now() -> u64 {
@@ -186,6 +188,7 @@ pub fn issue(
         ca_cert_pem,
         ca_key_pem,
         &SvidOptions {
+            dns: Vec::new(),
             uris: vec![spiffe_id.to_owned()],
             not_before: now.saturating_sub(60),
             not_after: now + ttl_secs,
@@ -219,6 +222,11 @@ pub fn issue_with(
     }
     params.distinguished_name = dn;
     params.subject_alt_names = opts.uris.iter().map(|u| uri(u)).collect::<Result<_, _>>()?;
+    for name in &opts.dns {
+        params
+            .subject_alt_names
+            .push(SanType::DnsName(name.as_str().try_into().map_err(err)?));
+    }
     params.not_before = at(opts.not_before)?;
     params.not_after = at(opts.not_after)?;
     params.use_authority_key_identifier_extension = true;

@@ -64,6 +64,7 @@ fn generate_fixtures() {
             &ca.cert_pem,
             &ca.key_pem,
             &SvidOptions {
+                dns: Vec::new(),
                 uris: uris.iter().map(|u| u.to_string()).collect(),
                 not_before: nb,
                 not_after: na,
