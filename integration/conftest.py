@@ -123,3 +123,70 @@ def _no_proxy_env(monkeypatch):
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     yield
     os.environ.pop("NO_PROXY", None)
+
+
+# --- the payments workflow with signed history, shared by the history and client tests ---
+
+PAYMENTS = "/ns/payments/sa/"
+
+
+@pytest.fixture(scope="module")
+def td(tmp_path_factory):
+    """A trust domain from `custody ca`: the refund tool (server), the fraud
+    agent, the approver, the refund agent, and mallory."""
+    from custody_testkit.cli import DevTrustDomain
+
+    d = DevTrustDomain(tmp_path_factory.mktemp("dev-ca"))
+    d.server = d.issue("server", "/ns/tools/sa/refund-tool", "--dns", "localhost")
+    d.fraud = d.issue("fraud", PAYMENTS + "fraud-agent")
+    d.approvals = d.issue("approvals", PAYMENTS + "approvals")
+    d.refund = d.issue("refund", PAYMENTS + "refund-agent")
+    d.mallory = d.issue("mallory", PAYMENTS + "mallory")
+    return d
+
+
+@pytest.fixture(scope="module")
+def policy(td, tmp_path_factory):
+    """Refunds need a fraud check and a fresh approval (compiled by `custody policy compile`).
+    Mallory may call `refund` too, so that her attempts reach the history checks."""
+    from custody_testkit.cli import custody
+
+    yaml = f"""
+rules:
+- name: lifecycle
+  callers: ["spiffe://example.org/**"]
+  methods: [server/discover, initialize, ping, "notifications/*", tools/list, jsonrpc:response, "http:GET", "http:DELETE"]
+- name: refunds
+  callers: ["{td.refund.spiffe_id}", "{td.mallory.spiffe_id}"]
+  methods: [tools/call]
+  tools: [refund]
+  require:
+  - step: fraud_check_passed
+    by: ["spiffe://example.org{PAYMENTS}fraud-*"]
+  - step: human_approval
+    by: ["{td.approvals.spiffe_id}"]
+    within: 30m
+"""
+    path = tmp_path_factory.mktemp("policy") / "policy.yaml"
+    path.write_text(yaml)
+    return json.loads(custody("policy", "compile", path))
+
+
+@pytest.fixture(scope="module")
+def envoy(td, policy, tool_server, tmp_path_factory):
+    """Envoy verifying history for the refund tool."""
+    config = {
+        "audience": td.server.spiffe_id,
+        "trust_domains": {"example.org": {"bundle_pem": td.bundle.read_text()}},
+        "paths": ["/mcp"],
+        "policy": policy,
+    }
+    with Envoy(
+        tmp_path_factory.mktemp("envoy-history"),
+        bundle=td.bundle,
+        server_cert=td.server.cert,
+        server_key=td.server.key,
+        upstream_port=tool_server.port,
+        plugin_config=config,
+    ) as e:
+        yield e

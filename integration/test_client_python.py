@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import anyio
 import pytest
@@ -15,7 +14,6 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from custody_testkit.cli import DevTrustDomain, custody
 from custody_testkit.envoy import REPO, Envoy
 
 # The library under test, from the tree (no install, no network).
@@ -23,60 +21,6 @@ sys.path.insert(0, str(REPO / "clients" / "python" / "src"))
 
 import custody_client  # noqa: E402
 from custody_client import History, Svid  # noqa: E402
-
-NS = "/ns/payments/sa/"
-
-
-@pytest.fixture(scope="module")
-def td(tmp_path_factory):
-    d = DevTrustDomain(tmp_path_factory.mktemp("dev-ca"))
-    d.server = d.issue("server", "/ns/tools/sa/refund-tool", "--dns", "localhost")
-    d.fraud = d.issue("fraud", NS + "fraud-agent")
-    d.approvals = d.issue("approvals", NS + "approvals")
-    d.refund = d.issue("refund", NS + "refund-agent")
-    return d
-
-
-@pytest.fixture(scope="module")
-def policy(td, tmp_path_factory):
-    yaml = f"""
-rules:
-- name: lifecycle
-  callers: ["spiffe://example.org/**"]
-  methods: [server/discover, initialize, ping, "notifications/*", tools/list, jsonrpc:response, "http:GET", "http:DELETE"]
-- name: refunds
-  callers: ["{td.refund.spiffe_id}"]
-  methods: [tools/call]
-  tools: [refund]
-  require:
-  - step: fraud_check_passed
-    by: ["{td.fraud.spiffe_id}"]
-  - step: human_approval
-    by: ["{td.approvals.spiffe_id}"]
-    within: 30m
-"""
-    path = tmp_path_factory.mktemp("policy") / "policy.yaml"
-    path.write_text(yaml)
-    return json.loads(custody("policy", "compile", path))
-
-
-@pytest.fixture(scope="module")
-def envoy(td, policy, tool_server, tmp_path_factory):
-    config = {
-        "audience": td.server.spiffe_id,
-        "trust_domains": {"example.org": {"bundle_pem": td.bundle.read_text()}},
-        "paths": ["/mcp"],
-        "policy": policy,
-    }
-    with Envoy(
-        tmp_path_factory.mktemp("envoy-client-python"),
-        bundle=td.bundle,
-        server_cert=td.server.cert,
-        server_key=td.server.key,
-        upstream_port=tool_server.port,
-        plugin_config=config,
-    ) as e:
-        yield e
 
 
 def svid(workload) -> Svid:

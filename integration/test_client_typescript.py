@@ -14,12 +14,10 @@ import subprocess
 
 import pytest
 
-from custody_testkit.cli import DevTrustDomain, custody
 from custody_testkit.envoy import REPO, Envoy
 
 TS = REPO / "clients" / "typescript"
 SCRIPT = TS / "test" / "mcp-call.mjs"
-NS = "/ns/payments/sa/"
 
 
 def _run(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -41,58 +39,6 @@ def ts_client():
     r = _run(node, str(TS / "node_modules" / "typescript" / "bin" / "tsc"), "-p", "tsconfig.json")
     assert r.returncode == 0, f"tsc failed:\n{r.stdout}{r.stderr}"
     return node
-
-
-@pytest.fixture(scope="module")
-def td(tmp_path_factory):
-    d = DevTrustDomain(tmp_path_factory.mktemp("dev-ca"))
-    d.server = d.issue("server", "/ns/tools/sa/refund-tool", "--dns", "localhost")
-    d.fraud = d.issue("fraud", NS + "fraud-agent")
-    d.approvals = d.issue("approvals", NS + "approvals")
-    d.refund = d.issue("refund", NS + "refund-agent")
-    return d
-
-
-@pytest.fixture(scope="module")
-def policy(td, tmp_path_factory):
-    yaml = f"""
-rules:
-- name: lifecycle
-  callers: ["spiffe://example.org/**"]
-  methods: [server/discover, initialize, ping, "notifications/*", tools/list, jsonrpc:response, "http:GET", "http:DELETE"]
-- name: refunds
-  callers: ["{td.refund.spiffe_id}"]
-  methods: [tools/call]
-  tools: [refund]
-  require:
-  - step: fraud_check_passed
-    by: ["{td.fraud.spiffe_id}"]
-  - step: human_approval
-    by: ["{td.approvals.spiffe_id}"]
-    within: 30m
-"""
-    path = tmp_path_factory.mktemp("policy") / "policy.yaml"
-    path.write_text(yaml)
-    return json.loads(custody("policy", "compile", path))
-
-
-@pytest.fixture(scope="module")
-def envoy(td, policy, tool_server, tmp_path_factory):
-    config = {
-        "audience": td.server.spiffe_id,
-        "trust_domains": {"example.org": {"bundle_pem": td.bundle.read_text()}},
-        "paths": ["/mcp"],
-        "policy": policy,
-    }
-    with Envoy(
-        tmp_path_factory.mktemp("envoy-client-typescript"),
-        bundle=td.bundle,
-        server_cert=td.server.cert,
-        server_key=td.server.key,
-        upstream_port=tool_server.port,
-        plugin_config=config,
-    ) as e:
-        yield e
 
 
 def call_refund(ts_client, envoy: Envoy, td, tmp_path, *, tamper: bool = False, amount: int = 12000) -> dict:

@@ -13,63 +13,7 @@ from mcp.shared.exceptions import MCPError
 
 from conftest import tls_context
 from custody_testkit.agent import call_tool, proving_anyway
-from custody_testkit.cli import DevTrustDomain, History, custody
-from custody_testkit.envoy import Envoy
-
-NS = "/ns/payments/sa/"
-
-
-@pytest.fixture(scope="module")
-def td(tmp_path_factory):
-    d = DevTrustDomain(tmp_path_factory.mktemp("dev-ca"))
-    d.server = d.issue("server", "/ns/tools/sa/refund-tool", "--dns", "localhost")
-    d.fraud = d.issue("fraud", NS + "fraud-agent")
-    d.approvals = d.issue("approvals", NS + "approvals")
-    d.refund = d.issue("refund", NS + "refund-agent")
-    d.mallory = d.issue("mallory", NS + "mallory")
-    return d
-
-
-@pytest.fixture(scope="module")
-def policy(td, tmp_path_factory):
-    yaml = f"""
-rules:
-- name: lifecycle
-  callers: ["spiffe://example.org/**"]
-  methods: [server/discover, initialize, ping, "notifications/*", tools/list, jsonrpc:response, "http:GET", "http:DELETE"]
-- name: refunds
-  callers: ["{td.refund.spiffe_id}", "{td.mallory.spiffe_id}"]
-  methods: [tools/call]
-  tools: [refund]
-  require:
-  - step: fraud_check_passed
-    by: ["spiffe://example.org{NS}fraud-*"]
-  - step: human_approval
-    by: ["{td.approvals.spiffe_id}"]
-    within: 30m
-"""
-    path = tmp_path_factory.mktemp("policy") / "policy.yaml"
-    path.write_text(yaml)
-    return json.loads(custody("policy", "compile", path))
-
-
-@pytest.fixture(scope="module")
-def envoy(td, policy, tool_server, tmp_path_factory):
-    config = {
-        "audience": td.server.spiffe_id,
-        "trust_domains": {"example.org": {"bundle_pem": td.bundle.read_text()}},
-        "paths": ["/mcp"],
-        "policy": policy,
-    }
-    with Envoy(
-        tmp_path_factory.mktemp("envoy-history"),
-        bundle=td.bundle,
-        server_cert=td.server.cert,
-        server_key=td.server.key,
-        upstream_port=tool_server.port,
-        plugin_config=config,
-    ) as e:
-        yield e
+from custody_testkit.cli import History
 
 
 def approved_history(td, path) -> History:
