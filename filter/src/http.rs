@@ -46,6 +46,8 @@ impl Context for Request {}
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let started = host::now_micros();
+        #[cfg(feature = "test-panic")]
+        test_panic();
         let shared = Rc::clone(&self.shared);
         match &shared.config {
             Err(_) => self.finish(None, Decision::refuse(Reason::ConfigInvalid), started),
@@ -182,6 +184,18 @@ fn decide_body(shared: &Shared, config: &Config, pending: &Pending, body: &[u8])
         replay: &mut replay,
     };
     pending.on_body(config, body, &mut env)
+}
+
+/// Only in `--features test-panic` builds (integration/test_fail_closed.py).
+#[cfg(feature = "test-panic")]
+#[allow(clippy::panic)]
+fn test_panic() {
+    if host::request_headers()
+        .iter()
+        .any(|(n, _)| n == "x-custody-test-panic")
+    {
+        panic!("custody: test panic requested");
+    }
 }
 
 fn strip_own_headers(headers: &[(String, Vec<u8>)]) {
