@@ -103,12 +103,12 @@ test_all() {
     build
     say "policy tests: Rego unit tests and decision cases of policies/ (custody policy test)"
     dist/custody policy test policies/
-    say "end-to-end tests: real Envoy $(cd integration && "$PY" -c 'from custody_testkit.envoy import envoy_version; print(envoy_version())'), the built filter, the official MCP SDK"
     say "Python client library (clients/python): unit tests"
     (cd clients/python && "$PY" -m pytest -q -p no:cacheprovider)
     setup_ts_client
     say "TypeScript client library (clients/typescript): build and unit tests"
     npm test --prefix clients/typescript --silent
+    say "end-to-end tests: real Envoy $(cd integration && "$PY" -c 'from custody_testkit.envoy import envoy_version; print(envoy_version())'), the built filter, the official MCP SDK"
     (cd integration && "$PY" -m pytest -q -p no:cacheprovider "$@")
 }
 
