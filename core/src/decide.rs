@@ -142,8 +142,7 @@ impl Pending {
                 Err(e) => return self.refuse(e.reason, e.id, e.detail),
             },
         };
-        let mut decision = self.refuse(Reason::NoRule, msg.id.clone(), "");
-        decision.detail = None;
+        let mut decision = self.decision(Reason::NoRule, msg.id.clone());
         let history = match proof::verify(config, &self.history, &self.caller, body, env) {
             Ok(history) => history,
             Err((reason, detail)) => {
@@ -201,7 +200,12 @@ impl Pending {
     }
 
     fn refuse(&self, reason: Reason, id: Option<Value>, detail: impl Into<String>) -> Decision {
-        let mut d = Decision::refuse(reason).with_detail(detail);
+        self.decision(reason, id).with_detail(detail)
+    }
+
+    /// A decision about this caller's request, refused with `reason` until decided otherwise.
+    fn decision(&self, reason: Reason, id: Option<Value>) -> Decision {
+        let mut d = Decision::refuse(reason);
         d.caller = Some(self.caller.to_string());
         d.id = id;
         d

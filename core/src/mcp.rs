@@ -91,13 +91,13 @@ pub fn parse(body: &[u8], max_depth: usize) -> Result<McpMessage, McpError> {
     if obj.contains_key("id") && id.is_none() {
         return Err(invalid(None, "id must be a string or an integer"));
     }
-    if let Some(bad) = obj.keys().find(|k| {
-        !matches!(
+    let known = |k: &String| {
+        matches!(
             k.as_str(),
             "jsonrpc" | "id" | "method" | "params" | "result" | "error"
         )
-    }) {
-        let _ = bad;
+    };
+    if !obj.keys().all(known) {
         return Err(invalid(id, "unknown member in JSON-RPC message"));
     }
     if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
