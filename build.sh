@@ -159,6 +159,7 @@ bench() {
     build
     say "building the benchmark upstream and load generator (custody-bench, release)"
     cargo build --quiet --release -p custody-bench
+    cargo build --quiet --release --target wasm32-wasip1 -p custody-wasm-floor
     say "benchmark: Envoy alone, RBAC, Custody identity, history warm and cold (about 6 minutes)"
     "$PY" bench/run.py "$@"
 }

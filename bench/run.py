@@ -6,6 +6,8 @@ via custody_testkit.envoy.Envoy):
 
   a  no filter                               the limit
   b  Envoy's native RBAC on the peer principal (what an Istio AuthorizationPolicy renders to)
+  w  an empty proxy-wasm filter that only holds the request for its body
+     (bench/wasm-floor): what the wasm runtime costs before any decision
   c  Custody, identity rules only
   d  Custody, verified history of 4 / 16 entries + caller proof + Rego, caches warm
   e  the same with caches cold (a new workflow every request)
@@ -14,11 +16,12 @@ For each case custody-bench load warms up, then runs a fixed-rate phase
 (open loop, latency from each request's due time) and a saturation phase
 (closed loop on N connections) over pre-serialised requests, each history
 request with its own body and freshly signed proof. Every response must be
-the upstream's 200, or the run fails. Results: bench/results/results.json,
+the upstream's 200, or the run fails. Envoy's own CPU time per request (all
+its threads, from /proc) is reported beside the latencies. Results: bench/results/results.json,
 results.svg, table.txt.
 
 Run from the repository root with the project venv:
-    .venv/bin/python bench/run.py [--quick] [--cases a,b,c,d4,d16,e4,e16]
+    .venv/bin/python bench/run.py [--quick] [--cases a,b,w,c,d4,d16,e4,e16]
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from custody_testkit.cli import DevTrustDomain, custody  # noqa: E402
 from custody_testkit.envoy import Envoy, envoy_version, free_port, wait_for_port  # noqa: E402
 
 BENCH = REPO / "target" / "release" / "custody-bench"
+FLOOR_WASM = REPO / "target" / "wasm32-wasip1" / "release" / "custody_wasm_floor.wasm"
 WORK = REPO / ".work" / "bench"
 RESULTS = REPO / "bench" / "results"
 TD = "example.org"
@@ -75,6 +79,7 @@ LIFECYCLE = {
 CASES = {
     "a": {"title": "a: Envoy mTLS, no filter", "filter": "none"},
     "b": {"title": "b: Envoy RBAC (principal)", "filter": "rbac"},
+    "w": {"title": "w: empty wasm filter (floor)", "filter": "floor"},
     "c": {"title": "c: Custody, identity rules", "filter": "custody", "policy": "identity"},
     "d4": {"title": "d: Custody, history 4, warm", "filter": "custody", "policy": "history", "entries": 4},
     "d16": {"title": "d: Custody, history 16, warm", "filter": "custody", "policy": "history", "entries": 16},
@@ -198,6 +203,12 @@ def rss_kib(pid: int) -> dict:
     return out
 
 
+def cpu_ticks(pid: int) -> int:
+    """User + system CPU time of a process so far, in clock ticks."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return int(fields[11]) + int(fields[12])
+
+
 def requests_served(envoy: Envoy) -> int:
     for line in envoy.admin("/stats?filter=http.mcp.downstream_rq_completed").splitlines():
         name, _, value = line.partition(": ")
@@ -221,6 +232,7 @@ def run_case(key: str, args, pki: dict, bundles: dict, upstream_port: int) -> di
         upstream_port=upstream_port,
         plugin_config=plugin_config(case, bundles, pki["bundle"].read_text()),
         mutate=mutator(case["filter"]),
+        **({"wasm": FLOOR_WASM} if case["filter"] == "floor" else {}),
     )
     out_json = workdir / "load.json"
     cmd = [
@@ -242,6 +254,7 @@ def run_case(key: str, args, pki: dict, bundles: dict, upstream_port: int) -> di
     with envoy as e:
         started = rss_kib(e.proc.pid)
         mem_start = json.loads(e.admin("/memory"))
+        served_before, ticks_before = requests_served(e), cpu_ticks(e.proc.pid)
         t0 = time.monotonic()
         load = subprocess.run(cmd, text=True, stderr=subprocess.PIPE, timeout=600)
         sys.stderr.write(load.stderr)
@@ -252,6 +265,10 @@ def run_case(key: str, args, pki: dict, bundles: dict, upstream_port: int) -> di
         result["title"] = case["title"]
         result["wall_s"] = time.monotonic() - t0
         served = requests_served(e)
+        # Envoy's own CPU per request (all threads): steadier than latency on a
+        # machine where the load generator competes for the same cores.
+        ticks = cpu_ticks(e.proc.pid) - ticks_before
+        result["envoy_cpu_us_per_request"] = round(ticks * 1e6 / os.sysconf("SC_CLK_TCK") / max(served - served_before, 1), 1)
         mem_end = json.loads(e.admin("/memory"))
         result["memory"] = {
             "requests_served": served,
@@ -277,7 +294,8 @@ def run_case(key: str, args, pki: dict, bundles: dict, upstream_port: int) -> di
             result["wasm_stats"] = [l for l in wasm_stats if "active" in l or "created" in l]
     r, s = result["fixed_rate"], result["saturation"]
     say(f"    {r['rps']:.0f} rps fixed: p50 {r['latency_us']['p50']} us, p99 {r['latency_us']['p99']} us | "
-        f"saturation: {s['rps']:.0f} rps, p50 {s['latency_us']['p50']} us {s['note']}")
+        f"saturation: {s['rps']:.0f} rps, p50 {s['latency_us']['p50']} us {s['note']} | "
+        f"Envoy CPU {result['envoy_cpu_us_per_request']} us/request")
     return result
 
 
@@ -290,7 +308,7 @@ def summarise(results: dict) -> dict:
         r["summary"] = {
             "rate_p50_us": f["p50"], "rate_p99_us": f["p99"], "rate_max_us": f["max"],
             "sat_rps": s["rps"], "sat_p50_us": s["latency_us"]["p50"], "sat_p99_us": s["latency_us"]["p99"],
-            "sat_max_us": s["latency_us"]["max"],
+            "sat_max_us": s["latency_us"]["max"], "cpu_us": r.get("envoy_cpu_us_per_request", 0),
         }
         if base:
             b = base["fixed_rate"]["latency_us"]
@@ -338,14 +356,14 @@ def wasm_vms(result: dict) -> int:
 
 
 def table(results: dict) -> str:
-    head = f"{'case':<32} {'p50 us':>8} {'p99 us':>8} {'max us':>8} {'+p50':>7} {'+p99':>7} | {'sat rps':>8} {'vs a':>6} {'p50 us':>8} {'p99 us':>8} {'max us':>8}"
+    head = f"{'case':<32} {'p50 us':>8} {'p99 us':>8} {'max us':>8} {'+p50':>7} {'+p99':>7} | {'sat rps':>8} {'vs a':>6} {'p50 us':>8} {'p99 us':>8} {'max us':>8} | {'CPU us':>6}"
     lines = [f"{'':<32} {'fixed rate (open loop)':^49} | {'saturation (closed loop)':^44}", head, "-" * len(head)]
     for r in results.values():
         s = r["summary"]
         lines.append(
             f"{r['title']:<32} {s['rate_p50_us']:>8} {s['rate_p99_us']:>8} {s['rate_max_us']:>8} "
             f"{s.get('added_p50_us', 0):>7} {s.get('added_p99_us', 0):>7} | {s['sat_rps']:>8.0f} "
-            f"{s.get('rps_ratio_to_a', 0):>6.2f} {s['sat_p50_us']:>8} {s['sat_p99_us']:>8} {s['sat_max_us']:>8}"
+            f"{s.get('rps_ratio_to_a', 0):>6.2f} {s['sat_p50_us']:>8} {s['sat_p99_us']:>8} {s['sat_max_us']:>8} | {s['cpu_us']:>6}"
         )
     return "\n".join(lines)
 
@@ -436,7 +454,7 @@ def machine() -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cases", default="a,b,c,d4,d16,e4,e16")
+    p.add_argument("--cases", default="a,b,w,c,d4,d16,e4,e16")
     p.add_argument("--quick", action="store_true", help="3 s phases (a smoke run, not for the record)")
     p.add_argument("--rate", type=float, default=200.0)
     p.add_argument("--rate-secs", type=float, default=10.0)
@@ -461,9 +479,9 @@ def main() -> int:
     unknown = [k for k in keys if k not in CASES]
     if unknown:
         p.error(f"unknown cases {unknown}; known: {', '.join(CASES)}")
-    for need in (BENCH, REPO / "dist" / "custody", REPO / "dist" / "custody.wasm"):
+    for need in (BENCH, FLOOR_WASM, REPO / "dist" / "custody", REPO / "dist" / "custody.wasm"):
         if not need.exists():
-            raise SystemExit(f"missing {need}: run ./build.sh build and cargo build --release -p custody-bench")
+            raise SystemExit(f"missing {need}: run ./build.sh build, then ./build.sh bench builds the rest")
 
     if args.wasm_log != "info":
         import custody_testkit.envoy as tk_envoy

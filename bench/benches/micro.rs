@@ -128,6 +128,15 @@ fn bench_parsing(c: &mut Criterion) {
     });
 }
 
+/// Accepts every signature: isolates what verification costs besides ECDSA.
+struct NoEcdsa;
+
+impl custody_history::EcdsaP256Verifier for NoEcdsa {
+    fn verify(&self, _: &[u8], _: &[u8], _: &[u8; 64]) -> bool {
+        true
+    }
+}
+
 fn bench_history(c: &mut Criterion) {
     let mut bundle = TrustBundle::new();
     bundle
@@ -175,6 +184,12 @@ fn bench_history(c: &mut Criterion) {
         g.bench_function(format!("{n} entries + proof, VerifyCache warm"), |b| {
             b.iter(|| verifier.verify(black_box(&req), Some(&mut cache)).unwrap())
         });
+        // Inside Envoy the ECDSA check is Envoy's BoringSSL; this is the rest.
+        let rest = Verifier::new(&bundle, &limits).with_ecdsa(&NoEcdsa);
+        g.bench_function(
+            format!("{n} entries + proof, VerifyCache warm, without the ECDSA check"),
+            |b| b.iter(|| rest.verify(black_box(&req), Some(&mut cache)).unwrap()),
+        );
     }
     g.finish();
     c.bench_function("sign: make_proof (load generator cost)", |b| {
@@ -266,6 +281,110 @@ fn bench_policy(c: &mut Criterion) {
     });
 }
 
+/// The whole pure part of one request as the filter runs it in case c of
+/// `./build.sh bench` (identity rules): peer certificate (cached) → head →
+/// body → decision, then its filter-state values and log line. Each stage
+/// also on its own, to see where the time goes.
+fn bench_request(c: &mut Criterion) {
+    use custody_core::decide::{self, Pending};
+    use custody_core::log;
+    use custody_core::proof::{ProofEnv, ReplayGuard};
+    use custody_core::transport::Head;
+    use custody_history::{P256Verifier, Refusal};
+
+    struct NoReplay;
+    impl ReplayGuard for NoReplay {
+        fn admit(&mut self, _: &str, _: u64, _: u64) -> Result<(), Refusal> {
+            Ok(())
+        }
+    }
+    let config = Config::from_json(
+        json!({"paths": ["/mcp"], "policy": {"rules": [
+            {"name": "lifecycle", "callers": ["spiffe://example.org/**"], "methods": ["initialize", "ping", "notifications/*", "tools/list"]},
+            {"name": "refund", "callers": [sa("refund-agent")], "methods": ["tools/call"], "tools": ["refund"]}]}})
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    let cert_pem = pem(&der("refund-agent", "cert"));
+    let facts = PeerFacts {
+        mtls: true,
+        validated: true,
+        certificate_pem: Some(cert_pem.as_bytes()),
+        istio_principal: None,
+    };
+    let mut certs = CertCache::new(16);
+    let len = BODY.len().to_string();
+    let headers: Vec<(String, Vec<u8>)> = [
+        (":authority", "localhost:10000"),
+        (":path", "/mcp"),
+        (":method", "POST"),
+        (":scheme", "https"),
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("content-length", &len),
+        ("x-forwarded-proto", "https"),
+        ("x-request-id", "6d1f0e2a-6c39-4c1e-9a8e-1c7f8f5a9b21"),
+    ]
+    .iter()
+    .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
+    .collect();
+    let head = Head {
+        method: "POST",
+        path: "/mcp",
+        content_type: Some("application/json"),
+        content_length: Some(&len),
+    };
+    let verifier = P256Verifier;
+    let on_body = |pending: &Pending| {
+        let mut replay = NoReplay;
+        let mut env = ProofEnv {
+            now: NOW,
+            ecdsa: &verifier,
+            cache: None,
+            replay: &mut replay,
+        };
+        pending.on_body(&config, BODY, &mut env)
+    };
+    let mut g = c.benchmark_group("one request, identity rules (case c)");
+    g.bench_function("identity (CertCache hit)", |b| {
+        b.iter(|| from_peer_certificate_cached(black_box(&facts), &mut certs).unwrap())
+    });
+    let caller = from_peer_certificate_cached(&facts, &mut certs).unwrap();
+    g.bench_function("on_head", |b| {
+        b.iter(|| decide::on_head(&config, Ok(caller.clone()), &head, black_box(&headers)).unwrap())
+    });
+    let pending = decide::on_head(&config, Ok(caller.clone()), &head, &headers).unwrap();
+    g.bench_function("on_body", |b| b.iter(|| on_body(black_box(&pending))));
+    let decision = on_body(&pending);
+    assert!(decision.is_allowed());
+    let ctx = log::Context {
+        decision_id: "0123456789abcdef0123456789abcdef",
+        latency_us: 40,
+        http_status: None,
+    };
+    g.bench_function("filter_state + decision_line", |b| {
+        b.iter(|| {
+            (
+                log::filter_state(black_box(&decision), ctx.decision_id),
+                log::decision_line(&decision, config.mode, &ctx),
+            )
+        })
+    });
+    g.bench_function("all of it", |b| {
+        b.iter(|| {
+            let id = from_peer_certificate_cached(black_box(&facts), &mut certs).unwrap();
+            let pending = decide::on_head(&config, Ok(id), &head, &headers).unwrap();
+            let d = on_body(&pending);
+            (
+                log::filter_state(&d, ctx.decision_id),
+                log::decision_line(&d, config.mode, &ctx),
+            )
+        })
+    });
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(300))
@@ -273,5 +392,5 @@ fn config() -> Criterion {
         .sample_size(20)
 }
 
-criterion_group!(name = benches; config = config(); targets = bench_parsing, bench_history, bench_policy);
+criterion_group!(name = benches; config = config(); targets = bench_parsing, bench_history, bench_policy, bench_request);
 criterion_main!(benches);
