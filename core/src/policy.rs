@@ -415,6 +415,16 @@ impl Policy {
         }
     }
 
+    /// Rules whose `rego` runs on regorus's interpreter after [`Policy::prepare_rego`]
+    /// (the RVM compiler refused it): correct, but several times slower.
+    pub fn interpreted_rego(&self) -> Vec<&str> {
+        self.rules
+            .iter()
+            .filter(|r| r.rego.as_ref().is_some_and(|g| !self.modules.compiled(g)))
+            .map(|r| r.name.as_str())
+            .collect()
+    }
+
     /// Whether any rule evaluates Rego (so the input document is needed).
     pub fn uses_rego(&self) -> bool {
         self.rules.iter().any(|r| r.rego.is_some())
