@@ -5,38 +5,67 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
+use std::sync::Arc;
 
 use crate::cert::{ParsedCert, ValidatedSigner};
 use crate::error::Refusal;
 use crate::jws::EntryPayload;
 
-/// A map that forgets its oldest insertion when full.
+/// A map that forgets its oldest insertion when it holds more than `cap`
+/// keys or more than `max_bytes` of key bytes.
 #[derive(Debug, Clone)]
 struct Bounded<K, V> {
     map: HashMap<K, V>,
     order: VecDeque<K>,
     cap: usize,
+    max_bytes: usize,
+    bytes: usize,
 }
 
-impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
-    fn new(cap: usize) -> Self {
+/// How many bytes a cache key holds.
+trait KeyBytes {
+    fn key_bytes(&self) -> usize;
+}
+
+impl KeyBytes for [u8; 32] {
+    fn key_bytes(&self) -> usize {
+        32
+    }
+}
+
+impl KeyBytes for Box<str> {
+    fn key_bytes(&self) -> usize {
+        self.len()
+    }
+}
+
+impl<K: Hash + Eq + Clone + KeyBytes, V> Bounded<K, V> {
+    fn new(cap: usize, max_bytes: usize) -> Self {
         Bounded {
             map: HashMap::new(),
             order: VecDeque::new(),
             cap,
+            max_bytes,
+            bytes: 0,
         }
     }
-    fn get(&self, k: &K) -> Option<&V> {
+    fn get<Q: Hash + Eq + ?Sized>(&self, k: &Q) -> Option<&V>
+    where
+        K: std::borrow::Borrow<Q>,
+    {
         self.map.get(k)
     }
     fn insert(&mut self, k: K, v: V) {
-        if self.cap == 0 {
+        if self.cap == 0 || k.key_bytes() > self.max_bytes {
             return;
         }
+        let size = k.key_bytes();
         if self.map.insert(k.clone(), v).is_none() {
             self.order.push_back(k);
-            while self.order.len() > self.cap {
+            self.bytes += size;
+            while self.order.len() > self.cap || self.bytes > self.max_bytes {
                 if let Some(old) = self.order.pop_front() {
+                    self.bytes -= old.key_bytes();
                     self.map.remove(&old);
                 }
             }
@@ -47,11 +76,13 @@ impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
     }
 }
 
-/// A verified entry: its payload and the certificate (by SHA-256) whose key
+/// A verified entry: its payload, its SHA-256 (what the next entry's `prev`
+/// and the proof's `head` name), and the certificate (by SHA-256) whose key
 /// verified its signature.
 #[derive(Debug, Clone)]
 pub(crate) struct CachedEntry {
     pub payload: EntryPayload,
+    pub hash: [u8; 32],
     pub x5t: [u8; 32],
 }
 
@@ -60,7 +91,7 @@ pub(crate) struct CachedEntry {
 #[derive(Debug, Clone)]
 pub(crate) struct CachedCert {
     pub bundle_fingerprint: [u8; 32],
-    pub signer: ValidatedSigner,
+    pub signer: Arc<ValidatedSigner>,
 }
 
 /// Hit and miss counts, for tests and benchmarks.
@@ -72,33 +103,45 @@ pub struct CacheStats {
     pub cert_misses: u64,
 }
 
-/// Cache of verified entries (keyed by SHA-256 of the compact JWS) and
+/// Cache of verified entries (keyed by the exact text of the compact JWS),
+/// decoded certificates (keyed by the exact base64url text sent) and
 /// validated signer certificates (keyed by SHA-256 of the DER). Owned by
 /// the caller (one per VM in the filter) and passed `&mut` to
-/// [`crate::Verifier::verify`].
+/// [`crate::Verifier::verify`]. Keying by the text itself makes a hit cost
+/// a hash-map lookup instead of a SHA-256 (slow inside V8) and is exactly as
+/// strict: a hit needs the very bytes that were verified before.
 ///
-/// A hit skips only work whose result is fixed by the hashed bytes: JWS
-/// parsing, the ECDSA check, certificate parsing and path building. Every
+/// A hit skips only work whose result is fixed by those bytes: base64url
+/// decoding, hashing, JWS parsing, the ECDSA check, certificate parsing and
+/// path building. Every
 /// time check (certificates at now and at `iat`, entry and proof times),
 /// the presence of the certificate and intermediates in this request, the
 /// `iss` binding, the claims cap and every chain and proof check run again.
 #[derive(Debug, Clone)]
 pub struct VerifyCache {
-    entries: Bounded<[u8; 32], CachedEntry>,
+    entries: Bounded<Box<str>, CachedEntry>,
     certs: Bounded<[u8; 32], CachedCert>,
-    /// Decoded certificates by SHA-256 of their DER (decoding is a pure
-    /// function of those bytes; it costs about 0.1 ms per certificate in V8).
-    parsed: Bounded<[u8; 32], ParsedCert>,
+    /// Decoded certificates by their base64url text (decoding is a pure
+    /// function of it; it costs about 0.1 ms per certificate in V8).
+    parsed: Bounded<Box<str>, Arc<ParsedCert>>,
     stats: CacheStats,
 }
 
+/// Entry text remembered per cached entry, on average at most: bounds the
+/// memory of the entry cache (entries with large claims are fewer).
+pub const ENTRY_KEY_BYTES: usize = 512;
+/// Certificate text remembered per cached certificate, on average at most.
+pub const CERT_KEY_BYTES: usize = 1024;
+
 impl VerifyCache {
-    /// A cache holding at most `max_entries` entries and `max_certs` certificates.
+    /// A cache holding at most `max_entries` entries (and `max_entries` ×
+    /// [`ENTRY_KEY_BYTES`] of their text) and `max_certs` certificates (and
+    /// `max_certs` × [`CERT_KEY_BYTES`] of their text).
     pub fn new(max_entries: usize, max_certs: usize) -> VerifyCache {
         VerifyCache {
-            entries: Bounded::new(max_entries),
-            certs: Bounded::new(max_certs),
-            parsed: Bounded::new(max_certs),
+            entries: Bounded::new(max_entries, max_entries * ENTRY_KEY_BYTES),
+            certs: Bounded::new(max_certs, max_certs * 32),
+            parsed: Bounded::new(max_certs, max_certs * CERT_KEY_BYTES),
             stats: CacheStats::default(),
         }
     }
@@ -118,8 +161,8 @@ impl VerifyCache {
         self.entries.len() == 0 && self.certs.len() == 0
     }
 
-    pub(crate) fn entry(&mut self, hash: &[u8; 32]) -> Option<CachedEntry> {
-        let hit = self.entries.get(hash).cloned();
+    pub(crate) fn entry(&mut self, text: &str) -> Option<CachedEntry> {
+        let hit = self.entries.get(text).cloned();
         if hit.is_some() {
             self.stats.entry_hits += 1;
         } else {
@@ -128,28 +171,28 @@ impl VerifyCache {
         hit
     }
 
-    pub(crate) fn parsed_cert(&self, hash: &[u8; 32]) -> Option<ParsedCert> {
-        self.parsed.get(hash).cloned()
+    pub(crate) fn parsed_cert(&self, text: &str) -> Option<Arc<ParsedCert>> {
+        self.parsed.get(text).cloned()
     }
 
-    pub(crate) fn put_parsed_cert(&mut self, cert: ParsedCert) {
-        self.parsed.insert(cert.hash, cert);
+    pub(crate) fn put_parsed_cert(&mut self, text: &str, cert: Arc<ParsedCert>) {
+        self.parsed.insert(text.into(), cert);
     }
 
-    pub(crate) fn put_entry(&mut self, hash: [u8; 32], e: CachedEntry) {
-        self.entries.insert(hash, e);
+    pub(crate) fn put_entry(&mut self, text: &str, e: CachedEntry) {
+        self.entries.insert(text.into(), e);
     }
 
     pub(crate) fn cert(
         &mut self,
         hash: &[u8; 32],
         fingerprint: &[u8; 32],
-    ) -> Option<ValidatedSigner> {
+    ) -> Option<Arc<ValidatedSigner>> {
         let hit = self
             .certs
             .get(hash)
             .filter(|c| &c.bundle_fingerprint == fingerprint)
-            .map(|c| c.signer.clone());
+            .map(|c| Arc::clone(&c.signer));
         if hit.is_some() {
             self.stats.cert_hits += 1;
         } else {
@@ -326,17 +369,38 @@ mod tests {
         assert_eq!(c.len(), 2);
     }
 
+    fn key(s: &str) -> Box<str> {
+        s.into()
+    }
+
     #[test]
     fn bounded_forgets_oldest() {
-        let mut b = Bounded::new(2);
-        b.insert(1, "a");
-        b.insert(2, "b");
-        b.insert(3, "c");
-        assert!(b.get(&1).is_none());
-        assert_eq!(b.get(&3), Some(&"c"));
+        let mut b = Bounded::new(2, 1024);
+        b.insert(key("1"), "a");
+        b.insert(key("2"), "b");
+        b.insert(key("3"), "c");
+        assert!(b.get("1").is_none());
+        assert_eq!(b.get("3"), Some(&"c"));
         assert_eq!(b.len(), 2);
-        let mut z: Bounded<u8, u8> = Bounded::new(0);
-        z.insert(1, 1);
+        let mut z: Bounded<Box<str>, u8> = Bounded::new(0, 1024);
+        z.insert(key("1"), 1);
         assert_eq!(z.len(), 0);
+    }
+
+    #[test]
+    fn bounded_keeps_its_key_bytes_under_the_cap() {
+        let mut b = Bounded::new(100, 10);
+        b.insert(key("aaaa"), 1);
+        b.insert(key("bbbb"), 2);
+        b.insert(key("cccc"), 3); // 12 bytes: the oldest goes
+        assert!(b.get("aaaa").is_none());
+        assert_eq!(b.len(), 2);
+        assert_eq!(b.bytes, 8);
+        b.insert(key("much too long"), 4); // larger than the whole budget: not kept
+        assert!(b.get("much too long").is_none());
+        assert_eq!(b.len(), 2);
+        b.insert(key("bbbb"), 5); // same key: replaced, not counted twice
+        assert_eq!(b.bytes, 8);
+        assert_eq!(b.get("bbbb"), Some(&5));
     }
 }

@@ -5,6 +5,7 @@ use der::asn1::ObjectIdentifier;
 use der::{Decode, Encode};
 use rsa::pkcs1::DecodeRsaPublicKey;
 use sha2::{Digest, Sha256, Sha384, Sha512};
+use std::sync::Arc;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{BasicConstraints, KeyUsage, SubjectAltName};
 use x509_cert::Certificate;
@@ -295,7 +296,7 @@ struct BuildTrouble {
 fn build_path(
     cur: &ParsedCert,
     path: &mut Vec<usize>,
-    certs: &[ParsedCert],
+    certs: &[Arc<ParsedCert>],
     authorities: &[ParsedCert],
     max_depth: usize,
     ecdsa: &dyn EcdsaP256Verifier,
@@ -339,7 +340,7 @@ fn build_path(
 /// leaf rules, SPIFFE ID, path to an authority of its trust domain.
 pub(crate) fn validate_signer(
     leaf_index: usize,
-    certs: &[ParsedCert],
+    certs: &[Arc<ParsedCert>],
     bundle: &TrustBundle,
     max_depth: usize,
     ecdsa: &dyn EcdsaP256Verifier,

@@ -1,6 +1,7 @@
 //! The verifier: every check of the v1 wire format, in a fixed order.
 
 use serde_json::Value;
+use std::sync::Arc;
 
 use crate::bundle::TrustBundle;
 use crate::cache::{CachedCert, CachedEntry, VerifyCache};
@@ -114,7 +115,7 @@ pub struct Verifier<'a> {
 
 /// Certificates of one request, decoded.
 struct Certs {
-    parsed: Vec<ParsedCert>,
+    parsed: Vec<Arc<ParsedCert>>,
 }
 
 impl Certs {
@@ -190,16 +191,16 @@ impl<'a> Verifier<'a> {
                     what: "empty certificate",
                 });
             }
-            let der = b64url_decode(b64).ok_or(Refusal::Base64Noncanonical { part })?;
-            let hash = sha256(&der);
-            let known = cache.as_deref().and_then(|c| c.parsed_cert(&hash));
+            let known = cache.as_deref().and_then(|c| c.parsed_cert(b64));
             let cert = match known {
                 Some(cert) => cert,
                 None => {
-                    let cert =
-                        parse_cert(&der).map_err(|what| Refusal::Malformed { part, what })?;
+                    let der = b64url_decode(b64).ok_or(Refusal::Base64Noncanonical { part })?;
+                    let cert = Arc::new(
+                        parse_cert(&der).map_err(|what| Refusal::Malformed { part, what })?,
+                    );
                     if let Some(c) = cache.as_deref_mut() {
-                        c.put_parsed_cert(cert.clone());
+                        c.put_parsed_cert(b64, Arc::clone(&cert));
                     }
                     cert
                 }
@@ -218,14 +219,14 @@ impl<'a> Verifier<'a> {
                     what: "empty entry",
                 });
             }
-            let hash = sha256(raw.as_bytes());
-            let cached = cache.as_deref_mut().and_then(|c| c.entry(&hash));
-            let (payload, x5t, pending_sig) = match cached {
-                Some(c) => (c.payload, c.x5t, None),
+            let cached = cache.as_deref_mut().and_then(|c| c.entry(raw));
+            let (payload, hash, x5t, pending_sig) = match cached {
+                Some(c) => (c.payload, c.hash, c.x5t, None),
                 None => {
                     let jws = parse_jws(raw, ENTRY_TYP, part)?;
                     let payload = entry_payload(&jws.payload, part)?;
-                    (payload, jws.x5t, Some((jws.signing_input, jws.sig)))
+                    let hash = entry_hash(raw);
+                    (payload, hash, jws.x5t, Some((jws.signing_input, jws.sig)))
                 }
             };
             if payload.claims_len > lim.max_claims_bytes {
@@ -245,9 +246,10 @@ impl<'a> Verifier<'a> {
                 }
                 if let Some(c) = cache.as_deref_mut() {
                     c.put_entry(
-                        hash,
+                        raw,
                         CachedEntry {
                             payload: payload.clone(),
+                            hash,
                             x5t,
                         },
                     );
@@ -385,7 +387,7 @@ impl<'a> Verifier<'a> {
         now: u64,
         cache: &mut Option<&mut VerifyCache>,
         part: Part,
-    ) -> Result<ValidatedSigner, Refusal> {
+    ) -> Result<Arc<ValidatedSigner>, Refusal> {
         let index = certs.index_of(x5t).ok_or(Refusal::CertMissing { part })?;
         let fp = self.bundle.fingerprint();
         let cached = cache
@@ -396,20 +398,20 @@ impl<'a> Verifier<'a> {
         let signer = match cached {
             Some(s) => s,
             None => {
-                let s = validate_signer(
+                let s = Arc::new(validate_signer(
                     index,
                     &certs.parsed,
                     self.bundle,
                     self.limits.max_chain_depth,
                     self.ecdsa,
                     part,
-                )?;
+                )?);
                 if let Some(c) = cache.as_deref_mut() {
                     c.put_cert(
                         *x5t,
                         CachedCert {
                             bundle_fingerprint: fp,
-                            signer: s.clone(),
+                            signer: Arc::clone(&s),
                         },
                     );
                 }

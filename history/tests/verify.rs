@@ -1267,6 +1267,39 @@ fn cache_hit_is_as_strict_as_a_miss() {
     assert_eq!(run(&c7, &mut cache), "proof_signer");
 }
 
+/// The caches are keyed by the exact text sent: another spelling of a cached
+/// entry or certificate is a miss, verified (and refused) in full.
+#[test]
+fn a_warm_cache_refuses_other_spellings_of_what_it_holds() {
+    let mut cache = VerifyCache::new(64, 16);
+    let c0 = Case::standard();
+    c0.run(Some(&mut cache)).unwrap();
+    let run = |c: &Case, cache: &mut VerifyCache| c.run(Some(cache)).unwrap_err().reason();
+    // The entry's signature with non-zero trailing bits.
+    let (h, p, s) = segments(&c0.entries[0]);
+    let alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut s2 = s.clone();
+    let last = s2.pop().unwrap();
+    s2.push(alphabet.as_bytes()[alphabet.find(last).unwrap() | 1] as char);
+    let mut c = c0.clone();
+    c.entries[0] = format!("{h}.{p}.{s2}");
+    assert_eq!(run(&c, &mut cache), "base64_noncanonical");
+    // A cached certificate with padding.
+    let certs = c0.certs.clone().unwrap();
+    let mut c = c0.clone();
+    c.certs = Some(format!("{certs}="));
+    assert_eq!(run(&c, &mut cache), "base64_noncanonical");
+    // A different signature on a cached entry's header and payload.
+    let mut c = c0.clone();
+    let mut s3 = s.clone();
+    let first = s3.remove(0);
+    s3.insert(0, if first == 'A' { 'B' } else { 'A' });
+    c.entries[0] = format!("{h}.{p}.{s3}");
+    assert_eq!(run(&c, &mut cache), "signature_invalid");
+    // And the original still verifies from the cache.
+    c0.run(Some(&mut cache)).unwrap();
+}
+
 #[test]
 fn cached_intermediate_path_needs_the_intermediate_again() {
     let mut cache = VerifyCache::new(64, 16);
