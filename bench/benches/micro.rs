@@ -268,15 +268,23 @@ fn bench_policy(c: &mut Criterion) {
         |b| b.iter(|| config.policy.evaluate(black_box(&req))),
     );
 
-    let modules = RegoModules::try_from(BTreeMap::from([(
+    let mut modules = RegoModules::try_from(BTreeMap::from([(
         "refund.rego".to_owned(),
         REGO.to_owned(),
     )]))
     .unwrap();
     let rule = RegoRule::try_from("data.payments.refund.allow".to_owned()).unwrap();
-    let input = json!({"calling_agent": caller.as_str(), "mcp": {"method": "tools/call", "tool": "refund", "arguments": {"amount": 1200}},
-        "history": [{"seq": 0, "step": "fraud_check_passed", "claims": {}}, {"seq": 1, "step": "human_approval", "claims": {"amount": 5000}}]});
-    c.bench_function("RegoModules::eval (amount <= approved claims)", |b| {
+    let input = regorus::Value::from(
+        json!({"calling_agent": caller.as_str(), "mcp": {"method": "tools/call", "tool": "refund", "arguments": {"amount": 1200}},
+        "history": [{"seq": 0, "step": "fraud_check_passed", "claims": {}}, {"seq": 1, "step": "human_approval", "claims": {"amount": 5000}}]}),
+    );
+    c.bench_function(
+        "RegoModules::eval, interpreter (amount <= approved claims)",
+        |b| b.iter(|| modules.eval(&rule, black_box(&input))),
+    );
+    modules.prepare(&rule);
+    assert!(modules.compiled(&rule));
+    c.bench_function("RegoModules::eval, register VM (the filter's path)", |b| {
         b.iter(|| modules.eval(&rule, black_box(&input)))
     });
 }

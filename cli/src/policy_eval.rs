@@ -108,13 +108,14 @@ pub fn decide(
             iat: e["iat"].as_u64().unwrap_or_default(),
         })
         .collect();
+    let rego_input = regorus::Value::from(doc_ref.clone());
     let request = Request {
         caller: &caller,
         method: &method,
         target: target.as_ref(),
         history: &steps,
         now,
-        input: Some(doc_ref),
+        input: Some(&rego_input),
     };
     Ok(match policy.evaluate(&request) {
         Verdict::Allow { rule } => Ok(rule.to_owned()),

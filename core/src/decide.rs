@@ -174,6 +174,7 @@ impl Pending {
                 mcp: &msg,
                 history: history.as_ref(),
             })
+            .into() // Rego's own value type, once per request
         });
         let request = Request {
             caller: &self.caller,

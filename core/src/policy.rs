@@ -192,7 +192,7 @@ pub struct Request<'a> {
     /// Unix time, seconds.
     pub now: u64,
     /// The Rego input document, built when the policy has Rego rules.
-    pub input: Option<&'a serde_json::Value>,
+    pub input: Option<&'a regorus::Value>,
 }
 
 /// One verified history entry, as rules see it.

@@ -114,9 +114,9 @@ impl RegoModules {
         self.programs.contains_key(&rule.0)
     }
 
-    /// Evaluates `rule` over `input`.
-    pub fn eval(&self, rule: &RegoRule, input: &serde_json::Value) -> RegoOutcome {
-        let input = regorus::Value::from(input.clone());
+    /// Evaluates `rule` over `input` (a cheap clone: regorus values are shared).
+    pub fn eval(&self, rule: &RegoRule, input: &regorus::Value) -> RegoOutcome {
+        let input = input.clone();
         let result = match self.programs.get(&rule.0) {
             Some(program) => {
                 let mut vm = RegoVM::new();
@@ -213,9 +213,10 @@ number := 7
         RegoRule::try_from(s.to_owned()).unwrap()
     }
 
-    fn input(amount: i64) -> serde_json::Value {
+    fn input(amount: i64) -> regorus::Value {
         json!({"mcp": {"arguments": {"amount": amount}},
                "history": [{"step": "human_approval", "claims": {"amount": 100}}]})
+        .into()
     }
 
     #[test]
@@ -258,15 +259,15 @@ number := 7
 
     #[test]
     fn the_rvm_and_the_interpreter_agree() {
-        let inputs = [
+        let inputs: [regorus::Value; 8] = [
             input(100),
             input(101),
             input(-1),
-            json!({}),
-            json!({"mcp": {"arguments": {"amount": "100"}}, "history": [{"step": "human_approval", "claims": {"amount": 100}}]}),
-            json!({"mcp": {"arguments": {"amount": 5}}, "history": [{"step": "human_approval"}]}),
-            json!({"mcp": {"arguments": {"amount": 5}}, "history": {"step": "human_approval", "claims": {"amount": 9}}}),
-            json!({"mcp": {"arguments": {"amount": 5.5}}, "history": [{"step": "other", "claims": {"amount": 9}}, {"step": "human_approval", "claims": {"amount": 5.5}}]}),
+            json!({}).into(),
+            json!({"mcp": {"arguments": {"amount": "100"}}, "history": [{"step": "human_approval", "claims": {"amount": 100}}]}).into(),
+            json!({"mcp": {"arguments": {"amount": 5}}, "history": [{"step": "human_approval"}]}).into(),
+            json!({"mcp": {"arguments": {"amount": 5}}, "history": {"step": "human_approval", "claims": {"amount": 9}}}).into(),
+            json!({"mcp": {"arguments": {"amount": 5.5}}, "history": [{"step": "other", "claims": {"amount": 9}}, {"step": "human_approval", "claims": {"amount": 5.5}}]}).into(),
         ];
         for path in ["data.payments.refund.allow", "data.payments.refund.number"] {
             let r = rule(path);
@@ -276,7 +277,11 @@ number := 7
             assert!(rvm.compiled(&r), "{path} runs on the RVM");
             assert!(!interpreter.compiled(&r));
             for i in &inputs {
-                assert_eq!(rvm.eval(&r, i), interpreter.eval(&r, i), "{path} over {i}");
+                assert_eq!(
+                    rvm.eval(&r, i),
+                    interpreter.eval(&r, i),
+                    "{path} over {i:?}"
+                );
             }
         }
         let broken = rule("data.payments.refund.broken");

@@ -10,6 +10,12 @@ pub fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
 }
 
+/// Whether the host writes lines of `level` (Envoy's `wasm` log level; it
+/// can change at runtime through the admin `/logging` endpoint).
+pub fn logs(level: LogLevel) -> bool {
+    hostcalls::get_log_level().map_or(true, |host| host as u32 <= level as u32)
+}
+
 pub fn property(path: &[&str]) -> Option<Vec<u8>> {
     hostcalls::get_property(path.to_vec()).ok().flatten()
 }
@@ -44,6 +50,11 @@ pub fn set_request_header(name: &str, value: Option<&str>) -> bool {
     hostcalls::set_map_value(MapType::HttpRequestHeaders, name, value).is_ok()
 }
 
+/// Adds a request header (cheaper than replacing; for a name known absent).
+pub fn add_request_header(name: &str, value: &str) -> bool {
+    hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value).is_ok()
+}
+
 pub fn send_reply(status: u32, headers: &[(&str, &str)], body: &[u8]) -> bool {
     hostcalls::send_http_response(status, headers.to_vec(), Some(body)).is_ok()
 }
@@ -67,5 +78,10 @@ pub fn random_id() -> String {
         bytes[..8].copy_from_slice(&now_micros().to_be_bytes());
         bytes[8..].copy_from_slice(&COUNTER.fetch_add(1, Ordering::Relaxed).to_be_bytes());
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    bytes
+        .iter()
+        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
+        .map(char::from)
+        .collect()
 }

@@ -145,7 +145,9 @@ impl Request {
             latency_us: self.busy_us,
             http_status: status,
         };
-        host::log(LogLevel::Info, &log::decision_line(&decision, mode, &ctx));
+        if host::logs(LogLevel::Info) {
+            host::log(LogLevel::Info, &log::decision_line(&decision, mode, &ctx));
+        }
         if forward {
             Action::Continue
         } else {
@@ -154,20 +156,21 @@ impl Request {
     }
 
     /// Tells the upstream who called and what was decided (if its headers
-    /// are still here to change).
+    /// are still here to change). Added, not replaced: every `x-custody-*`
+    /// header the client sent was removed when the headers arrived.
     fn mark_forwarded(&self, decision: &Decision) {
         if self.headers_sent {
             return;
         }
         if let Some(caller) = &decision.caller {
-            host::set_request_header("x-custody-caller", Some(caller));
+            host::add_request_header("x-custody-caller", caller);
         }
-        host::set_request_header("x-custody-decision-id", Some(&self.decision_id));
+        host::add_request_header("x-custody-decision-id", &self.decision_id);
         let verdict = match decision.reason() {
             None => "allow".to_owned(),
             Some(reason) => format!("deny; reason={}; mode=audit", reason.code()),
         };
-        host::set_request_header("x-custody-decision", Some(&verdict));
+        host::add_request_header("x-custody-decision", &verdict);
     }
 }
 
@@ -210,18 +213,19 @@ fn strip_own_headers(headers: &[(String, Vec<u8>)]) {
 fn caller_identity(config: &Config, certs: &mut CertCache) -> Result<SpiffeId, IdentityError> {
     let pem;
     let principal;
-    let mut peer = PeerFacts {
-        mtls: host::property_bool(&["connection", "mtls"]),
-        ..Default::default()
-    };
+    let mut peer = PeerFacts::default();
     match config.identity {
         IdentitySource::PeerCertificate => {
             peer.validated = host::property_bool(&["connection", "peer_certificate_valid"]);
+            // A validated peer certificate is an mTLS peer; ask only otherwise
+            // (which of the two failed picks the refusal's detail).
+            peer.mtls = peer.validated || host::property_bool(&["connection", "mtls"]);
             pem = host::property(&["connection", "peer_certificate"]);
             peer.certificate_pem = pem.as_deref();
             identity::from_peer_certificate_cached(&peer, certs)
         }
         IdentitySource::IstioPeerPrincipal => {
+            peer.mtls = host::property_bool(&["connection", "mtls"]);
             principal = host::property(&["filter_state", "io.istio.peer_principal"]);
             peer.istio_principal = principal.as_deref();
             identity::from_istio_principal(&peer)
