@@ -279,7 +279,7 @@ fn bench_policy(c: &mut Criterion) {
         "history": [{"seq": 0, "step": "fraud_check_passed", "claims": {}}, {"seq": 1, "step": "human_approval", "claims": {"amount": 5000}}]}),
     );
     c.bench_function(
-        "RegoModules::eval, interpreter (amount <= approved claims)",
+        "RegoModules::eval, interpreter, unprepared engine (amount <= approved claims)",
         |b| b.iter(|| modules.eval(&rule, black_box(&input))),
     );
     modules.prepare(&rule);
