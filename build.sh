@@ -4,7 +4,8 @@
 #   build    the filter (dist/custody.wasm) and the CLI (dist/custody)
 #   test     formatting, lints, unit tests (native and wasm32), end-to-end tests in real Envoy
 #   demo     Envoy + the filter + an MCP server on loopback; one allowed and two denied calls
-#   bench    Envoy alone vs Envoy + Custody, side by side; `bench micro` for micro-benchmarks
+#   bench    Envoy alone vs Envoy + Custody, side by side; `bench micro` for micro-benchmarks,
+#            `bench wasm` for the pure stages inside V8 (Node) beside native
 #   package  the filter as an OCI image layout and tarball (Istio WasmPlugin), and its SHA-256
 #   fuzz [S] every fuzz target for S seconds (default 60)
 #   soak [N] [S]  N requests (default 100000) or S seconds through Envoy, every decision checked
@@ -149,6 +150,14 @@ soak() {
 # Envoy alone, Envoy RBAC, Custody with identity rules, with warm and cold history.
 # `./build.sh bench micro` runs the criterion micro-benchmarks instead (native, --quick).
 bench() {
+    if [ "${1:-}" = wasm ]; then
+        say "pure stages natively, then as wasm32-wasip1 in V8 (Node; --no-liftoff: the optimized tier Envoy's V8 reaches on hot code)"
+        cargo build --quiet --release -p custody-wasm-micro
+        cargo build --quiet --release --target wasm32-wasip1 -p custody-wasm-micro
+        target/release/custody-wasm-micro "native ($(uname -m))"
+        node --no-liftoff --no-warnings bench/wasm-micro/run.mjs target/wasm32-wasip1/release/custody-wasm-micro.wasm
+        return
+    fi
     if [ "${1:-}" = micro ]; then
         shift
         say "criterion micro-benchmarks of the pure stages (native, --quick)"

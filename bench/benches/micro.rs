@@ -17,35 +17,14 @@ use custody_core::identity::{
 use custody_core::mcp::{self, Target};
 use custody_core::policy::{Request as PolicyRequest, Step};
 use custody_core::rego::{RegoModules, RegoRule};
-use custody_history::sign::{
-    append_entry, certs_header, make_proof, EntryFields, ProofFields, Signer,
-};
-use custody_history::{
-    b64url_decode, Headers, Limits, Request, TrustBundle, Verifier, VerifyCache,
-};
+use custody_history::sign::{make_proof, ProofFields};
+use custody_history::{Headers, Limits, Request, TrustBundle, Verifier, VerifyCache};
 use custody_spiffe::SpiffeId;
 use serde_json::{json, Value};
 
-const FIXTURES: &str = include_str!("../../history/testdata/fixtures.json");
-const NOW: u64 = 1_776_522_000; // inside the fixture SVIDs' validity
-const AUD: &str = "spiffe://example.org/ns/payments/sa/refund-tool";
-const BODY: &[u8] = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"refund","arguments":{"amount":1200,"order":"A-1001","reason":"damaged"}}}"#;
-
-fn sa(name: &str) -> String {
-    format!("spiffe://example.org/ns/payments/sa/{name}")
-}
-
-fn fixtures() -> Value {
-    serde_json::from_str(FIXTURES).unwrap()
-}
-
-fn der(name: &str, k: &str) -> Vec<u8> {
-    b64url_decode(fixtures()["svids"][name][k].as_str().unwrap()).unwrap()
-}
-
-fn signer(name: &str) -> Signer {
-    Signer::from_pkcs8_der(&der(name, "key"), &der(name, "cert")).unwrap()
-}
+#[path = "../fixtures.rs"]
+mod fixtures;
+use fixtures::*;
 
 fn pem(der: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
@@ -57,50 +36,6 @@ fn pem(der: &[u8]) -> String {
     format!(
         "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
         lines.join("\n")
-    )
-}
-
-/// `n` entries alternating fraud-agent / approvals, the last naming refund-agent.
-fn history(n: usize) -> (String, String) {
-    let who = |i: usize| {
-        if i.is_multiple_of(2) {
-            "fraud-agent"
-        } else {
-            "approvals"
-        }
-    };
-    let mut chain: Option<String> = None;
-    for i in 0..n {
-        let nxt = if i + 1 == n {
-            sa("refund-agent")
-        } else {
-            sa(who(i + 1))
-        };
-        let step = if i + 1 == n {
-            "human_approval".to_owned()
-        } else {
-            format!("step_{i}")
-        };
-        let claims = json!({"amount": 5000});
-        let f = EntryFields {
-            wid: "wf-bench",
-            step: &step,
-            result: "approved",
-            nxt: &nxt,
-            iat: NOW - 100,
-            exp: NOW + 3600,
-            claims: Some(&claims),
-        };
-        chain = Some(append_entry(chain.as_deref(), &signer(who(i)), &f).unwrap());
-    }
-    let certs = [
-        signer("fraud-agent"),
-        signer("approvals"),
-        signer("refund-agent"),
-    ];
-    (
-        chain.unwrap(),
-        certs_header(certs.iter().map(Signer::cert_der)),
     )
 }
 
@@ -151,19 +86,8 @@ fn bench_history(c: &mut Criterion) {
     let caller = signer("refund-agent");
     let mut g = c.benchmark_group("history verify");
     for n in [1usize, 4, 16] {
-        let (h, certs) = history(n);
-        let proof = make_proof(
-            &h,
-            &caller,
-            BODY,
-            &ProofFields {
-                aud: AUD,
-                iat: NOW,
-                exp: NOW + 60,
-                jti: &[7; 16],
-            },
-        )
-        .unwrap();
+        let (h, certs) = history(n, "wf-bench");
+        let proof = proof(&h, [7; 16]);
         let req = Request {
             headers: Headers {
                 history: Some(&h),
@@ -193,7 +117,7 @@ fn bench_history(c: &mut Criterion) {
     }
     g.finish();
     c.bench_function("sign: make_proof (load generator cost)", |b| {
-        let (h, _) = history(4);
+        let (h, _) = history(4, "wf-bench");
         b.iter(|| {
             make_proof(
                 &h,
@@ -210,18 +134,6 @@ fn bench_history(c: &mut Criterion) {
         })
     });
 }
-
-const REGO: &str = r#"package payments.refund
-import rego.v1
-
-default allow := false
-
-allow if {
-    some h in input.history
-    h.step == "human_approval"
-    input.mcp.arguments.amount <= h.claims.amount
-}
-"#;
 
 fn bench_policy(c: &mut Criterion) {
     let rules: Vec<Value> = (0..20)

@@ -164,7 +164,7 @@ impl Pending {
             })
             .collect();
         let input = config.policy.uses_rego().then(|| {
-            input::document(&input::Facts {
+            input::rego_document(&input::Facts {
                 caller: &self.caller,
                 target: config.audience.as_deref(),
                 now: env.now,
@@ -174,7 +174,6 @@ impl Pending {
                 mcp: &msg,
                 history: history.as_ref(),
             })
-            .into() // Rego's own value type, once per request
         });
         let request = Request {
             caller: &self.caller,

@@ -121,13 +121,21 @@ fn refused(r: Refusal) -> ProofError {
     (Reason::History(r.reason()), r.detail())
 }
 
+/// Every byte printable ASCII (`!`..=`~`). Without an early exit, so that
+/// the loop over several KiB of headers compiles to a branch-free scan.
+fn printable_ascii(bytes: &[u8]) -> bool {
+    bytes
+        .iter()
+        .fold(true, |ok, &b| ok & (b.wrapping_sub(b'!') <= b'~' - b'!'))
+}
+
 /// At most one occurrence, and printable ASCII (all three are base64url and `~`/`.`).
 fn single(values: &[Vec<u8>], header: Header, part: Part) -> Result<Option<&str>, ProofError> {
     match values {
         [] => Ok(None),
-        [one] => std::str::from_utf8(one)
-            .ok()
-            .filter(|s| s.bytes().all(|b| b.is_ascii_graphic()))
+        [one] => Some(one.as_slice())
+            .filter(|bytes| printable_ascii(bytes))
+            .and_then(|bytes| std::str::from_utf8(bytes).ok())
             .map(Some)
             .ok_or_else(|| {
                 refused(Refusal::Malformed {
@@ -136,5 +144,42 @@ fn single(values: &[Vec<u8>], header: Header, part: Part) -> Result<Option<&str>
                 })
             }),
         _ => Err(refused(Refusal::HeaderRepeated(header))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn only_printable_ascii_is_printable() {
+        assert!(printable_ascii(b"!~abc.XYZ-_~019"));
+        assert!(printable_ascii(b""));
+        for bad in [b' ', b'\t', b'\n', 0, 0x1f, 0x7f, 0x80, 0xc3, 0xff] {
+            let mut v = b"eyJhbGciOiJFUzI1NiJ9.e30.sig".to_vec();
+            v.insert(7, bad);
+            assert!(!printable_ascii(&v), "{bad:#x}");
+        }
+    }
+
+    #[test]
+    fn a_header_is_taken_once_and_printable() {
+        let ok = vec![b"abc.def~ghi".to_vec()];
+        assert_eq!(
+            single(&ok, Header::History, Part::Entry(0)).unwrap(),
+            Some("abc.def~ghi")
+        );
+        assert_eq!(single(&[], Header::History, Part::Entry(0)).unwrap(), None);
+        let spaced = vec![b"abc def".to_vec()];
+        let (reason, _) = single(&spaced, Header::History, Part::Entry(0)).unwrap_err();
+        assert_eq!(reason.code(), "history_malformed");
+        let utf8 = vec!["abcé".as_bytes().to_vec()];
+        assert!(single(&utf8, Header::Proof, Part::Proof).is_err());
+        let twice = vec![b"a".to_vec(), b"a".to_vec()];
+        let (reason, _) = single(&twice, Header::Certs, Part::Cert(0)).unwrap_err();
+        assert_eq!(reason.code(), "header_repeated");
     }
 }

@@ -1,0 +1,104 @@
+//! Signed fixtures shared by the native micro-benchmarks (benches/micro.rs)
+//! and the V8 timings (wasm-micro): the SVIDs of history/testdata, a request
+//! body, histories of any length, one Rego rule.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use custody_history::b64url_decode;
+use custody_history::sign::{append_entry, certs_header, EntryFields, Signer};
+use serde_json::{json, Value};
+
+pub const FIXTURES: &str = include_str!("../history/testdata/fixtures.json");
+pub const NOW: u64 = 1_776_522_000; // inside the fixture SVIDs' validity
+pub const AUD: &str = "spiffe://example.org/ns/payments/sa/refund-tool";
+pub const BODY: &[u8] = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"refund","arguments":{"amount":1200,"order":"A-1001","reason":"damaged"}}}"#;
+
+pub fn sa(name: &str) -> String {
+    format!("spiffe://example.org/ns/payments/sa/{name}")
+}
+
+pub fn fixtures() -> Value {
+    serde_json::from_str(FIXTURES).unwrap()
+}
+
+pub fn der(name: &str, k: &str) -> Vec<u8> {
+    b64url_decode(fixtures()["svids"][name][k].as_str().unwrap()).unwrap()
+}
+
+pub fn signer(name: &str) -> Signer {
+    Signer::from_pkcs8_der(&der(name, "key"), &der(name, "cert")).unwrap()
+}
+
+/// `n` entries of workflow `wid` alternating fraud-agent / approvals, the
+/// last a human approval naming refund-agent; and the certs header.
+pub fn history(n: usize, wid: &str) -> (String, String) {
+    let who = |i: usize| {
+        if i.is_multiple_of(2) {
+            "fraud-agent"
+        } else {
+            "approvals"
+        }
+    };
+    let mut chain: Option<String> = None;
+    for i in 0..n {
+        let nxt = if i + 1 == n {
+            sa("refund-agent")
+        } else {
+            sa(who(i + 1))
+        };
+        let step = if i + 1 == n {
+            "human_approval".to_owned()
+        } else {
+            format!("step_{i}")
+        };
+        let claims = json!({"amount": 5000});
+        let f = EntryFields {
+            wid,
+            step: &step,
+            result: "approved",
+            nxt: &nxt,
+            iat: NOW - 100,
+            exp: NOW + 3600,
+            claims: Some(&claims),
+        };
+        chain = Some(append_entry(chain.as_deref(), &signer(who(i)), &f).unwrap());
+    }
+    let certs = [
+        signer("fraud-agent"),
+        signer("approvals"),
+        signer("refund-agent"),
+    ];
+    (
+        chain.unwrap(),
+        certs_header(certs.iter().map(Signer::cert_der)),
+    )
+}
+
+/// The payments rule: the amount asked for is covered by a human approval.
+pub const REGO: &str = r#"package payments.refund
+import rego.v1
+
+default allow := false
+
+allow if {
+    some h in input.history
+    h.step == "human_approval"
+    input.mcp.arguments.amount <= h.claims.amount
+}
+"#;
+pub const RULE: &str = "data.payments.refund.allow";
+
+/// refund-agent's proof binding `history` to BODY for AUD, valid from NOW for 60 s.
+pub fn proof(history: &str, jti: [u8; 16]) -> String {
+    custody_history::sign::make_proof(
+        history,
+        &signer("refund-agent"),
+        BODY,
+        &custody_history::sign::ProofFields {
+            aud: AUD,
+            iat: NOW,
+            exp: NOW + 60,
+            jti: &jti,
+        },
+    )
+    .unwrap()
+}
