@@ -102,3 +102,70 @@ pub fn proof(history: &str, jti: [u8; 16]) -> String {
     )
     .unwrap()
 }
+
+/// The example.org trust bundle the fixture SVIDs chain to.
+pub fn bundle() -> custody_history::TrustBundle {
+    let mut bundle = custody_history::TrustBundle::new();
+    bundle
+        .load_spiffe_bundle(
+            "example.org",
+            &fixtures()["cas"]["example"]["spiffe_bundle"].to_string(),
+        )
+        .unwrap();
+    bundle
+}
+
+/// The three headers of one request: a history of `n` entries of workflow
+/// `wid` (see [`history`]), the certs header, and refund-agent's proof.
+pub struct Signed {
+    pub history: String,
+    pub certs: String,
+    pub proof: String,
+}
+
+pub fn signed(n: usize, wid: &str) -> Signed {
+    let (history, certs) = history(n, wid);
+    let proof = proof(&history, [7; 16]);
+    Signed {
+        history,
+        certs,
+        proof,
+    }
+}
+
+/// `s` as a verifier request from `peer` to AUD over BODY, at NOW.
+pub fn request<'a>(
+    s: &'a Signed,
+    peer: &'a custody_history::SpiffeId,
+) -> custody_history::Request<'a> {
+    custody_history::Request {
+        headers: custody_history::Headers {
+            history: Some(&s.history),
+            proof: Some(&s.proof),
+            certs: Some(&s.certs),
+        },
+        peer,
+        audience: AUD,
+        body: BODY,
+        now: NOW,
+    }
+}
+
+/// Accepts every signature: what verification costs besides ECDSA, which
+/// the filter hands to Envoy.
+pub struct NoEcdsa;
+
+impl custody_history::EcdsaP256Verifier for NoEcdsa {
+    fn verify(&self, _: &[u8], _: &[u8], _: &[u8; 64]) -> bool {
+        true
+    }
+}
+
+/// Admits every proof id (the benchmarks reuse proofs).
+pub struct NoReplay;
+
+impl custody_core::proof::ReplayGuard for NoReplay {
+    fn admit(&mut self, _: &str, _: u64, _: u64) -> Result<(), custody_history::Refusal> {
+        Ok(())
+    }
+}

@@ -18,7 +18,7 @@ use custody_core::mcp::{self, Target};
 use custody_core::policy::{Request as PolicyRequest, Step};
 use custody_core::rego::{RegoModules, RegoRule};
 use custody_history::sign::{make_proof, ProofFields};
-use custody_history::{Headers, Limits, Request, TrustBundle, Verifier, VerifyCache};
+use custody_history::{Limits, Verifier, VerifyCache};
 use custody_spiffe::SpiffeId;
 use serde_json::{json, Value};
 
@@ -63,42 +63,16 @@ fn bench_parsing(c: &mut Criterion) {
     });
 }
 
-/// Accepts every signature: isolates what verification costs besides ECDSA.
-struct NoEcdsa;
-
-impl custody_history::EcdsaP256Verifier for NoEcdsa {
-    fn verify(&self, _: &[u8], _: &[u8], _: &[u8; 64]) -> bool {
-        true
-    }
-}
-
 fn bench_history(c: &mut Criterion) {
-    let mut bundle = TrustBundle::new();
-    bundle
-        .load_spiffe_bundle(
-            "example.org",
-            &fixtures()["cas"]["example"]["spiffe_bundle"].to_string(),
-        )
-        .unwrap();
+    let bundle = bundle();
     let limits = Limits::default();
     let verifier = Verifier::new(&bundle, &limits);
     let peer = SpiffeId::parse(&sa("refund-agent")).unwrap();
     let caller = signer("refund-agent");
     let mut g = c.benchmark_group("history verify");
     for n in [1usize, 4, 16] {
-        let (h, certs) = history(n, "wf-bench");
-        let proof = proof(&h, [7; 16]);
-        let req = Request {
-            headers: Headers {
-                history: Some(&h),
-                proof: Some(&proof),
-                certs: Some(&certs),
-            },
-            peer: &peer,
-            audience: AUD,
-            body: BODY,
-            now: NOW,
-        };
+        let signed = signed(n, "wf-bench");
+        let req = request(&signed, &peer);
         verifier.verify(&req, None).unwrap();
         g.bench_function(
             format!("{n} entries + proof, no cache (incl. X.509 path validation)"),
@@ -208,16 +182,10 @@ fn bench_policy(c: &mut Criterion) {
 fn bench_request(c: &mut Criterion) {
     use custody_core::decide::{self, Pending};
     use custody_core::log;
-    use custody_core::proof::{ProofEnv, ReplayGuard};
+    use custody_core::proof::ProofEnv;
     use custody_core::transport::Head;
-    use custody_history::{P256Verifier, Refusal};
+    use custody_history::P256Verifier;
 
-    struct NoReplay;
-    impl ReplayGuard for NoReplay {
-        fn admit(&mut self, _: &str, _: u64, _: u64) -> Result<(), Refusal> {
-            Ok(())
-        }
-    }
     let config = Config::from_json(
         json!({"paths": ["/mcp"], "policy": {"rules": [
             {"name": "lifecycle", "callers": ["spiffe://example.org/**"], "methods": ["initialize", "ping", "notifications/*", "tools/list"]},

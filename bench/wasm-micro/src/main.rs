@@ -12,68 +12,16 @@ use std::time::Instant;
 use custody_core::config::Config;
 use custody_core::decide;
 use custody_core::log;
-use custody_core::proof::{ProofEnv, ReplayGuard};
+use custody_core::proof::ProofEnv;
 use custody_core::rego::{RegoModules, RegoRule};
 use custody_core::transport::Head;
-use custody_history::{
-    sha256, EcdsaP256Verifier, Headers, Limits, P256Verifier, Refusal, Request, TrustBundle,
-    Verifier, VerifyCache,
-};
+use custody_history::{sha256, Limits, P256Verifier, Verifier, VerifyCache};
 use custody_spiffe::SpiffeId;
 use serde_json::json;
 
 #[path = "../../fixtures.rs"]
 mod fixtures;
 use fixtures::*;
-
-/// Accepts every signature: what verification costs besides ECDSA, which
-/// the filter hands to Envoy.
-struct NoEcdsa;
-impl EcdsaP256Verifier for NoEcdsa {
-    fn verify(&self, _: &[u8], _: &[u8], _: &[u8; 64]) -> bool {
-        true
-    }
-}
-
-struct NoReplay;
-impl ReplayGuard for NoReplay {
-    fn admit(&mut self, _: &str, _: u64, _: u64) -> Result<(), Refusal> {
-        Ok(())
-    }
-}
-
-/// A signed request: history of `n` entries (fraud-agent and approvals
-/// alternating, the last a human approval naming refund-agent), the certs
-/// header, and a proof over BODY.
-struct Signed {
-    history: String,
-    certs: String,
-    proof: String,
-}
-
-fn signed(n: usize, wid: &str) -> Signed {
-    let (history, certs) = history(n, wid);
-    let proof = proof(&history, [7; 16]);
-    Signed {
-        history,
-        certs,
-        proof,
-    }
-}
-
-fn request<'a>(s: &'a Signed, peer: &'a SpiffeId) -> Request<'a> {
-    Request {
-        headers: Headers {
-            history: Some(&s.history),
-            proof: Some(&s.proof),
-            certs: Some(&s.certs),
-        },
-        peer,
-        audience: AUD,
-        body: BODY,
-        now: NOW,
-    }
-}
 
 /// Median over 7 rounds of the time per call, in µs.
 fn time(name: &str, per_round: u32, mut f: impl FnMut()) {
@@ -107,13 +55,7 @@ fn main() {
         black_box(custody_core::mcp::parse(black_box(BODY), 64).unwrap());
     });
 
-    let mut bundle = TrustBundle::new();
-    bundle
-        .load_spiffe_bundle(
-            "example.org",
-            &fixtures()["cas"]["example"]["spiffe_bundle"].to_string(),
-        )
-        .unwrap();
+    let bundle = bundle();
     let limits = Limits::default();
     let peer = SpiffeId::parse(&sa("refund-agent")).unwrap();
     let warm4 = signed(4, "wf-warm");
