@@ -11,7 +11,7 @@ use crate::proof::{self, HistoryHeaders, ProofEnv};
 use crate::reason::Reason;
 use crate::transport::{self, Head, HttpKind};
 use crate::SpiffeId;
-use custody_history::VerifiedHistory;
+use custody_history::{Code, VerifiedHistory};
 use serde_json::Value;
 
 /// The outcome of one request, before `mode` is applied.
@@ -232,8 +232,8 @@ fn consume_single_use(
         let key = format!("step:{}", custody_history::b64url(&entry.hash));
         env.replay
             .admit(&key, entry.exp, env.now)
-            .map_err(|r| match r.reason() {
-                "proof_replayed" => Reason::StepConsumed,
+            .map_err(|r| match r.code() {
+                Code::ProofReplayed => Reason::StepConsumed,
                 other => Reason::History(other),
             })?;
     }

@@ -118,7 +118,7 @@ pub fn verify(
 }
 
 fn refused(r: Refusal) -> ProofError {
-    (Reason::History(r.reason()), r.detail())
+    (Reason::History(r.code()), r.detail())
 }
 
 /// Every byte printable ASCII (`!`..=`~`). Without an early exit, so that
@@ -151,6 +151,7 @@ fn single(values: &[Vec<u8>], header: Header, part: Part) -> Result<Option<&str>
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use custody_history::Code;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -175,11 +176,11 @@ mod tests {
         assert_eq!(single(&[], Header::History, Part::Entry(0)).unwrap(), None);
         let spaced = vec![b"abc def".to_vec()];
         let (reason, _) = single(&spaced, Header::History, Part::Entry(0)).unwrap_err();
-        assert_eq!(reason.code(), "history_malformed");
+        assert_eq!(reason, Reason::History(Code::HistoryMalformed));
         let utf8 = vec!["abcé".as_bytes().to_vec()];
         assert!(single(&utf8, Header::Proof, Part::Proof).is_err());
         let twice = vec![b"a".to_vec(), b"a".to_vec()];
         let (reason, _) = single(&twice, Header::Certs, Part::Cert(0)).unwrap_err();
-        assert_eq!(reason.code(), "header_repeated");
+        assert_eq!(reason, Reason::History(Code::HeaderRepeated));
     }
 }

@@ -2,6 +2,8 @@
 //! JSON-RPC error code and human message. Tests, logs, counters and docs all
 //! refer to [`Reason::code`].
 
+use custody_history::Code;
+
 /// Why a request was refused. The codes are a stable interface: agents, logs,
 /// counters (`custody_denied_<code>`) and dashboards key on them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,7 +50,7 @@ pub enum Reason {
     RegoError,
     /// The signed workflow history or its proof failed a check; the code is
     /// the history verifier's own (see docs/history-format.md).
-    History(&'static str),
+    History(Code),
 }
 
 impl Reason {
@@ -77,11 +79,9 @@ impl Reason {
 
     /// Every reason, including each code of the history verifier.
     pub fn all() -> impl Iterator<Item = Reason> {
-        Reason::ALL.into_iter().chain(
-            custody_history::Refusal::ALL_REASONS
-                .iter()
-                .map(|code| Reason::History(code)),
-        )
+        Reason::ALL
+            .into_iter()
+            .chain(Code::ALL.iter().map(|&code| Reason::History(code)))
     }
 
     /// Stable snake_case code, sent as `error.data.reason`.
@@ -223,14 +223,14 @@ impl Reason {
             ),
             // Not the caller's fault: every live proof id is remembered, and
             // the cache is full of them. Retry later.
-            Reason::History("replay_cache_full") => (
+            Reason::History(Code::ReplayCacheFull) => (
                 "replay_cache_full",
                 503,
                 -32004,
                 "Too many recent proofs; retry shortly",
             ),
             Reason::History(code) => (
-                code,
+                code.as_str(),
                 403,
                 -32004,
                 "Workflow history or its proof was refused",

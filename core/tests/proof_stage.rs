@@ -14,7 +14,7 @@ use custody_core::SpiffeId;
 use custody_history::sign::{
     append_entry, certs_header, make_proof, EntryFields, ProofFields, Signer,
 };
-use custody_history::{b64url_decode, P256Verifier, ReplayCache, VerifyCache};
+use custody_history::{b64url_decode, Code, P256Verifier, ReplayCache, VerifyCache};
 use serde_json::{json, Value};
 
 const FIXTURES: &str = include_str!("../../history/testdata/fixtures.json");
@@ -172,7 +172,7 @@ fn without_history_the_step_is_missing() {
         headers(&h, &certs, "refund-agent", BODY, 2),
         BODY,
     );
-    assert_eq!(d.verdict, Err(Reason::History("proof_holder")));
+    assert_eq!(d.verdict, Err(Reason::History(Code::ProofHolder)));
 }
 
 #[test]
@@ -198,7 +198,7 @@ fn a_proof_is_accepted_once() {
         .decide(&c, &sa("refund-agent"), first.clone(), BODY)
         .is_allowed());
     let again = host.decide(&c, &sa("refund-agent"), first, BODY);
-    assert_eq!(again.verdict, Err(Reason::History("proof_replayed")));
+    assert_eq!(again.verdict, Err(Reason::History(Code::ProofReplayed)));
 }
 
 #[test]
@@ -261,14 +261,14 @@ fn history_refusals_stop_the_request_before_the_rules() {
         headers(&h, &certs, "refund-agent", BODY, 5),
         other,
     );
-    assert_eq!(d.verdict, Err(Reason::History("proof_body")));
+    assert_eq!(d.verdict, Err(Reason::History(Code::ProofBody)));
 
     // A header sent twice.
     let mut twice = headers(&h, &certs, "refund-agent", BODY, 6);
     twice.push((HISTORY_HEADER.to_owned(), h.clone().into_bytes()));
     assert_eq!(
         host.decide(&c, &caller, twice, BODY).verdict,
-        Err(Reason::History("header_repeated"))
+        Err(Reason::History(Code::HeaderRepeated))
     );
 
     // Non-ASCII bytes in a header.
@@ -276,7 +276,7 @@ fn history_refusals_stop_the_request_before_the_rules() {
     binary[2].1.push(0xff);
     assert_eq!(
         host.decide(&c, &caller, binary, BODY).verdict,
-        Err(Reason::History("cert_malformed"))
+        Err(Reason::History(Code::CertMalformed))
     );
 
     // Even a rule that needs no history refuses a bad one.
@@ -287,7 +287,7 @@ fn history_refusals_stop_the_request_before_the_rules() {
         headers(&h, &certs, "refund-agent", BODY, 8),
         lookup,
     );
-    assert_eq!(d.verdict, Err(Reason::History("proof_body")));
+    assert_eq!(d.verdict, Err(Reason::History(Code::ProofBody)));
     assert_eq!(d.method.as_deref(), Some("tools/call"));
 }
 

@@ -212,143 +212,215 @@ pub enum Refusal {
     BundleSequence { loaded: u64, offered: u64 },
 }
 
-impl Refusal {
-    /// Every reason code this crate can return, in documentation order.
-    pub const ALL_REASONS: &'static [&'static str] = &[
-        "header_repeated",
-        "header_too_large",
-        "history_missing",
-        "proof_missing",
-        "certs_missing",
-        "history_too_large",
-        "history_malformed",
-        "proof_malformed",
-        "cert_malformed",
-        "bundle_malformed",
-        "base64_noncanonical",
-        "duplicate_member",
-        "unknown_member",
-        "missing_member",
-        "member_type",
-        "member_spiffe_id",
-        "version_unsupported",
-        "claims_too_large",
-        "signature_alg",
-        "header_typ",
-        "header_members",
-        "signature_format",
-        "signature_range",
-        "signature_high_s",
-        "signature_invalid",
-        "cert_missing",
-        "cert_spiffe_id",
-        "signer_mismatch",
-        "cert_is_ca",
-        "cert_key_usage",
-        "cert_key_type",
-        "cert_critical_extension",
-        "cert_unknown_trust_domain",
-        "cert_untrusted",
-        "cert_chain_depth",
-        "cert_intermediate_not_ca",
-        "cert_signature_alg",
-        "cert_expired",
-        "cert_not_yet_valid",
-        "chain_seq",
-        "chain_prev",
-        "chain_wid",
-        "chain_custody",
-        "chain_order",
-        "entry_future",
-        "entry_expired",
-        "entry_lifetime",
-        "proof_signer",
-        "proof_holder",
-        "proof_audience",
-        "proof_wid",
-        "proof_len",
-        "proof_head",
-        "proof_body",
-        "proof_not_yet_valid",
-        "proof_expired",
-        "proof_lifetime",
-        "proof_jti",
-        "proof_replayed",
-        "replay_cache_full",
-        "bundle_trust_domain",
-        "bundle_sequence",
-    ];
+/// Declares every reason code once: the variant, its stable wire code and its
+/// group (the sections of docs/history-format.md §7). Everything else (the
+/// list of codes, `as_str`, the group) is generated, so a code cannot be
+/// renamed in one place and not in another, and every `match` on a [`Code`]
+/// is checked by the compiler.
+macro_rules! declare_codes {
+    ($( $(#[$gmeta:meta])* $group:ident { $( $(#[$meta:meta])* $variant:ident => $code:literal, )* } )*) => {
+        /// Which family of checks a [`Code`] belongs to (docs/history-format.md §7).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Group { $( $(#[$gmeta])* $group, )* }
 
-    /// Stable snake_case reason code.
-    pub fn reason(&self) -> &'static str {
+        /// A stable reason code: what a refusal is called on the wire, in
+        /// logs, counters and docs. `Copy`, so hosts can carry and match it.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Code { $( $( $(#[$meta])* $variant, )* )* }
+
+        impl Code {
+            /// Every code, in documentation order.
+            pub const ALL: &'static [Code] = &[ $( $( Code::$variant, )* )* ];
+
+            /// The stable snake_case code.
+            pub const fn as_str(self) -> &'static str {
+                match self { $( $( Code::$variant => $code, )* )* }
+            }
+
+            /// The family of checks this code belongs to.
+            pub const fn group(self) -> Group {
+                match self { $( $( Code::$variant => Group::$group, )* )* }
+            }
+
+            /// The code spelled `code`, if there is one.
+            pub fn parse(code: &str) -> Option<Code> {
+                Code::ALL.iter().copied().find(|c| c.as_str() == code)
+            }
+        }
+    };
+}
+
+declare_codes! {
+    /// §7 steps 1-3: the three headers, their presence and caps.
+    Headers {
+        HeaderRepeated => "header_repeated",
+        HeaderTooLarge => "header_too_large",
+        HistoryMissing => "history_missing",
+        ProofMissing => "proof_missing",
+        CertsMissing => "certs_missing",
+        HistoryTooLarge => "history_too_large",
+    }
+    /// §2 and §7 steps 4-5.6: the shape and encoding of entries, proof and certificates.
+    Encoding {
+        HistoryMalformed => "history_malformed",
+        ProofMalformed => "proof_malformed",
+        CertMalformed => "cert_malformed",
+        BundleMalformed => "bundle_malformed",
+        Base64Noncanonical => "base64_noncanonical",
+        DuplicateMember => "duplicate_member",
+        UnknownMember => "unknown_member",
+        MissingMember => "missing_member",
+        MemberType => "member_type",
+        MemberSpiffeId => "member_spiffe_id",
+        VersionUnsupported => "version_unsupported",
+        ClaimsTooLarge => "claims_too_large",
+    }
+    /// §7 steps 5.3, 5.5 and 5.10: the JWS header and the ES256 signature.
+    Signature {
+        SignatureAlg => "signature_alg",
+        HeaderTyp => "header_typ",
+        HeaderMembers => "header_members",
+        SignatureFormat => "signature_format",
+        SignatureRange => "signature_range",
+        SignatureHighS => "signature_high_s",
+        SignatureInvalid => "signature_invalid",
+    }
+    /// §6 and §7 step 5.8-5.9: the signer's X.509-SVID and its path to the trust bundle.
+    Certificate {
+        CertMissing => "cert_missing",
+        CertSpiffeId => "cert_spiffe_id",
+        SignerMismatch => "signer_mismatch",
+        CertIsCa => "cert_is_ca",
+        CertKeyUsage => "cert_key_usage",
+        CertKeyType => "cert_key_type",
+        CertCriticalExtension => "cert_critical_extension",
+        CertUnknownTrustDomain => "cert_unknown_trust_domain",
+        CertUntrusted => "cert_untrusted",
+        CertChainDepth => "cert_chain_depth",
+        CertIntermediateNotCa => "cert_intermediate_not_ca",
+        CertSignatureAlg => "cert_signature_alg",
+        CertExpired => "cert_expired",
+        CertNotYetValid => "cert_not_yet_valid",
+    }
+    /// §7 step 7: the chain of entries.
+    Chain {
+        ChainSeq => "chain_seq",
+        ChainPrev => "chain_prev",
+        ChainWid => "chain_wid",
+        ChainCustody => "chain_custody",
+        ChainOrder => "chain_order",
+        EntryFuture => "entry_future",
+        EntryExpired => "entry_expired",
+        EntryLifetime => "entry_lifetime",
+    }
+    /// §7 step 8: the proof's bindings to this request.
+    Proof {
+        ProofSigner => "proof_signer",
+        ProofHolder => "proof_holder",
+        ProofAudience => "proof_audience",
+        ProofWid => "proof_wid",
+        ProofLen => "proof_len",
+        ProofHead => "proof_head",
+        ProofBody => "proof_body",
+        ProofNotYetValid => "proof_not_yet_valid",
+        ProofExpired => "proof_expired",
+        ProofLifetime => "proof_lifetime",
+        ProofJti => "proof_jti",
+    }
+    /// §7 step 9: replay, checked by the host after success.
+    Replay {
+        ProofReplayed => "proof_replayed",
+        ReplayCacheFull => "replay_cache_full",
+    }
+    /// §6: loading a trust bundle.
+    Bundle {
+        BundleTrustDomain => "bundle_trust_domain",
+        BundleSequence => "bundle_sequence",
+    }
+}
+
+impl fmt::Display for Code {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Refusal {
+    /// The stable reason code of this refusal.
+    pub fn code(&self) -> Code {
         use Refusal::*;
         match self {
-            HeaderRepeated(_) => "header_repeated",
-            HeaderTooLarge { .. } => "header_too_large",
-            HistoryMissing => "history_missing",
-            ProofMissing => "proof_missing",
-            CertsMissing => "certs_missing",
-            HistoryTooLarge { .. } => "history_too_large",
+            HeaderRepeated(_) => Code::HeaderRepeated,
+            HeaderTooLarge { .. } => Code::HeaderTooLarge,
+            HistoryMissing => Code::HistoryMissing,
+            ProofMissing => Code::ProofMissing,
+            CertsMissing => Code::CertsMissing,
+            HistoryTooLarge { .. } => Code::HistoryTooLarge,
             Malformed { part, .. } => match part {
-                Part::Entry(_) => "history_malformed",
-                Part::Proof => "proof_malformed",
-                Part::Cert(_) => "cert_malformed",
-                Part::Bundle => "bundle_malformed",
+                Part::Entry(_) => Code::HistoryMalformed,
+                Part::Proof => Code::ProofMalformed,
+                Part::Cert(_) => Code::CertMalformed,
+                Part::Bundle => Code::BundleMalformed,
             },
-            Base64Noncanonical { .. } => "base64_noncanonical",
-            DuplicateMember { .. } => "duplicate_member",
-            UnknownMember { .. } => "unknown_member",
-            MissingMember { .. } => "missing_member",
-            MemberType { .. } => "member_type",
-            MemberSpiffeId { .. } => "member_spiffe_id",
-            VersionUnsupported { .. } => "version_unsupported",
-            ClaimsTooLarge { .. } => "claims_too_large",
-            SignatureAlg { .. } => "signature_alg",
-            HeaderTyp { .. } => "header_typ",
-            HeaderMembers { .. } => "header_members",
-            SignatureFormat { .. } => "signature_format",
-            SignatureRange { .. } => "signature_range",
-            SignatureHighS { .. } => "signature_high_s",
-            SignatureInvalid { .. } => "signature_invalid",
-            CertMissing { .. } => "cert_missing",
-            CertSpiffeId { .. } => "cert_spiffe_id",
-            SignerMismatch { .. } => "signer_mismatch",
-            CertIsCa { .. } => "cert_is_ca",
-            CertKeyUsage { .. } => "cert_key_usage",
-            CertKeyType { .. } => "cert_key_type",
-            CertCriticalExtension { .. } => "cert_critical_extension",
-            CertUnknownTrustDomain { .. } => "cert_unknown_trust_domain",
-            CertUntrusted { .. } => "cert_untrusted",
-            CertChainDepth { .. } => "cert_chain_depth",
-            CertIntermediateNotCa { .. } => "cert_intermediate_not_ca",
-            CertSignatureAlg { .. } => "cert_signature_alg",
-            CertExpired { .. } => "cert_expired",
-            CertNotYetValid { .. } => "cert_not_yet_valid",
-            ChainSeq { .. } => "chain_seq",
-            ChainPrev { .. } => "chain_prev",
-            ChainWid { .. } => "chain_wid",
-            ChainCustody { .. } => "chain_custody",
-            ChainOrder { .. } => "chain_order",
-            EntryFuture { .. } => "entry_future",
-            EntryExpired { .. } => "entry_expired",
-            EntryLifetime { .. } => "entry_lifetime",
-            ProofSigner => "proof_signer",
-            ProofHolder => "proof_holder",
-            ProofAudience => "proof_audience",
-            ProofWid => "proof_wid",
-            ProofLen => "proof_len",
-            ProofHead => "proof_head",
-            ProofBody => "proof_body",
-            ProofNotYetValid => "proof_not_yet_valid",
-            ProofExpired => "proof_expired",
-            ProofLifetime => "proof_lifetime",
-            ProofJti => "proof_jti",
-            ProofReplayed => "proof_replayed",
-            ReplayCacheFull => "replay_cache_full",
-            BundleMalformed { .. } => "bundle_malformed",
-            BundleTrustDomain => "bundle_trust_domain",
-            BundleSequence { .. } => "bundle_sequence",
+            Base64Noncanonical { .. } => Code::Base64Noncanonical,
+            DuplicateMember { .. } => Code::DuplicateMember,
+            UnknownMember { .. } => Code::UnknownMember,
+            MissingMember { .. } => Code::MissingMember,
+            MemberType { .. } => Code::MemberType,
+            MemberSpiffeId { .. } => Code::MemberSpiffeId,
+            VersionUnsupported { .. } => Code::VersionUnsupported,
+            ClaimsTooLarge { .. } => Code::ClaimsTooLarge,
+            SignatureAlg { .. } => Code::SignatureAlg,
+            HeaderTyp { .. } => Code::HeaderTyp,
+            HeaderMembers { .. } => Code::HeaderMembers,
+            SignatureFormat { .. } => Code::SignatureFormat,
+            SignatureRange { .. } => Code::SignatureRange,
+            SignatureHighS { .. } => Code::SignatureHighS,
+            SignatureInvalid { .. } => Code::SignatureInvalid,
+            CertMissing { .. } => Code::CertMissing,
+            CertSpiffeId { .. } => Code::CertSpiffeId,
+            SignerMismatch { .. } => Code::SignerMismatch,
+            CertIsCa { .. } => Code::CertIsCa,
+            CertKeyUsage { .. } => Code::CertKeyUsage,
+            CertKeyType { .. } => Code::CertKeyType,
+            CertCriticalExtension { .. } => Code::CertCriticalExtension,
+            CertUnknownTrustDomain { .. } => Code::CertUnknownTrustDomain,
+            CertUntrusted { .. } => Code::CertUntrusted,
+            CertChainDepth { .. } => Code::CertChainDepth,
+            CertIntermediateNotCa { .. } => Code::CertIntermediateNotCa,
+            CertSignatureAlg { .. } => Code::CertSignatureAlg,
+            CertExpired { .. } => Code::CertExpired,
+            CertNotYetValid { .. } => Code::CertNotYetValid,
+            ChainSeq { .. } => Code::ChainSeq,
+            ChainPrev { .. } => Code::ChainPrev,
+            ChainWid { .. } => Code::ChainWid,
+            ChainCustody { .. } => Code::ChainCustody,
+            ChainOrder { .. } => Code::ChainOrder,
+            EntryFuture { .. } => Code::EntryFuture,
+            EntryExpired { .. } => Code::EntryExpired,
+            EntryLifetime { .. } => Code::EntryLifetime,
+            ProofSigner => Code::ProofSigner,
+            ProofHolder => Code::ProofHolder,
+            ProofAudience => Code::ProofAudience,
+            ProofWid => Code::ProofWid,
+            ProofLen => Code::ProofLen,
+            ProofHead => Code::ProofHead,
+            ProofBody => Code::ProofBody,
+            ProofNotYetValid => Code::ProofNotYetValid,
+            ProofExpired => Code::ProofExpired,
+            ProofLifetime => Code::ProofLifetime,
+            ProofJti => Code::ProofJti,
+            ProofReplayed => Code::ProofReplayed,
+            ReplayCacheFull => Code::ReplayCacheFull,
+            BundleMalformed { .. } => Code::BundleMalformed,
+            BundleTrustDomain => Code::BundleTrustDomain,
+            BundleSequence { .. } => Code::BundleSequence,
         }
+    }
+
+    /// The stable snake_case reason code (`self.code().as_str()`).
+    pub fn reason(&self) -> &'static str {
+        self.code().as_str()
     }
 
     /// A short human sentence saying what failed.

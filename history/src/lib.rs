@@ -37,7 +37,7 @@ pub use codec::{b64url, b64url_decode, sha256};
 pub use ecdsa::{
     check_es256_signature, EcdsaP256Verifier, P256Verifier, SigFormat, P256_HALF_N, P256_N,
 };
-pub use error::{CheckedAt, Header, Part, Refusal};
+pub use error::{CheckedAt, Code, Group, Header, Part, Refusal};
 pub use jws::{ALG, ENTRY_MEMBERS, ENTRY_TYP, PROOF_MEMBERS, PROOF_TYP, X5T};
 pub use spiffe::{SpiffeId, SpiffeIdError};
 pub use verify::{
