@@ -3,9 +3,10 @@
 //! the filter crate gathers the inputs and applies the [`decide::Decision`].
 //!
 //! Stages, in request order: [`identity`] → [`transport`] → [`mcp`] →
-//! [`proof`] → [`decide`] (over [`policy`]) → [`reply`]. [`reason`] is the one table of
-//! refusal reasons, their HTTP status and JSON-RPC code.
+//! [`proof`] → [`decide`] (over [`policy`]) → [`act`] (with [`reply`] and [`log`]).
+//! [`reason`] is the one table of refusal reasons, their HTTP status and JSON-RPC code.
 
+pub mod act;
 pub mod config;
 pub mod decide;
 pub mod glob;

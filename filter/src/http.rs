@@ -3,7 +3,8 @@
 
 use crate::host;
 use crate::replay::SharedReplay;
-use crate::root::Shared;
+use crate::shared::Shared;
+use custody_core::act::{self, CALLER_HEADER, OWN_HEADER_PREFIX};
 use custody_core::config::{Config, IdentitySource, Mode};
 use custody_core::decide::{self, Decision, Pending};
 use custody_core::identity::{self, CertCache, IdentityError, PeerFacts};
@@ -14,9 +15,6 @@ use custody_core::{log, reply, SpiffeId};
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 use std::rc::Rc;
-
-/// Headers the filter owns: any copy the client sent is removed first.
-const OWN_HEADER_PREFIX: &str = "x-custody-";
 
 pub struct Request {
     shared: Rc<Shared>,
@@ -109,68 +107,49 @@ impl Request {
                 }
                 // Streaming: the headers go now (with the verified caller);
                 // the body is still held until the decision.
-                host::set_request_header("x-custody-caller", Some(&caller));
+                host::set_request_header(CALLER_HEADER, Some(&caller));
                 self.headers_sent = true;
                 Action::Continue
             }
         }
     }
 
-    /// Applies a decision: forward (allowed, or `mode: audit`) or refuse locally.
+    /// Applies a decision as `core::act` says: count it, record it in filter
+    /// state, forward or refuse, and write the decision line.
     fn finish(&mut self, config: Option<&Config>, decision: Decision, started: u64) -> Action {
         let mode = config.map_or(Mode::Enforce, |c| c.mode);
-        let forward = decision.is_allowed() || mode == Mode::Audit;
-        let status = (!forward).then(|| decision.reason().map_or(403, Reason::http_status));
-
-        match decision.reason() {
-            None => self.shared.metrics.allowed(),
-            Some(reason) => self.shared.metrics.denied(reason, forward),
-        }
+        let outcome = act::act(&decision, mode, &self.decision_id);
+        self.shared.metrics.count(outcome.count);
         for (name, value) in log::filter_state(&decision, &self.decision_id) {
             host::set_property(&[name], value.as_bytes());
         }
-        if forward {
-            self.mark_forwarded(&decision);
-        } else {
-            let reason = decision.reason().unwrap_or(Reason::NoRule);
-            let body = reply::error_body(reason, decision.id.as_ref(), &self.decision_id);
-            if !host::send_reply(reason.http_status(), &reply::ERROR_HEADERS, &body) {
-                host::log(LogLevel::Error, "custody: could not send the refusal reply");
+        let next = match outcome.action {
+            act::Action::Forward { headers } => {
+                // Headers already sent upstream (`headers: stream`) cannot change.
+                if !self.headers_sent {
+                    for (name, value) in &headers {
+                        host::add_request_header(name, value);
+                    }
+                }
+                Action::Continue
             }
-        }
-
-        self.busy_us += host::now_micros().saturating_sub(started);
-        let ctx = log::Context {
-            decision_id: &self.decision_id,
-            latency_us: self.busy_us,
-            http_status: status,
+            act::Action::Refuse { status, body } => {
+                if !host::send_reply(status, &reply::ERROR_HEADERS, &body) {
+                    host::log(LogLevel::Error, "custody: could not send the refusal reply");
+                }
+                Action::Pause // the local reply is sent after this callback returns
+            }
         };
+        self.busy_us += host::now_micros().saturating_sub(started);
         if host::logs(LogLevel::Info) {
+            let ctx = log::Context {
+                decision_id: &self.decision_id,
+                latency_us: self.busy_us,
+                http_status: outcome.status,
+            };
             host::log(LogLevel::Info, &log::decision_line(&decision, mode, &ctx));
         }
-        if forward {
-            Action::Continue
-        } else {
-            Action::Pause // the local reply is sent after this callback returns
-        }
-    }
-
-    /// Tells the upstream who called and what was decided (if its headers
-    /// are still here to change). Added, not replaced: every `x-custody-*`
-    /// header the client sent was removed when the headers arrived.
-    fn mark_forwarded(&self, decision: &Decision) {
-        if self.headers_sent {
-            return;
-        }
-        if let Some(caller) = &decision.caller {
-            host::add_request_header("x-custody-caller", caller);
-        }
-        host::add_request_header("x-custody-decision-id", &self.decision_id);
-        let verdict = match decision.reason() {
-            None => "allow".to_owned(),
-            Some(reason) => format!("deny; reason={}; mode=audit", reason.code()),
-        };
-        host::add_request_header("x-custody-decision", &verdict);
+        next
     }
 }
 

@@ -10,6 +10,7 @@ mod metrics;
 mod replay;
 mod root;
 mod sequence;
+mod shared;
 
 use proxy_wasm::types::LogLevel;
 

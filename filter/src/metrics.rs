@@ -2,6 +2,7 @@
 //! `custody_audit_forwarded` (denied, but forwarded because `mode: audit`).
 //! Envoy shows wasm counters under the `wasmcustom.` stat prefix.
 
+use custody_core::act::Count;
 use custody_core::reason::Reason;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
@@ -27,14 +28,15 @@ impl Metrics {
         }
     }
 
-    pub fn allowed(&self) {
-        bump(self.allowed);
-    }
-
-    pub fn denied(&self, reason: Reason, forwarded: bool) {
-        bump(self.denied.get(&reason).copied());
-        if forwarded {
-            bump(self.audit_forwarded);
+    /// Bumps what `core::act` said to count.
+    pub fn count(&self, count: Count) {
+        match count {
+            Count::Allowed => bump(self.allowed),
+            Count::Denied(reason) => bump(self.denied.get(&reason).copied()),
+            Count::AuditForwarded(reason) => {
+                bump(self.denied.get(&reason).copied());
+                bump(self.audit_forwarded);
+            }
         }
     }
 }

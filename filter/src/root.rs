@@ -6,33 +6,13 @@
 
 use crate::http::Request;
 use crate::metrics::Metrics;
+use crate::shared::Shared;
 use crate::{ecdsa, host, replay, sequence};
-use custody_core::config::{Config, HeaderMode};
-use custody_core::identity::CertCache;
-use custody_history::{EcdsaP256Verifier, VerifyCache};
+use custody_core::act;
+use custody_core::config::Config;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
-use std::cell::RefCell;
 use std::rc::Rc;
-
-/// What every request of this VM shares.
-pub struct Shared {
-    pub config: Result<Config, String>,
-    pub metrics: Metrics,
-    /// Peer certificates already parsed (a VM serves one request at a time).
-    pub certs: RefCell<CertCache>,
-    /// History entries and signer certificates already verified.
-    pub verified: RefCell<VerifyCache>,
-    pub ecdsa: Box<dyn EcdsaP256Verifier>,
-    /// Hold request headers until the decision (`headers`, `auto` resolved).
-    pub hold_headers: bool,
-}
-
-/// Distinct peer certificates remembered per VM.
-const CERT_CACHE_SIZE: usize = 1024;
-/// Verified history entries and signer certificates remembered per VM.
-const VERIFIED_ENTRIES: usize = 4096;
-const VERIFIED_CERTS: usize = 1024;
 
 #[derive(Default)]
 pub struct Root {
@@ -50,11 +30,7 @@ impl RootContext for Root {
         .and_then(|c| sequence::check_and_record(&c.trust).map(|()| c));
         let (ecdsa, ecdsa_name) = ecdsa::detect();
         let under_istio = host::property(&["node", "metadata", "ISTIO_VERSION"]).is_some();
-        let hold_headers = match config.as_ref().map(|c| c.headers) {
-            Ok(HeaderMode::Hold) | Err(_) => true,
-            Ok(HeaderMode::Stream) => false,
-            Ok(HeaderMode::Auto) => !under_istio,
-        };
+        let hold_headers = act::holds_headers(config.as_ref().ok().map(|c| c.headers), under_istio);
         match &config {
             Ok(c) => {
                 if c.verifies_history() {
@@ -77,28 +53,20 @@ impl RootContext for Root {
                 &format!("custody: configuration refused, every request will be denied (503 config_invalid): {e}"),
             ),
         }
-        self.shared = Some(Rc::new(Shared {
+        self.shared = Some(Rc::new(Shared::new(
             config,
-            metrics: Metrics::define(),
-            certs: RefCell::new(CertCache::new(CERT_CACHE_SIZE)),
-            verified: RefCell::new(VerifyCache::new(VERIFIED_ENTRIES, VERIFIED_CERTS)),
+            Metrics::define(),
             ecdsa,
             hold_headers,
-        }));
+        )));
         true
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        let shared = self.shared.clone().unwrap_or_else(|| {
-            Rc::new(Shared {
-                config: Err("plugin was never configured".to_owned()),
-                metrics: Metrics::default(),
-                certs: RefCell::default(),
-                verified: RefCell::new(VerifyCache::new(0, 0)),
-                ecdsa: Box::new(custody_history::P256Verifier),
-                hold_headers: true,
-            })
-        });
+        let shared = self
+            .shared
+            .clone()
+            .unwrap_or_else(|| Rc::new(Shared::unconfigured()));
         Some(Box::new(Request::new(shared)))
     }
 

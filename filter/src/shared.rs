@@ -1,0 +1,57 @@
+//! What every request of one VM shares: the configuration (or why it did not
+//! load), the counters, the caches and the ECDSA verifier. Built by the root
+//! context at configure time, read by each HTTP context.
+
+use crate::metrics::Metrics;
+use custody_core::config::Config;
+use custody_core::identity::CertCache;
+use custody_history::{EcdsaP256Verifier, P256Verifier, VerifyCache};
+use std::cell::RefCell;
+
+pub struct Shared {
+    pub config: Result<Config, String>,
+    pub metrics: Metrics,
+    /// Peer certificates already parsed (a VM serves one request at a time).
+    pub certs: RefCell<CertCache>,
+    /// History entries and signer certificates already verified.
+    pub verified: RefCell<VerifyCache>,
+    pub ecdsa: Box<dyn EcdsaP256Verifier>,
+    /// Hold request headers until the decision (`headers`, `auto` resolved).
+    pub hold_headers: bool,
+}
+
+/// Distinct peer certificates remembered per VM.
+const CERT_CACHE_SIZE: usize = 1024;
+/// Verified history entries and signer certificates remembered per VM.
+const VERIFIED_ENTRIES: usize = 4096;
+const VERIFIED_CERTS: usize = 1024;
+
+impl Shared {
+    pub fn new(
+        config: Result<Config, String>,
+        metrics: Metrics,
+        ecdsa: Box<dyn EcdsaP256Verifier>,
+        hold_headers: bool,
+    ) -> Shared {
+        Shared {
+            config,
+            metrics,
+            certs: RefCell::new(CertCache::new(CERT_CACHE_SIZE)),
+            verified: RefCell::new(VerifyCache::new(VERIFIED_ENTRIES, VERIFIED_CERTS)),
+            ecdsa,
+            hold_headers,
+        }
+    }
+
+    /// For a request that arrives before any configuration: refuses everything.
+    pub fn unconfigured() -> Shared {
+        Shared {
+            config: Err("plugin was never configured".to_owned()),
+            metrics: Metrics::default(),
+            certs: RefCell::default(),
+            verified: RefCell::new(VerifyCache::new(0, 0)),
+            ecdsa: Box::new(P256Verifier),
+            hold_headers: true,
+        }
+    }
+}
