@@ -8,10 +8,11 @@ use der::Encode;
 use serde_json::Value;
 use x509_cert::Certificate;
 
-use crate::cert::{parse_cert, ParsedCert, PublicKey};
 use crate::codec::{parse_strict, sha256, JsonError};
 use crate::error::{Part, Refusal};
 use crate::spiffe::check_trust_domain;
+use crate::svid::{check_signing, SigningRule};
+use crate::x509::{parse_cert, ParsedCert, PublicKey};
 
 #[derive(Clone, Debug, Default)]
 struct Domain {
@@ -30,13 +31,33 @@ fn malformed(what: &'static str) -> Refusal {
     Refusal::BundleMalformed { what }
 }
 
+/// An authority: strict DER, a key this verifier can use, and a signing
+/// certificate by the X.509-SVID rules (a missing keyUsage is tolerated for
+/// a trust anchor). Its pathLenConstraint is honoured when paths are built.
 fn authority(der: &[u8]) -> Result<ParsedCert, Refusal> {
     let c = parse_cert(der).map_err(malformed)?;
     if matches!(c.key, PublicKey::Unsupported) {
         return Err(malformed(
-            "an authority key is neither ECDSA P-256 nor RSA >= 2048 bits",
+            "an authority key is neither ECDSA P-256 (uncompressed) nor RSA 2048-4096 bits with e = 65537",
         ));
     }
+    check_signing(&c, true).map_err(|rule| {
+        malformed(match rule {
+            SigningRule::CriticalExtension => {
+                "an authority has a critical extension it cannot process (RFC 5280 §4.2)"
+            }
+            SigningRule::NameConstraints => {
+                "an authority has nameConstraints, which are not processed (X509-SVID §4.2)"
+            }
+            SigningRule::NotCa => {
+                "an authority is not a CA (basicConstraints cA true, X509-SVID §4.1)"
+            }
+            SigningRule::NoKeyCertSign => {
+                "an authority's keyUsage lacks keyCertSign (X509-SVID §4.3)"
+            }
+            SigningRule::SpiffeIdWithPath => "an authority's SPIFFE ID has a path (X509-SVID §3.2)",
+        })
+    })?;
     Ok(c)
 }
 

@@ -7,9 +7,10 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::sync::Arc;
 
-use crate::cert::{ParsedCert, ValidatedSigner};
 use crate::error::Refusal;
 use crate::jws::EntryPayload;
+use crate::path::ValidatedSigner;
+use crate::x509::ParsedCert;
 
 /// A map that forgets its oldest insertion when it holds more than `cap`
 /// keys or more than `max_bytes` of key bytes.

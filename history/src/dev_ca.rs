@@ -11,9 +11,9 @@ use rcgen::{
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::cert::{parse_cert, PublicKey};
 use crate::codec::b64url;
 use crate::spiffe::{check_trust_domain, SpiffeId};
+use crate::x509::{parse_cert, PublicKey};
 
 /// Why a development CA operation failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,10 +206,8 @@ pub fn issue_with(
     opts: &SvidOptions,
 ) -> Result<Svid, DevCaError> {
     let ca_key = KeyPair::from_pem(ca_key_pem).map_err(err)?;
-    // rcgen signs with an issuer Certificate: rebuild it from the CA's PEM
-    // (same subject and key, so issued certificates chain to the original).
-    let ca_params = CertificateParams::from_ca_cert_pem(ca_cert_pem).map_err(err)?;
-    let ca_cert = ca_params.self_signed(&ca_key).map_err(err)?;
+    // The issuer's name and key identifier come from the CA's own certificate.
+    let issuer = rcgen::Issuer::from_ca_cert_pem(ca_cert_pem, &ca_key).map_err(err)?;
     let key = match &opts.key_pem {
         Some(pem) => KeyPair::from_pem(pem).map_err(err)?,
         None => KeyPair::generate().map_err(err)?,
@@ -238,19 +236,16 @@ pub fn issue_with(
             KeyUsagePurpose::DigitalSignature,
         ];
     } else {
-        params.is_ca = IsCa::NoCa;
-        // basicConstraints with cA left at its default (false), as DER requires:
-        // rcgen's ExplicitNoCa writes `cA FALSE`, which strict parsers refuse.
-        let mut leaf = rcgen::CustomExtension::from_oid_content(&[2, 5, 29, 19], vec![0x30, 0x00]);
-        leaf.set_criticality(true);
-        params.custom_extensions.push(leaf);
+        // basicConstraints `30 00` (cA at its DEFAULT false, omitted as DER
+        // requires; rcgen before 0.14.9 wrote an explicit FALSE).
+        params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
     }
-    let cert = params.signed_by(&key, &ca_cert, &ca_key).map_err(err)?;
+    let cert = params.signed_by(&key, &issuer).map_err(err)?;
     Ok(Svid {
         cert_pem: cert.pem(),
         cert_der: cert.der().to_vec(),

@@ -3,6 +3,7 @@
 use core::fmt;
 
 use crate::spiffe::SpiffeIdError;
+use crate::svid::{LeafRule, SigningRule};
 
 /// Which of the three request headers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,6 +38,8 @@ pub enum Part {
     Cert(usize),
     /// A trust bundle being loaded.
     Bundle,
+    /// The mTLS caller's certificate (its path to the trust bundle).
+    Peer,
 }
 
 impl fmt::Display for Part {
@@ -46,6 +49,7 @@ impl fmt::Display for Part {
             Part::Proof => f.write_str("the proof"),
             Part::Cert(i) => write!(f, "certificate {i}"),
             Part::Bundle => f.write_str("the trust bundle"),
+            Part::Peer => f.write_str("the caller's certificate"),
         }
     }
 }
@@ -89,6 +93,8 @@ pub enum Refusal {
     CertsMissing,
     /// More entries than the cap.
     HistoryTooLarge { len: usize, max: usize },
+    /// More certificates in `workflow-history-certs` than the cap.
+    CertsTooMany { len: usize, max: usize },
     /// The artefact is not well-formed (JWS shape, JSON syntax, DER).
     Malformed { part: Part, what: &'static str },
     /// A base64url segment (or certificate) is not canonical: padding,
@@ -128,14 +134,10 @@ pub enum Refusal {
     SignatureInvalid { part: Part },
     /// No certificate in `workflow-history-certs` has the header's `x5t#S256`.
     CertMissing { part: Part },
-    /// The signer's certificate has no single, valid SPIFFE URI SAN (or a root ID).
-    CertSpiffeId { part: Part },
     /// The signer's SPIFFE ID differs from the payload's `iss`.
     SignerMismatch { part: Part },
-    /// The signer's certificate is a CA.
-    CertIsCa { part: Part },
-    /// The signer's certificate key usage lacks digitalSignature or has keyCertSign/cRLSign.
-    CertKeyUsage { part: Part },
+    /// The signer's certificate breaks a leaf X.509-SVID rule ([`LeafRule`]).
+    CertLeaf { part: Part, rule: LeafRule },
     /// The signer's certificate key is not an ECDSA P-256 key.
     CertKeyType { part: Part },
     /// A certificate in the path has a critical extension this verifier does not process.
@@ -146,8 +148,12 @@ pub enum Refusal {
     CertUntrusted { part: Part },
     /// The path would be longer than the depth cap.
     CertChainDepth { part: Part },
-    /// An intermediate is not a CA (cA false, no keyCertSign, pathLen exceeded).
-    CertIntermediateNotCa { part: Part },
+    /// An intermediate on the shortest path breaks a signing-certificate rule.
+    CertIntermediateNotCa { part: Part, rule: SigningRule },
+    /// A CA's pathLenConstraint (an intermediate's or the authority's) forbids the path.
+    CertPathLen { part: Part },
+    /// The request used up its budget of certificate signature verifications.
+    CertPathBudget { part: Part },
     /// A certificate in the path uses an unsupported signature algorithm.
     CertSignatureAlg { part: Part },
     /// A certificate in the path (depth 0 = leaf) is past its notAfter.
@@ -259,6 +265,7 @@ declare_codes! {
         ProofMissing => "proof_missing",
         CertsMissing => "certs_missing",
         HistoryTooLarge => "history_too_large",
+        CertsTooMany => "certs_too_many",
     }
     /// §2 and §7 steps 4-5.6: the shape and encoding of entries, proof and certificates.
     Encoding {
@@ -292,12 +299,15 @@ declare_codes! {
         SignerMismatch => "signer_mismatch",
         CertIsCa => "cert_is_ca",
         CertKeyUsage => "cert_key_usage",
+        CertExtKeyUsage => "cert_ext_key_usage",
         CertKeyType => "cert_key_type",
         CertCriticalExtension => "cert_critical_extension",
         CertUnknownTrustDomain => "cert_unknown_trust_domain",
         CertUntrusted => "cert_untrusted",
         CertChainDepth => "cert_chain_depth",
         CertIntermediateNotCa => "cert_intermediate_not_ca",
+        CertPathLen => "cert_path_len",
+        CertPathBudget => "cert_path_budget",
         CertSignatureAlg => "cert_signature_alg",
         CertExpired => "cert_expired",
         CertNotYetValid => "cert_not_yet_valid",
@@ -356,11 +366,13 @@ impl Refusal {
             ProofMissing => Code::ProofMissing,
             CertsMissing => Code::CertsMissing,
             HistoryTooLarge { .. } => Code::HistoryTooLarge,
+            CertsTooMany { .. } => Code::CertsTooMany,
             Malformed { part, .. } => match part {
                 Part::Entry(_) => Code::HistoryMalformed,
                 Part::Proof => Code::ProofMalformed,
                 Part::Cert(_) => Code::CertMalformed,
                 Part::Bundle => Code::BundleMalformed,
+                Part::Peer => Code::CertMalformed,
             },
             Base64Noncanonical { .. } => Code::Base64Noncanonical,
             DuplicateMember { .. } => Code::DuplicateMember,
@@ -378,16 +390,28 @@ impl Refusal {
             SignatureHighS { .. } => Code::SignatureHighS,
             SignatureInvalid { .. } => Code::SignatureInvalid,
             CertMissing { .. } => Code::CertMissing,
-            CertSpiffeId { .. } => Code::CertSpiffeId,
             SignerMismatch { .. } => Code::SignerMismatch,
-            CertIsCa { .. } => Code::CertIsCa,
-            CertKeyUsage { .. } => Code::CertKeyUsage,
+            CertLeaf { rule, .. } => match rule {
+                LeafRule::CriticalExtension => Code::CertCriticalExtension,
+                LeafRule::IsCa => Code::CertIsCa,
+                LeafRule::KeyUsageMissing
+                | LeafRule::KeyUsageNotCritical
+                | LeafRule::NoDigitalSignature
+                | LeafRule::SignsCertificates => Code::CertKeyUsage,
+                LeafRule::ExtKeyUsage => Code::CertExtKeyUsage,
+                LeafRule::UriSanCount(_)
+                | LeafRule::NotSpiffeId(_)
+                | LeafRule::RootId
+                | LeafRule::SanNotCritical => Code::CertSpiffeId,
+            },
             CertKeyType { .. } => Code::CertKeyType,
             CertCriticalExtension { .. } => Code::CertCriticalExtension,
             CertUnknownTrustDomain { .. } => Code::CertUnknownTrustDomain,
             CertUntrusted { .. } => Code::CertUntrusted,
             CertChainDepth { .. } => Code::CertChainDepth,
             CertIntermediateNotCa { .. } => Code::CertIntermediateNotCa,
+            CertPathLen { .. } => Code::CertPathLen,
+            CertPathBudget { .. } => Code::CertPathBudget,
             CertSignatureAlg { .. } => Code::CertSignatureAlg,
             CertExpired { .. } => Code::CertExpired,
             CertNotYetValid { .. } => Code::CertNotYetValid,
@@ -440,6 +464,9 @@ impl Refusal {
             HistoryTooLarge { len, max } => {
                 format!("the workflow history has {len} entries, over the cap of {max}")
             }
+            CertsTooMany { len, max } => {
+                format!("workflow-history-certs has {len} certificates, over the cap of {max}")
+            }
             Malformed { part, what } => format!("{part} is malformed: {what}"),
             Base64Noncanonical { part } => format!("{part} has non-canonical base64url"),
             DuplicateMember { part, member } => {
@@ -471,14 +498,10 @@ impl Refusal {
             CertMissing { part } => {
                 format!("{part} names a signer certificate (x5t#S256) that was not sent")
             }
-            CertSpiffeId { part } => {
-                format!("{part}: the signer certificate has no single valid SPIFFE ID")
-            }
             SignerMismatch { part } => {
                 format!("{part}: iss differs from the signer certificate's SPIFFE ID")
             }
-            CertIsCa { part } => format!("{part}: the signer certificate is a CA"),
-            CertKeyUsage { part } => format!("{part}: the signer certificate's key usage is wrong"),
+            CertLeaf { part, rule } => format!("{part}: the signer certificate {rule}"),
             CertKeyType { part } => format!("{part}: the signer certificate key is not P-256"),
             CertCriticalExtension { part } => {
                 format!("{part}: a certificate has an unsupported critical extension")
@@ -490,7 +513,15 @@ impl Refusal {
                 format!("{part}: the signer certificate does not chain to its trust domain")
             }
             CertChainDepth { part } => format!("{part}: the certificate chain is too deep"),
-            CertIntermediateNotCa { part } => format!("{part}: an intermediate is not a CA"),
+            CertIntermediateNotCa { part, rule } => {
+                format!("{part}: an intermediate certificate {rule}")
+            }
+            CertPathLen { part } => {
+                format!("{part}: a pathLenConstraint forbids the path to the authority")
+            }
+            CertPathBudget { part } => {
+                format!("{part}: the request used up its budget of certificate signature checks")
+            }
             CertSignatureAlg { part } => {
                 format!("{part}: a certificate uses an unsupported signature algorithm")
             }

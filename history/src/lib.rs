@@ -18,13 +18,16 @@
 
 mod bundle;
 mod cache;
-mod cert;
+mod caller;
 mod codec;
 mod ecdsa;
 mod error;
 mod jws;
+mod path;
 pub mod spiffe;
+pub mod svid;
 mod verify;
+pub mod x509;
 
 #[cfg(feature = "dev-ca")]
 pub mod dev_ca;
@@ -33,6 +36,7 @@ pub mod sign;
 
 pub use bundle::TrustBundle;
 pub use cache::{CacheStats, ReplayCache, VerifyCache};
+pub use caller::{caller_path, CallerPath};
 pub use codec::{b64url, b64url_decode, sha256};
 pub use ecdsa::{
     check_es256_signature, EcdsaP256Verifier, P256Verifier, SigFormat, P256_HALF_N, P256_N,

@@ -12,10 +12,10 @@ use p256::pkcs8::DecodePrivateKey;
 use serde_json::{json, Map, Value};
 use x509_cert::Certificate;
 
-use crate::cert::{parse_cert, PublicKey};
 use crate::codec::{b64url, b64url_decode, sha256};
 use crate::jws::{ALG, ENTRY_TYP, PROOF_TYP, X5T};
 use crate::spiffe::SpiffeId;
+use crate::x509::{parse_cert, PublicKey};
 
 /// Why signing failed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use crate::bundle::TrustBundle;
 use crate::cache::{CachedCert, CachedEntry, VerifyCache};
-use crate::cert::{check_path_times, parse_cert, validate_signer, ParsedCert, ValidatedSigner};
 use crate::codec::{b64url_decode, sha256};
 use crate::ecdsa::{EcdsaP256Verifier, P256Verifier};
 use crate::error::{Header, Part, Refusal};
 use crate::jws::{entry_payload, parse_jws, proof_payload, EntryPayload, ENTRY_TYP, PROOF_TYP};
+use crate::path::{check_path_times, PathSearch, ValidatedSigner};
 use crate::spiffe::SpiffeId;
+use crate::svid::leaf_spiffe_id;
+use crate::x509::{parse_cert, ParsedCert, PublicKey};
 
 /// Caps and time rules. Over a cap is refused, never truncated.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +26,10 @@ pub struct Limits {
     /// Most certificates from the leaf up to (not counting) the authority,
     /// i.e. leaf + intermediates (default 4).
     pub max_chain_depth: usize,
+    /// Most certificates in `workflow-history-certs`, duplicates included
+    /// (default 32). A request may verify at most twice as many certificate
+    /// signatures while building paths ([`Limits::path_signature_budget`]).
+    pub max_certs: usize,
     /// Clock skew tolerated on every time check, in seconds (default 30).
     pub skew_secs: u64,
     /// Longest proof lifetime `exp - iat`, in seconds (default 60).
@@ -37,9 +43,20 @@ impl Default for Limits {
             max_header_bytes: 48 * 1024,
             max_claims_bytes: 2 * 1024,
             max_chain_depth: 4,
+            max_certs: 32,
             skew_secs: 30,
             max_proof_lifetime_secs: 60,
         }
+    }
+}
+
+impl Limits {
+    /// Most certificate signatures one request may verify while building
+    /// signer paths: `2 × max_certs` (a path step per certificate, and one
+    /// failed try per certificate for authorities or issuers that share a
+    /// name, as during a CA rotation).
+    pub fn path_signature_budget(&self) -> usize {
+        self.max_certs.saturating_mul(2)
     }
 }
 
@@ -113,12 +130,14 @@ pub struct Verifier<'a> {
     ecdsa: &'a dyn EcdsaP256Verifier,
 }
 
-/// Certificates of one request, decoded.
-struct Certs {
+/// Certificates of one request, decoded, and the path search over them
+/// (created on the first signer that is not cached).
+struct Certs<'v> {
     parsed: Vec<Arc<ParsedCert>>,
+    search: Option<PathSearch<'v>>,
 }
 
-impl Certs {
+impl Certs<'_> {
     fn index_of(&self, hash: &[u8; 32]) -> Option<usize> {
         self.parsed.iter().position(|c| &c.hash == hash)
     }
@@ -181,8 +200,15 @@ impl<'a> Verifier<'a> {
             });
         }
 
-        // 4. Certificates: canonical base64url, strict DER, each one.
-        let mut parsed = Vec::new();
+        // 4. Certificates: at most max_certs, canonical base64url, strict DER, each one.
+        let count = certs_header.split('~').count();
+        if count > lim.max_certs {
+            return Err(Refusal::CertsTooMany {
+                len: count,
+                max: lim.max_certs,
+            });
+        }
+        let mut parsed = Vec::with_capacity(count);
         for (i, b64) in certs_header.split('~').enumerate() {
             let part = Part::Cert(i);
             if b64.is_empty() {
@@ -207,7 +233,10 @@ impl<'a> Verifier<'a> {
             };
             parsed.push(cert);
         }
-        let certs = Certs { parsed };
+        let mut certs = Certs {
+            parsed,
+            search: None,
+        };
 
         // 5. Each entry: JWS, payload, signer certificate, signature.
         let mut entries: Vec<(EntryPayload, [u8; 32])> = Vec::with_capacity(raw_entries.len());
@@ -236,7 +265,7 @@ impl<'a> Verifier<'a> {
                     max: lim.max_claims_bytes,
                 });
             }
-            let signer = self.signer(&x5t, &certs, payload.iat, req.now, &mut cache, part)?;
+            let signer = self.signer(&x5t, &mut certs, payload.iat, req.now, &mut cache, part)?;
             if payload.iss != signer.spiffe_id {
                 return Err(Refusal::SignerMismatch { part });
             }
@@ -262,7 +291,7 @@ impl<'a> Verifier<'a> {
         let part = Part::Proof;
         let jws = parse_jws(proof, PROOF_TYP, part)?;
         let p = proof_payload(&jws.payload)?;
-        let signer = self.signer(&jws.x5t, &certs, p.iat, req.now, &mut cache, part)?;
+        let signer = self.signer(&jws.x5t, &mut certs, p.iat, req.now, &mut cache, part)?;
         if p.iss != signer.spiffe_id {
             return Err(Refusal::SignerMismatch { part });
         }
@@ -382,7 +411,7 @@ impl<'a> Verifier<'a> {
     fn signer(
         &self,
         x5t: &[u8; 32],
-        certs: &Certs,
+        certs: &mut Certs<'a>,
         iat: u64,
         now: u64,
         cache: &mut Option<&mut VerifyCache>,
@@ -394,18 +423,12 @@ impl<'a> Verifier<'a> {
             .as_deref_mut()
             .and_then(|c| c.cert(x5t, &fp))
             // The path's intermediates must have been sent with this request too.
-            .filter(|s| s.intermediates().iter().all(|pc| certs.has(&pc.hash)));
+            .filter(|s| s.path.intermediates().iter().all(|pc| certs.has(&pc.hash)));
         let signer = match cached {
             Some(s) => s,
             None => {
-                let s = Arc::new(validate_signer(
-                    index,
-                    &certs.parsed,
-                    self.bundle,
-                    self.limits.max_chain_depth,
-                    self.ecdsa,
-                    part,
-                )?);
+                let leaf = Arc::clone(&certs.parsed[index]);
+                let s = Arc::new(self.validate_signer(&leaf, certs, part)?);
                 if let Some(c) = cache.as_deref_mut() {
                     c.put_cert(
                         *x5t,
@@ -420,6 +443,45 @@ impl<'a> Verifier<'a> {
         };
         check_path_times(&signer.path, iat, now, self.limits.skew_secs, part)?;
         Ok(signer)
+    }
+
+    /// Everything about a signer certificate that does not depend on time:
+    /// the leaf X.509-SVID rules, an ECDSA P-256 key, a trust bundle for its
+    /// trust domain, and a path to one of that domain's authorities.
+    fn validate_signer(
+        &self,
+        leaf: &ParsedCert,
+        certs: &mut Certs<'a>,
+        part: Part,
+    ) -> Result<ValidatedSigner, Refusal> {
+        let spiffe_id = leaf_spiffe_id(leaf).map_err(|rule| Refusal::CertLeaf { part, rule })?;
+        let PublicKey::P256(sec1) = &leaf.key else {
+            return Err(Refusal::CertKeyType { part });
+        };
+        let td = spiffe_id.trust_domain();
+        if self.bundle.authorities(td).is_none() {
+            return Err(Refusal::CertUnknownTrustDomain {
+                part,
+                trust_domain: td.to_owned(),
+            });
+        }
+        let (parsed, ecdsa, lim) = (&certs.parsed, self.ecdsa, self.limits);
+        let search = certs.search.get_or_insert_with(|| {
+            PathSearch::new(
+                parsed,
+                ecdsa,
+                lim.max_chain_depth,
+                lim.path_signature_budget(),
+            )
+        });
+        let path = search
+            .find(leaf, td, self.bundle)
+            .map_err(|failure| failure.refusal(part))?;
+        Ok(ValidatedSigner {
+            spiffe_id,
+            sec1: sec1.clone(),
+            path,
+        })
     }
 }
 

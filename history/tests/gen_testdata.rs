@@ -234,3 +234,128 @@ fn dev_ca_issues_verifiable_svids() {
         Verifier::new(&bundle, &limits).verify(&req, None).unwrap();
     }
 }
+
+/// Generates `core/testdata/peer/`: mTLS caller certificates for core's
+/// identity tests (the X.509-SVID leaf rules and the trust-domain path):
+/// two authorities, an intermediate, and one leaf per rule. Run once, then
+/// commit the output:
+///
+/// ```text
+/// cargo test -p custody-history --features dev-ca --test gen_testdata -- --ignored generate_peer
+/// ```
+#[test]
+#[ignore = "writes ../core/testdata/peer/*.pem"]
+fn generate_peer_certificates() {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CustomExtension, DistinguishedName, DnType,
+        ExtendedKeyUsagePurpose as Eku, IsCa, Issuer, KeyPair, KeyUsagePurpose as Ku, SanType,
+    };
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../core/testdata/peer");
+    std::fs::create_dir_all(dir).unwrap();
+    let at = |s: u64| time::OffsetDateTime::from_unix_timestamp(s as i64).unwrap();
+    let ca = |cn: &str, uri: &str| {
+        let mut p = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, cn);
+        p.distinguished_name = dn;
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.key_usages = vec![Ku::KeyCertSign, Ku::CrlSign];
+        p.subject_alt_names = vec![SanType::URI(uri.try_into().unwrap())];
+        p.not_before = at(CA_NB);
+        p.not_after = at(CA_NA);
+        p
+    };
+    let leaf = |uris: &[&str]| {
+        let mut p = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "SPIRE");
+        p.distinguished_name = dn;
+        p.subject_alt_names = uris
+            .iter()
+            .map(|u| SanType::URI((*u).try_into().unwrap()))
+            .collect();
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.key_usages = vec![Ku::DigitalSignature];
+        p.extended_key_usages = vec![Eku::ServerAuth, Eku::ClientAuth];
+        p.use_authority_key_identifier_extension = true;
+        p.not_before = at(NB);
+        p.not_after = at(NA);
+        p
+    };
+    let write = |name: &str, pem: String| std::fs::write(format!("{dir}/{name}.pem"), pem).unwrap();
+    let key = || KeyPair::generate().unwrap();
+
+    let (example_key, other_key, inter_key) = (key(), key(), key());
+    let example = ca("example.org CA", "spiffe://example.org");
+    let other = ca("other.org CA", "spiffe://other.org");
+    let inter = ca("example.org intermediate", "spiffe://example.org");
+    write(
+        "example-ca",
+        example.self_signed(&example_key).unwrap().pem(),
+    );
+    write("other-ca", other.self_signed(&other_key).unwrap().pem());
+    let by_example = Issuer::from_params(&example, &example_key);
+    let by_other = Issuer::from_params(&other, &other_key);
+    let inter_cert = inter.signed_by(&inter_key, &by_example).unwrap();
+    write("intermediate", inter_cert.pem());
+    let by_inter = Issuer::from_params(&inter, &inter_key);
+
+    let agent = "spiffe://example.org/ns/payments/sa/refund-agent";
+    let issue = |name: &str, p: CertificateParams, by: &Issuer<'_, &KeyPair>| {
+        write(name, p.signed_by(&key(), by).unwrap().pem());
+    };
+    let mut p = leaf(&[agent]);
+    p.subject_alt_names
+        .push(SanType::DnsName("refund.example.org".try_into().unwrap()));
+    issue("agent", p, &by_example);
+    issue("via-intermediate", leaf(&[agent]), &by_inter);
+    issue("forged-federation", leaf(&[agent]), &by_other);
+    issue(
+        "other-agent",
+        leaf(&["spiffe://other.org/ns/payments/sa/refund-agent"]),
+        &by_other,
+    );
+    let mut p = leaf(&[agent]);
+    p.not_before = at(1_735_689_600);
+    p.not_after = at(1_748_736_000);
+    issue("expired", p, &by_example);
+    let mut p = leaf(&[agent]);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    issue("is-ca", p, &by_example);
+    let mut p = leaf(&[agent]);
+    p.key_usages = vec![Ku::DigitalSignature, Ku::KeyCertSign];
+    issue("key-cert-sign", p, &by_example);
+    let mut p = leaf(&[agent]);
+    p.key_usages = vec![];
+    issue("no-key-usage", p, &by_example);
+    let mut p = leaf(&[agent]);
+    p.key_usages = vec![];
+    let mut ku = CustomExtension::from_oid_content(&[2, 5, 29, 15], vec![0x03, 0x02, 0x07, 0x80]);
+    ku.set_criticality(false);
+    p.custom_extensions.push(ku);
+    issue("key-usage-not-critical", p, &by_example);
+    let mut p = leaf(&[agent]);
+    p.extended_key_usages = vec![Eku::ServerAuth];
+    issue("server-auth-only", p, &by_example);
+    issue("root-id", leaf(&["spiffe://example.org"]), &by_example);
+    issue(
+        "two-spiffe",
+        leaf(&[
+            "spiffe://example.org/ns/a/sa/one",
+            "spiffe://example.org/ns/a/sa/two",
+        ]),
+        &by_example,
+    );
+    issue(
+        "spiffe-and-https",
+        leaf(&["spiffe://example.org/ns/a/sa/one", "https://example.org/x"]),
+        &by_example,
+    );
+    issue("no-san", leaf(&[]), &by_example);
+    issue("https-only", leaf(&["https://example.org/x"]), &by_example);
+    issue(
+        "bad-spiffe",
+        leaf(&["spiffe://Example.org/ns/a"]),
+        &by_example,
+    );
+}
