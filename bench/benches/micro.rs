@@ -11,14 +11,12 @@ use std::time::Duration;
 use base64::Engine;
 use criterion::{criterion_group, criterion_main, Criterion};
 use custody_core::config::Config;
-use custody_core::identity::{
-    from_peer_certificate, from_peer_certificate_cached, CertCache, PeerFacts,
-};
+use custody_core::identity::{from_peer_certificate, Authorities, CertCache, PeerFacts};
 use custody_core::mcp::{self, Target};
 use custody_core::policy::{Request as PolicyRequest, Step};
 use custody_core::rego::{RegoModules, RegoRule};
 use custody_history::sign::{make_proof, ProofFields};
-use custody_history::{Limits, Verifier, VerifyCache};
+use custody_history::{Limits, P256Verifier, Verifier, VerifyCache};
 use custody_spiffe::SpiffeId;
 use serde_json::{json, Value};
 
@@ -52,15 +50,27 @@ fn bench_parsing(c: &mut Criterion) {
         mtls: true,
         validated: true,
         certificate_pem: Some(cert_pem.as_bytes()),
-        istio_principal: None,
+        ..Default::default()
     };
-    c.bench_function("X.509-SVID peer identity (PEM parse + URI SAN)", |b| {
-        b.iter(|| from_peer_certificate(black_box(&facts)).unwrap())
+    c.bench_function("X.509-SVID peer identity (PEM parse + leaf rules)", |b| {
+        b.iter(|| from_peer_certificate(black_box(&facts), None, &mut CertCache::new(0)).unwrap())
     });
     let mut cache = CertCache::new(16);
     c.bench_function("X.509-SVID peer identity, cached", |b| {
-        b.iter(|| from_peer_certificate_cached(black_box(&facts), &mut cache).unwrap())
+        b.iter(|| from_peer_certificate(black_box(&facts), None, &mut cache).unwrap())
     });
+    let bundle = bundle();
+    let limits = Limits::default();
+    let auth = Authorities {
+        bundle: &bundle,
+        limits: &limits,
+        ecdsa: &P256Verifier,
+        now: NOW,
+    };
+    c.bench_function(
+        "X.509-SVID peer identity + trust-domain path, cached",
+        |b| b.iter(|| from_peer_certificate(black_box(&facts), Some(&auth), &mut cache).unwrap()),
+    );
 }
 
 fn bench_history(c: &mut Criterion) {
@@ -184,7 +194,6 @@ fn bench_request(c: &mut Criterion) {
     use custody_core::log;
     use custody_core::proof::ProofEnv;
     use custody_core::transport::Head;
-    use custody_history::P256Verifier;
 
     let config = Config::from_json(
         json!({"paths": ["/mcp"], "policy": {"rules": [
@@ -199,7 +208,7 @@ fn bench_request(c: &mut Criterion) {
         mtls: true,
         validated: true,
         certificate_pem: Some(cert_pem.as_bytes()),
-        istio_principal: None,
+        ..Default::default()
     };
     let mut certs = CertCache::new(16);
     let len = BODY.len().to_string();
@@ -236,9 +245,9 @@ fn bench_request(c: &mut Criterion) {
     };
     let mut g = c.benchmark_group("one request, identity rules (case c)");
     g.bench_function("identity (CertCache hit)", |b| {
-        b.iter(|| from_peer_certificate_cached(black_box(&facts), &mut certs).unwrap())
+        b.iter(|| from_peer_certificate(black_box(&facts), None, &mut certs).unwrap())
     });
-    let caller = from_peer_certificate_cached(&facts, &mut certs).unwrap();
+    let caller = from_peer_certificate(&facts, None, &mut certs).unwrap();
     g.bench_function("on_head", |b| {
         b.iter(|| decide::on_head(&config, Ok(caller.clone()), &head, black_box(&headers)).unwrap())
     });
@@ -261,7 +270,7 @@ fn bench_request(c: &mut Criterion) {
     });
     g.bench_function("all of it", |b| {
         b.iter(|| {
-            let id = from_peer_certificate_cached(black_box(&facts), &mut certs).unwrap();
+            let id = from_peer_certificate(black_box(&facts), None, &mut certs).unwrap();
             let pending = decide::on_head(&config, Ok(id), &head, &headers).unwrap();
             let d = on_body(&pending);
             (

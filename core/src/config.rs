@@ -63,6 +63,10 @@ pub struct HistoryLimits {
     pub max_header_bytes: usize,
     /// Most bytes of one entry's `claims` (default 2 KiB, at most 16 KiB).
     pub max_claims_bytes: usize,
+    /// Most certificates in `workflow-history-certs` (and in a caller's
+    /// forwarded chain): 1 to 64, default 32. A request may verify at most
+    /// twice as many certificate signatures while building paths.
+    pub max_certs: usize,
     /// Clock skew tolerated by every time check, in seconds (0 to 300; default 30).
     pub skew_seconds: u64,
 }
@@ -74,6 +78,7 @@ impl Default for HistoryLimits {
             max_entries: d.max_entries,
             max_header_bytes: d.max_header_bytes,
             max_claims_bytes: d.max_claims_bytes,
+            max_certs: d.max_certs,
             skew_seconds: d.skew_secs,
         }
     }
@@ -86,6 +91,7 @@ impl HistoryLimits {
             max_entries: self.max_entries,
             max_header_bytes: self.max_header_bytes,
             max_claims_bytes: self.max_claims_bytes,
+            max_certs: self.max_certs,
             skew_secs: self.skew_seconds,
             ..Default::default()
         }
@@ -188,6 +194,22 @@ impl Config {
         Ok(trust)
     }
 
+    /// The authorities the caller's certificate must chain to (its own trust
+    /// domain's), when any are configured.
+    pub fn caller_authorities<'a>(
+        &'a self,
+        limits: &'a custody_history::Limits,
+        ecdsa: &'a dyn custody_history::EcdsaP256Verifier,
+        now: u64,
+    ) -> Option<crate::identity::Authorities<'a>> {
+        (!self.trust_domains.is_empty()).then_some(crate::identity::Authorities {
+            bundle: &self.trust,
+            limits,
+            ecdsa,
+            now,
+        })
+    }
+
     /// Whether signed workflow history can be verified at all.
     pub fn verifies_history(&self) -> bool {
         self.audience.is_some() && !self.trust_domains.is_empty()
@@ -220,9 +242,10 @@ impl Config {
         if !(1..=256).contains(&h.max_entries)
             || !(1024..=256 << 10).contains(&h.max_header_bytes)
             || !(1..=16 << 10).contains(&h.max_claims_bytes)
+            || !(1..=64).contains(&h.max_certs)
             || h.skew_seconds > 300
         {
-            return Err("history: max_entries 1-256, max_header_bytes 1024-262144, max_claims_bytes 1-16384, skew_seconds 0-300".into());
+            return Err("history: max_entries 1-256, max_header_bytes 1024-262144, max_claims_bytes 1-16384, max_certs 1-64, skew_seconds 0-300".into());
         }
         self.policy.check_rego()?;
         let needs_history = self.policy.rules.iter().find(|r| !r.require.is_empty());

@@ -1,16 +1,23 @@
 //! Stage 1: who is calling. The caller's SPIFFE ID comes from the verified
 //! mTLS peer certificate (or, in Istio, the peer principal that Istio's own
 //! filters derived from it), never from anything the caller writes.
+//!
+//! The peer certificate is held to the X.509-SVID leaf rules
+//! ([`custody_history::svid`], the same rulebook as history signers). When
+//! `trust_domains` are configured, it must also chain to an authority of its
+//! own trust domain (checked here with Custody's own path building, so a
+//! federated CA cannot vouch for another trust domain's IDs), and that check
+//! stands in for Envoy's validation on resumed TLS sessions, which Envoy
+//! reports as not validated.
 
+use crate::peer_chain;
 use crate::SpiffeId;
+use custody_history::svid::{leaf_spiffe_id, LeafRule};
+use custody_history::x509::{parse_cert, ParsedCert};
+use custody_history::{caller_path, CallerPath, EcdsaP256Verifier, Limits, Refusal, TrustBundle};
 use custody_spiffe::SpiffeIdError;
-use der::{Decode, DecodePem};
-use x509_cert::ext::pkix::name::GeneralName;
-use x509_cert::ext::pkix::SubjectAltName;
-use x509_cert::Certificate;
-
-const SUBJECT_ALT_NAME: der::asn1::ObjectIdentifier =
-    der::asn1::ObjectIdentifier::new_unwrap("2.5.29.17");
+use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Why a connection yields no identity. All of these refuse with `no_identity`;
 /// the variant goes to the decision log so operators can tell them apart.
@@ -18,29 +25,62 @@ const SUBJECT_ALT_NAME: der::asn1::ObjectIdentifier =
 pub enum IdentityError {
     /// The connection is not mutual TLS.
     NotMtls,
-    /// Envoy did not validate the peer certificate (no `validation_context`).
+    /// Envoy did not validate the peer certificate (no `validation_context`,
+    /// or a resumed TLS session) and no `trust_domains` let Custody check it.
     NotValidated,
     NoCertificate,
-    /// The peer certificate could not be parsed.
-    BadCertificate,
-    /// X.509-SVIDs carry exactly one URI SAN; this one has another number.
-    UriSanCount(usize),
-    /// The URI SAN (or principal) is not a valid SPIFFE ID.
-    NotSpiffe(SpiffeIdError),
+    /// The peer certificate could not be parsed (not strict DER X.509).
+    BadCertificate(&'static str),
+    /// The peer certificate breaks an X.509-SVID leaf rule.
+    NotSvid(LeafRule),
     /// Istio's peer principal filter state is absent.
     NoPrincipal,
+    /// Istio's peer principal is not a SPIFFE ID.
+    BadPrincipal(SpiffeIdError),
+    /// Istio's peer principal and the peer certificate's SPIFFE ID differ.
+    PrincipalMismatch {
+        principal: String,
+        certificate: String,
+    },
+    /// The certificate does not chain to an authority of its own trust
+    /// domain (the refusal says which check failed).
+    Untrusted(Refusal),
+    /// The forwarded chain has more certificates than the cap.
+    ChainTooLong(usize),
+    /// A certificate of the path is not valid now (0 = the leaf).
+    Expired(usize),
+    NotYetValid(usize),
 }
 
 impl std::fmt::Display for IdentityError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::NotMtls => f.write_str("connection is not mutual TLS"),
-            Self::NotValidated => f.write_str("peer certificate was not validated"),
+            Self::NotValidated => f.write_str(
+                "peer certificate was not validated by Envoy (a resumed TLS session?) and no trust_domains are configured for Custody to check it",
+            ),
             Self::NoCertificate => f.write_str("no peer certificate"),
-            Self::BadCertificate => f.write_str("peer certificate does not parse"),
-            Self::UriSanCount(n) => write!(f, "peer certificate has {n} URI SANs, not exactly one"),
-            Self::NotSpiffe(e) => write!(f, "peer URI SAN is not a SPIFFE ID: {e}"),
+            Self::BadCertificate(what) => write!(f, "peer certificate does not parse: {what}"),
+            Self::NotSvid(rule) => write!(f, "peer certificate {rule}"),
             Self::NoPrincipal => f.write_str("no Istio peer principal"),
+            Self::BadPrincipal(e) => write!(f, "Istio peer principal is not a SPIFFE ID: {e}"),
+            Self::PrincipalMismatch {
+                principal,
+                certificate,
+            } => write!(
+                f,
+                "Istio peer principal {principal} differs from the peer certificate's SPIFFE ID {certificate}"
+            ),
+            Self::Untrusted(r) => write!(f, "{}: {}", r.reason(), r.detail()),
+            Self::ChainTooLong(n) => {
+                write!(f, "the forwarded client certificate chain has {n} certificates, over the cap")
+            }
+            Self::Expired(0) => f.write_str("peer certificate is expired"),
+            Self::Expired(d) => write!(f, "the certificate at depth {d} of the peer's path is expired"),
+            Self::NotYetValid(0) => f.write_str("peer certificate is not yet valid"),
+            Self::NotYetValid(d) => {
+                write!(f, "the certificate at depth {d} of the peer's path is not yet valid")
+            }
         }
     }
 }
@@ -50,246 +90,503 @@ impl std::fmt::Display for IdentityError {
 pub struct PeerFacts<'a> {
     /// `connection.mtls`: a client certificate was presented.
     pub mtls: bool,
-    /// `connection.peer_certificate_valid`: Envoy validated it against the CA.
+    /// `connection.peer_certificate_valid`: Envoy validated it (false on a
+    /// resumed TLS session).
     pub validated: bool,
     /// `connection.peer_certificate`: the leaf certificate, PEM.
     pub certificate_pem: Option<&'a [u8]>,
     /// `filter_state io.istio.peer_principal`.
     pub istio_principal: Option<&'a [u8]>,
+    /// The `x-forwarded-client-cert` request header, for the intermediates
+    /// of the caller's chain (see [`peer_chain`]).
+    pub forwarded_cert: Option<&'a [u8]>,
 }
 
-/// The caller's SPIFFE ID from a validated peer certificate with exactly one
-/// URI SAN.
-pub fn from_peer_certificate(peer: &PeerFacts) -> Result<SpiffeId, IdentityError> {
-    from_peer_certificate_cached(peer, &mut CertCache::new(0))
+/// What the trust-domain check needs: the configured authorities.
+#[derive(Clone, Copy)]
+pub struct Authorities<'a> {
+    pub bundle: &'a TrustBundle,
+    /// Depth cap, certificate cap and signature budget, and clock skew.
+    pub limits: &'a Limits,
+    pub ecdsa: &'a dyn EcdsaP256Verifier,
+    /// Unix time, seconds.
+    pub now: u64,
 }
 
-/// Like [`from_peer_certificate`], remembering what each certificate yielded:
-/// parsing costs about 0.1 ms inside V8, and a caller presents the same
-/// certificate on every request. The connection checks run every time; only
-/// the parse of identical PEM bytes is skipped, so a hit is exactly as strict.
-pub fn from_peer_certificate_cached(
+/// The caller's SPIFFE ID from its peer certificate: mutual TLS, the
+/// X.509-SVID leaf rules, then either Envoy's validation or (with
+/// `authorities`, always) a path to an authority of its own trust domain,
+/// valid now.
+pub fn from_peer_certificate(
+    peer: &PeerFacts,
+    authorities: Option<&Authorities>,
+    cache: &mut CertCache,
+) -> Result<SpiffeId, IdentityError> {
+    if !peer.mtls {
+        return Err(IdentityError::NotMtls);
+    }
+    let pem = peer.certificate_pem.ok_or(IdentityError::NoCertificate)?;
+    let leaf = cache.leaf(pem)?;
+    match authorities {
+        Some(auth) => {
+            let forwarded = peer.forwarded_cert.unwrap_or_default();
+            let path = cache.path(pem, &leaf, forwarded, auth)?;
+            path.valid_at(auth.now, auth.limits.skew_secs)
+                .map_err(|(depth, expired)| {
+                    if expired {
+                        IdentityError::Expired(depth)
+                    } else {
+                        IdentityError::NotYetValid(depth)
+                    }
+                })?;
+        }
+        None if !peer.validated => return Err(IdentityError::NotValidated),
+        None => {}
+    }
+    Ok(leaf.id.clone())
+}
+
+/// The caller's SPIFFE ID from Istio's `io.istio.peer_principal` filter state,
+/// which Istio sets from the peer certificate's first URI SAN. Istio writes it
+/// with or without the `spiffe://` scheme; both are accepted. The peer
+/// certificate itself must pass the X.509-SVID leaf rules and carry exactly
+/// that SPIFFE ID. Envoy's validation flag is not consulted: Istio's
+/// sidecars resume TLS sessions, which Envoy reports as not validated.
+pub fn from_istio_principal(
     peer: &PeerFacts,
     cache: &mut CertCache,
 ) -> Result<SpiffeId, IdentityError> {
     if !peer.mtls {
         return Err(IdentityError::NotMtls);
     }
-    if !peer.validated {
-        return Err(IdentityError::NotValidated);
+    let raw = peer.istio_principal.ok_or(IdentityError::NoPrincipal)?;
+    let principal = std::str::from_utf8(raw)
+        .map_err(|_| IdentityError::BadPrincipal(SpiffeIdError::BadPathChar))?;
+    let principal = if principal.starts_with("spiffe://") {
+        SpiffeId::parse(principal)
+    } else {
+        SpiffeId::parse(&format!("spiffe://{principal}"))
     }
+    .map_err(IdentityError::BadPrincipal)?;
     let pem = peer.certificate_pem.ok_or(IdentityError::NoCertificate)?;
-    if let Some(known) = cache.entries.get(pem) {
-        return known.clone();
+    let leaf = cache.leaf(pem)?;
+    if leaf.id != principal {
+        return Err(IdentityError::PrincipalMismatch {
+            principal: principal.to_string(),
+            certificate: leaf.id.to_string(),
+        });
     }
-    let result = spiffe_id_of_pem(pem);
-    if cache.capacity > 0 {
-        if cache.entries.len() >= cache.capacity {
-            cache.entries.clear();
-        }
-        cache.entries.insert(pem.to_vec(), result.clone());
-    }
-    result
+    Ok(principal)
 }
 
-/// Certificates already parsed, keyed by their exact PEM bytes. Bounded: when
-/// full it starts over, which costs only re-parsing.
+/// A peer certificate that passed the leaf rules.
+#[derive(Debug)]
+pub struct Leaf {
+    cert: ParsedCert,
+    id: SpiffeId,
+}
+
+/// What peer certificates yielded, keyed by their exact PEM bytes (and, for
+/// paths, the forwarded chain's text): parsing costs about 0.1 ms inside V8,
+/// and a caller presents the same certificate on every request. A hit is
+/// exactly as strict as a miss: only work that depends on nothing but those
+/// bytes and the configuration is skipped (the cache lives as long as one
+/// configuration); the connection checks and the certificate times at now
+/// run on every request. Bounded: when full it starts over.
 #[derive(Debug, Default)]
 pub struct CertCache {
-    entries: std::collections::HashMap<Vec<u8>, Result<SpiffeId, IdentityError>>,
+    leaves: HashMap<Vec<u8>, Result<Arc<Leaf>, IdentityError>>,
+    paths: HashMap<(Vec<u8>, Vec<u8>), Result<CallerPath, IdentityError>>,
     capacity: usize,
 }
 
 impl CertCache {
     pub fn new(capacity: usize) -> Self {
         CertCache {
-            entries: Default::default(),
             capacity,
+            ..Default::default()
         }
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.leaves.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.leaves.is_empty()
     }
-}
 
-fn spiffe_id_of_pem(pem: &[u8]) -> Result<SpiffeId, IdentityError> {
-    let cert = Certificate::from_pem(pem).map_err(|_| IdentityError::BadCertificate)?;
-    let uris = uri_sans(&cert)?;
-    match uris.as_slice() {
-        [one] => SpiffeId::parse(one).map_err(IdentityError::NotSpiffe),
-        other => Err(IdentityError::UriSanCount(other.len())),
-    }
-}
-
-/// The caller's SPIFFE ID from Istio's `io.istio.peer_principal` filter state,
-/// which Istio sets from the validated peer certificate. Istio writes it with
-/// or without the `spiffe://` scheme; both are accepted.
-pub fn from_istio_principal(peer: &PeerFacts) -> Result<SpiffeId, IdentityError> {
-    if !peer.mtls {
-        return Err(IdentityError::NotMtls);
-    }
-    let raw = peer.istio_principal.ok_or(IdentityError::NoPrincipal)?;
-    let principal = std::str::from_utf8(raw)
-        .map_err(|_| IdentityError::NotSpiffe(SpiffeIdError::BadPathChar))?;
-    if principal.starts_with("spiffe://") {
-        SpiffeId::parse(principal)
-    } else {
-        SpiffeId::parse(&format!("spiffe://{principal}"))
-    }
-    .map_err(IdentityError::NotSpiffe)
-}
-
-fn uri_sans(cert: &Certificate) -> Result<Vec<String>, IdentityError> {
-    let mut out = Vec::new();
-    let extensions = cert.tbs_certificate.extensions.as_deref().unwrap_or(&[]);
-    for ext in extensions.iter().filter(|e| e.extn_id == SUBJECT_ALT_NAME) {
-        let san = SubjectAltName::from_der(ext.extn_value.as_bytes())
-            .map_err(|_| IdentityError::BadCertificate)?;
-        for name in san.0 {
-            if let GeneralName::UniformResourceIdentifier(uri) = name {
-                out.push(uri.as_str().to_owned());
-            }
+    fn leaf(&mut self, pem: &[u8]) -> Result<Arc<Leaf>, IdentityError> {
+        if let Some(known) = self.leaves.get(pem) {
+            return known.clone();
         }
+        let result = parse_leaf(pem).map(Arc::new);
+        if self.capacity > 0 {
+            if self.leaves.len() >= self.capacity {
+                self.leaves.clear();
+            }
+            self.leaves.insert(pem.to_vec(), result.clone());
+        }
+        result
     }
-    Ok(out)
+
+    fn path(
+        &mut self,
+        pem: &[u8],
+        leaf: &Leaf,
+        forwarded: &[u8],
+        auth: &Authorities,
+    ) -> Result<CallerPath, IdentityError> {
+        let key = (pem.to_vec(), forwarded.to_vec());
+        if let Some(known) = self.paths.get(&key) {
+            return known.clone();
+        }
+        let result = leaf_path(leaf, forwarded, auth);
+        if self.capacity > 0 {
+            if self.paths.len() >= self.capacity {
+                self.paths.clear();
+            }
+            self.paths.insert(key, result.clone());
+        }
+        result
+    }
+}
+
+fn parse_leaf(pem: &[u8]) -> Result<Leaf, IdentityError> {
+    let (label, der) =
+        der::pem::decode_vec(pem).map_err(|_| IdentityError::BadCertificate("not PEM"))?;
+    if label != "CERTIFICATE" {
+        return Err(IdentityError::BadCertificate("not a PEM CERTIFICATE"));
+    }
+    let cert = parse_cert(&der).map_err(IdentityError::BadCertificate)?;
+    let id = leaf_spiffe_id(&cert).map_err(IdentityError::NotSvid)?;
+    Ok(Leaf { cert, id })
+}
+
+fn leaf_path(
+    leaf: &Leaf,
+    forwarded: &[u8],
+    auth: &Authorities,
+) -> Result<CallerPath, IdentityError> {
+    let xfcc = std::str::from_utf8(forwarded).unwrap_or_default();
+    let intermediates = peer_chain::intermediates(xfcc, &leaf.cert.sha256(), auth.limits.max_certs)
+        .map_err(|e| IdentityError::ChainTooLong(e.0))?;
+    caller_path(
+        &leaf.cert,
+        leaf.id.trust_domain(),
+        &intermediates,
+        auth.bundle,
+        auth.limits,
+        auth.ecdsa,
+    )
+    .map_err(IdentityError::Untrusted)
 }
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
+    use custody_history::P256Verifier;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    /// Certificates made by history/tests/gen_testdata.rs (`generate_peer`):
+    /// CAs valid 2026-01-01..2031-01-01, leaves 2026-04-01..2026-06-01.
+    macro_rules! pem {
+        ($name:literal) => {
+            include_str!(concat!("../testdata/peer/", $name, ".pem"))
+        };
+    }
+    const NOW: u64 = 1_776_522_000;
+    const AGENT: &str = "spiffe://example.org/ns/payments/sa/refund-agent";
 
     fn peer(pem: &'static str) -> PeerFacts<'static> {
         PeerFacts {
             mtls: true,
             validated: true,
             certificate_pem: Some(pem.as_bytes()),
-            istio_principal: None,
+            ..Default::default()
+        }
+    }
+
+    fn id(p: &PeerFacts, auth: Option<&Authorities>) -> Result<SpiffeId, IdentityError> {
+        from_peer_certificate(p, auth, &mut CertCache::new(0))
+    }
+
+    /// example.org and other.org, federated.
+    fn federation() -> TrustBundle {
+        let mut b = TrustBundle::new();
+        b.add_pem("example.org", pem!("example-ca")).unwrap();
+        b.add_pem("other.org", pem!("other-ca")).unwrap();
+        b
+    }
+
+    fn with<'a>(bundle: &'a TrustBundle, limits: &'a Limits, now: u64) -> Authorities<'a> {
+        Authorities {
+            bundle,
+            limits,
+            ecdsa: &P256Verifier,
+            now,
         }
     }
 
     #[test]
     fn takes_the_single_spiffe_uri_san() {
-        let id = from_peer_certificate(&peer(include_str!("../testdata/one-spiffe.pem"))).unwrap();
-        assert_eq!(
-            id.as_str(),
-            "spiffe://example.org/ns/payments/sa/refund-agent"
-        );
+        assert_eq!(id(&peer(pem!("agent")), None).unwrap().as_str(), AGENT);
     }
 
     #[test]
-    fn refuses_certificates_without_exactly_one_spiffe_uri_san() {
+    fn holds_the_peer_to_the_x509_svid_leaf_rules() {
         let cases = [
+            (pem!("is-ca"), LeafRule::IsCa),
+            (pem!("key-cert-sign"), LeafRule::SignsCertificates),
+            (pem!("no-key-usage"), LeafRule::KeyUsageMissing),
             (
-                include_str!("../testdata/two-spiffe.pem"),
-                IdentityError::UriSanCount(2),
+                pem!("key-usage-not-critical"),
+                LeafRule::KeyUsageNotCritical,
+            ),
+            (pem!("server-auth-only"), LeafRule::ExtKeyUsage),
+            (pem!("root-id"), LeafRule::RootId),
+            (pem!("two-spiffe"), LeafRule::UriSanCount(2)),
+            (pem!("spiffe-and-https"), LeafRule::UriSanCount(2)),
+            (pem!("no-san"), LeafRule::UriSanCount(0)),
+            (
+                pem!("https-only"),
+                LeafRule::NotSpiffeId(SpiffeIdError::WrongScheme),
             ),
             (
-                include_str!("../testdata/spiffe-and-https.pem"),
-                IdentityError::UriSanCount(2),
-            ),
-            (
-                include_str!("../testdata/no-san.pem"),
-                IdentityError::UriSanCount(0),
-            ),
-            (
-                include_str!("../testdata/https-only.pem"),
-                IdentityError::NotSpiffe(SpiffeIdError::WrongScheme),
-            ),
-            (
-                include_str!("../testdata/bad-spiffe.pem"),
-                IdentityError::NotSpiffe(SpiffeIdError::BadTrustDomainChar),
+                pem!("bad-spiffe"),
+                LeafRule::NotSpiffeId(SpiffeIdError::BadTrustDomainChar),
             ),
         ];
-        for (pem, want) in cases {
-            assert_eq!(from_peer_certificate(&peer(pem)), Err(want));
+        let bundle = federation();
+        let limits = Limits::default();
+        for (pem, rule) in cases {
+            let want = Err(IdentityError::NotSvid(rule));
+            assert_eq!(id(&peer(pem), None), want);
+            // The same whether Envoy validated it or Custody checks the path.
+            assert_eq!(id(&peer(pem), Some(&with(&bundle, &limits, NOW))), want);
         }
     }
 
     #[test]
     fn refuses_unverified_or_missing_certificates() {
-        let good = include_str!("../testdata/one-spiffe.pem");
+        let good = pem!("agent");
         let mut p = peer(good);
         p.mtls = false;
-        assert_eq!(from_peer_certificate(&p), Err(IdentityError::NotMtls));
+        assert_eq!(id(&p, None), Err(IdentityError::NotMtls));
         let mut p = peer(good);
         p.validated = false;
-        assert_eq!(from_peer_certificate(&p), Err(IdentityError::NotValidated));
+        assert_eq!(id(&p, None), Err(IdentityError::NotValidated));
         let mut p = peer(good);
         p.certificate_pem = None;
-        assert_eq!(from_peer_certificate(&p), Err(IdentityError::NoCertificate));
+        assert_eq!(id(&p, None), Err(IdentityError::NoCertificate));
         let garbage = peer("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
+        assert!(matches!(
+            id(&garbage, None),
+            Err(IdentityError::BadCertificate(_))
+        ));
+        assert!(matches!(
+            id(&peer(""), None),
+            Err(IdentityError::BadCertificate(_))
+        ));
+    }
+
+    #[test]
+    fn a_trust_domain_is_vouched_for_only_by_its_own_authorities() {
+        let bundle = federation();
+        let limits = Limits::default();
+        let auth = with(&bundle, &limits, NOW);
         assert_eq!(
-            from_peer_certificate(&garbage),
-            Err(IdentityError::BadCertificate)
+            id(&peer(pem!("agent")), Some(&auth)).unwrap().as_str(),
+            AGENT
         );
+        assert!(id(&peer(pem!("other-agent")), Some(&auth)).is_ok());
+        // Minted by other.org's CA with an example.org SPIFFE ID.
+        match id(&peer(pem!("forged-federation")), Some(&auth)) {
+            Err(IdentityError::Untrusted(r)) => assert_eq!(r.reason(), "cert_untrusted"),
+            other => panic!("{other:?}"),
+        }
+        // A trust domain with no authorities configured.
+        let mut only_other = TrustBundle::new();
+        only_other.add_pem("other.org", pem!("other-ca")).unwrap();
+        match id(&peer(pem!("agent")), Some(&with(&only_other, &limits, NOW))) {
+            Err(IdentityError::Untrusted(r)) => {
+                assert_eq!(r.reason(), "cert_unknown_trust_domain")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// `x-forwarded-client-cert` as Envoy writes it with `chain: true`.
+    fn xfcc(leaf: &str, chain: &[&str]) -> String {
+        let der = der::pem::decode_vec(leaf.as_bytes()).unwrap().1;
+        let hash: String = custody_history::sha256(&der)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let pem: String = chain.concat();
+        let encoded = pem.replace(' ', "%20").replace('\n', "%0A");
+        format!("By=spiffe://example.org/ns/tools/sa/server;Hash={hash};Chain=\"{encoded}\";URI={AGENT}")
+    }
+
+    #[test]
+    fn intermediates_come_from_the_forwarded_chain_and_must_verify() {
+        let bundle = federation();
+        let limits = Limits::default();
+        let auth = with(&bundle, &limits, NOW);
+        let leaf = pem!("via-intermediate");
+        // Without the intermediate there is no path.
+        match id(&peer(leaf), Some(&auth)) {
+            Err(IdentityError::Untrusted(r)) => assert_eq!(r.reason(), "cert_untrusted"),
+            other => panic!("{other:?}"),
+        }
+        let header = xfcc(leaf, &[leaf, pem!("intermediate")]);
+        let mut p = peer(leaf);
+        p.forwarded_cert = Some(header.as_bytes());
+        assert_eq!(id(&p, Some(&auth)).unwrap().as_str(), AGENT);
+        // An element for another leaf is not used.
+        let header = xfcc(pem!("agent"), &[leaf, pem!("intermediate")]);
+        p.forwarded_cert = Some(header.as_bytes());
+        assert!(id(&p, Some(&auth)).is_err());
+        // A forged chain (other.org's CA offered as the intermediate) fails.
+        let header = xfcc(leaf, &[leaf, pem!("other-ca")]);
+        p.forwarded_cert = Some(header.as_bytes());
+        assert!(matches!(
+            id(&p, Some(&auth)),
+            Err(IdentityError::Untrusted(_))
+        ));
+        // More certificates than the cap.
+        let small = Limits {
+            max_certs: 1,
+            ..Limits::default()
+        };
+        let header = xfcc(leaf, &[leaf, pem!("intermediate"), pem!("example-ca")]);
+        p.forwarded_cert = Some(header.as_bytes());
         assert_eq!(
-            from_peer_certificate(&peer("")),
-            Err(IdentityError::BadCertificate)
+            id(&p, Some(&with(&bundle, &small, NOW))),
+            Err(IdentityError::ChainTooLong(2))
+        );
+    }
+
+    #[test]
+    fn custodys_own_check_stands_in_for_envoys_on_resumed_sessions() {
+        let bundle = federation();
+        let limits = Limits::default();
+        let mut resumed = peer(pem!("agent"));
+        resumed.validated = false;
+        assert_eq!(id(&resumed, None), Err(IdentityError::NotValidated));
+        assert!(id(&resumed, Some(&with(&bundle, &limits, NOW))).is_ok());
+        // A rotation that removed the authority: the same session is refused.
+        let mut rotated = TrustBundle::new();
+        rotated.add_pem("example.org", pem!("other-ca")).unwrap();
+        assert!(id(&resumed, Some(&with(&rotated, &limits, NOW))).is_err());
+        // The certificate's validity is checked at now (Envoy checked it at the handshake).
+        let mut old = peer(pem!("expired"));
+        old.validated = false;
+        assert_eq!(
+            id(&old, Some(&with(&bundle, &limits, NOW))),
+            Err(IdentityError::Expired(0))
+        );
+        let late = 1_780_272_000 + 31;
+        assert_eq!(
+            id(&resumed, Some(&with(&bundle, &limits, late))),
+            Err(IdentityError::Expired(0))
         );
     }
 
     #[test]
     fn cache_hits_are_exactly_as_strict_as_misses() {
+        let bundle = federation();
+        let limits = Limits::default();
+        let auth = with(&bundle, &limits, NOW);
         let mut cache = CertCache::new(2);
-        let good = peer(include_str!("../testdata/one-spiffe.pem"));
-        let two = peer(include_str!("../testdata/two-spiffe.pem"));
+        let good = peer(pem!("agent"));
+        let two = peer(pem!("two-spiffe"));
         for _ in 0..2 {
-            assert!(from_peer_certificate_cached(&good, &mut cache).is_ok());
+            assert!(from_peer_certificate(&good, Some(&auth), &mut cache).is_ok());
             assert_eq!(
-                from_peer_certificate_cached(&two, &mut cache),
-                Err(IdentityError::UriSanCount(2))
+                from_peer_certificate(&two, None, &mut cache),
+                Err(IdentityError::NotSvid(LeafRule::UriSanCount(2)))
             );
         }
         assert_eq!(cache.len(), 2);
-        // The connection checks are never cached.
-        let mut unvalidated = good.clone();
-        unvalidated.validated = false;
-        assert_eq!(
-            from_peer_certificate_cached(&unvalidated, &mut cache),
-            Err(IdentityError::NotValidated)
-        );
+        // The connection checks and times are never cached.
         let mut plain = good.clone();
         plain.mtls = false;
         assert_eq!(
-            from_peer_certificate_cached(&plain, &mut cache),
+            from_peer_certificate(&plain, Some(&auth), &mut cache),
             Err(IdentityError::NotMtls)
         );
+        let mut unvalidated = good.clone();
+        unvalidated.validated = false;
+        assert_eq!(
+            from_peer_certificate(&unvalidated, None, &mut cache),
+            Err(IdentityError::NotValidated)
+        );
+        let late = with(&bundle, &limits, 1_780_272_000 + 31);
+        assert_eq!(
+            from_peer_certificate(&good, Some(&late), &mut cache),
+            Err(IdentityError::Expired(0))
+        );
         // Full: starts over rather than growing.
-        let third = peer(include_str!("../testdata/no-san.pem"));
-        assert!(from_peer_certificate_cached(&third, &mut cache).is_err());
+        let third = peer(pem!("no-san"));
+        assert!(from_peer_certificate(&third, None, &mut cache).is_err());
         assert_eq!(cache.len(), 1);
     }
 
     #[test]
-    fn istio_principal_with_or_without_scheme() {
+    fn istio_principal_must_match_the_peer_certificate() {
+        let mut cache = CertCache::new(0);
         let mut p = PeerFacts {
             mtls: true,
-            istio_principal: Some(b"cluster.local/ns/default/sa/agent"),
+            istio_principal: Some(b"example.org/ns/payments/sa/refund-agent"),
+            certificate_pem: Some(pem!("agent").as_bytes()),
             ..Default::default()
         };
         assert_eq!(
-            from_istio_principal(&p).unwrap().as_str(),
-            "spiffe://cluster.local/ns/default/sa/agent"
+            from_istio_principal(&p, &mut cache).unwrap().as_str(),
+            AGENT
         );
-        p.istio_principal = Some(b"spiffe://cluster.local/ns/default/sa/agent");
-        assert!(from_istio_principal(&p).is_ok());
-        p.istio_principal = Some(b"spiffe://cluster.local/ns/../sa/agent");
+        p.istio_principal = Some(AGENT.as_bytes());
+        assert!(from_istio_principal(&p, &mut cache).is_ok());
+        // A resumed session (not validated) is fine in this mode.
+        p.validated = false;
+        assert!(from_istio_principal(&p, &mut cache).is_ok());
+        // The principal and the certificate disagree.
+        p.istio_principal = Some(b"spiffe://example.org/ns/other/sa/x");
         assert!(matches!(
-            from_istio_principal(&p),
-            Err(IdentityError::NotSpiffe(_))
+            from_istio_principal(&p, &mut cache),
+            Err(IdentityError::PrincipalMismatch { .. })
+        ));
+        // The certificate breaks a leaf rule.
+        p.istio_principal = Some(AGENT.as_bytes());
+        p.certificate_pem = Some(pem!("is-ca").as_bytes());
+        assert_eq!(
+            from_istio_principal(&p, &mut cache),
+            Err(IdentityError::NotSvid(LeafRule::IsCa))
+        );
+        p.certificate_pem = None;
+        assert_eq!(
+            from_istio_principal(&p, &mut cache),
+            Err(IdentityError::NoCertificate)
+        );
+        p.certificate_pem = Some(pem!("agent").as_bytes());
+        p.istio_principal = Some(b"spiffe://example.org/ns/../sa/agent");
+        assert!(matches!(
+            from_istio_principal(&p, &mut cache),
+            Err(IdentityError::BadPrincipal(_))
         ));
         p.istio_principal = None;
-        assert_eq!(from_istio_principal(&p), Err(IdentityError::NoPrincipal));
-        p.istio_principal = Some(b"cluster.local/ns/default/sa/agent");
+        assert_eq!(
+            from_istio_principal(&p, &mut cache),
+            Err(IdentityError::NoPrincipal)
+        );
+        p.istio_principal = Some(AGENT.as_bytes());
         p.mtls = false;
-        assert_eq!(from_istio_principal(&p), Err(IdentityError::NotMtls));
+        assert_eq!(
+            from_istio_principal(&p, &mut cache),
+            Err(IdentityError::NotMtls)
+        );
     }
 }

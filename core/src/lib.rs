@@ -14,6 +14,7 @@ pub mod identity;
 pub mod input;
 pub mod log;
 pub mod mcp;
+pub mod peer_chain;
 pub mod policy;
 pub mod proof;
 pub mod reason;

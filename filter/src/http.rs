@@ -7,7 +7,8 @@ use crate::shared::Shared;
 use custody_core::act::{self, CALLER_HEADER, OWN_HEADER_PREFIX};
 use custody_core::config::{Config, IdentitySource, Mode};
 use custody_core::decide::{self, Decision, Pending};
-use custody_core::identity::{self, CertCache, IdentityError, PeerFacts};
+use custody_core::identity::{self, IdentityError, PeerFacts};
+use custody_core::peer_chain::XFCC_HEADER;
 use custody_core::proof::ProofEnv;
 use custody_core::reason::Reason;
 use custody_core::transport::Head;
@@ -89,7 +90,7 @@ impl Request {
             content_type: value("content-type"),
             content_length: value("content-length"),
         };
-        let identity = caller_identity(config, &mut self.shared.certs.borrow_mut());
+        let identity = caller_identity(&self.shared, config, value(XFCC_HEADER));
         match decide::on_head(config, identity, &head, &headers) {
             Err(refusal) => self.finish(Some(config), *refusal, started),
             Ok(pending) if end_of_stream => {
@@ -189,25 +190,33 @@ fn strip_own_headers(headers: &[(String, Vec<u8>)]) {
     }
 }
 
-fn caller_identity(config: &Config, certs: &mut CertCache) -> Result<SpiffeId, IdentityError> {
-    let pem;
-    let principal;
-    let mut peer = PeerFacts::default();
+fn caller_identity(
+    shared: &Shared,
+    config: &Config,
+    forwarded_cert: Option<&str>,
+) -> Result<SpiffeId, IdentityError> {
+    let mut certs = shared.certs.borrow_mut();
+    let pem = host::property(&["connection", "peer_certificate"]);
+    let mut peer = PeerFacts {
+        certificate_pem: pem.as_deref(),
+        forwarded_cert: forwarded_cert.map(str::as_bytes),
+        ..Default::default()
+    };
     match config.identity {
         IdentitySource::PeerCertificate => {
             peer.validated = host::property_bool(&["connection", "peer_certificate_valid"]);
-            // A validated peer certificate is an mTLS peer; ask only otherwise
-            // (which of the two failed picks the refusal's detail).
+            // A validated peer certificate is an mTLS peer; ask only otherwise.
             peer.mtls = peer.validated || host::property_bool(&["connection", "mtls"]);
-            pem = host::property(&["connection", "peer_certificate"]);
-            peer.certificate_pem = pem.as_deref();
-            identity::from_peer_certificate_cached(&peer, certs)
+            let limits = config.history.verifier_limits();
+            let now = host::now_micros() / 1_000_000;
+            let authorities = config.caller_authorities(&limits, shared.ecdsa.as_ref(), now);
+            identity::from_peer_certificate(&peer, authorities.as_ref(), &mut certs)
         }
         IdentitySource::IstioPeerPrincipal => {
             peer.mtls = host::property_bool(&["connection", "mtls"]);
-            principal = host::property(&["filter_state", "io.istio.peer_principal"]);
+            let principal = host::property(&["filter_state", "io.istio.peer_principal"]);
             peer.istio_principal = principal.as_deref();
-            identity::from_istio_principal(&peer)
+            identity::from_istio_principal(&peer, &mut certs)
         }
     }
 }
