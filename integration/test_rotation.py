@@ -2,7 +2,10 @@
 configuration is replaced through LDS while requests are in flight. Old-CA
 SVIDs are refused once their authority is removed, new-CA SVIDs are accepted
 once theirs is added, both work during the overlap, and a SPIFFE bundle with a
-lower sequence than one already loaded is refused."""
+lower sequence than one already loaded is refused. `trust_domains` governs
+callers too: a caller whose certificate does not chain to a listed authority
+of its trust domain has no identity (`no_identity`), even where the
+listener's own TLS trust (both CAs here, throughout) accepted it."""
 
 from __future__ import annotations
 
@@ -126,9 +129,9 @@ def slow_request(world, side: Side, release: threading.Event, result: dict) -> N
 
 def test_rotation_without_restart(world):
     old, new, envoy = world["old"], world["new"], world["envoy"]
-    # 1. Only the old CA is trusted for history.
+    # 1. Only the old CA is trusted (for callers and history alike).
     assert refund(world, old) == "allow"
-    assert refund(world, new) == "cert_untrusted"
+    assert refund(world, new) == "no_identity"
 
     # 2. Overlap: both CAs, pushed while a request is in flight.
     release, result = threading.Event(), {}
@@ -144,9 +147,9 @@ def test_rotation_without_restart(world):
     worker.join(45)
     assert result.get("status") == 200, f"the in-flight request was not completed: {result}"
 
-    # 3. Only the new CA: old SVIDs' histories are refused from now on.
+    # 3. Only the new CA: old SVIDs are refused from now on.
     envoy.update(world["config"](new.pem))
-    eventually(world, old, "cert_untrusted")
+    eventually(world, old, "no_identity")
     assert refund(world, new) == "allow"
     assert "configuration refused" not in envoy.log()
 

@@ -62,6 +62,16 @@ def validate(config: Path, cwd: Path) -> subprocess.CompletedProcess:
 WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 
 
+def set_trust_bundle(validation_context: dict, bundle: Path) -> None:
+    """Points the listener's client-certificate trust at `bundle`: the first
+    trust domain of the shipped SPIFFE validator, or a plain `trusted_ca`."""
+    custom = validation_context.get("custom_validator_config")
+    if custom:
+        custom["typed_config"]["trust_domains"][0]["trust_bundle"]["filename"] = str(bundle)
+    else:
+        validation_context["trusted_ca"]["filename"] = str(bundle)
+
+
 def plugin_configs_of(bootstrap: dict) -> list[dict]:
     """Every wasm filter's PluginConfig in a bootstrap, in filter-chain order."""
     found = []
@@ -111,7 +121,7 @@ class Envoy:
         tls = listener["filter_chains"][0]["transport_socket"]["typed_config"]["common_tls_context"]
         tls["tls_certificates"][0]["certificate_chain"]["filename"] = str(server_cert)
         tls["tls_certificates"][0]["private_key"]["filename"] = str(server_key)
-        tls["validation_context"]["trusted_ca"]["filename"] = str(bundle)
+        set_trust_bundle(tls["validation_context"], bundle)
         wasm_config = plugin_config_of(boot)
         wasm_config["vm_config"]["code"]["local"]["filename"] = str(wasm)
         value = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
