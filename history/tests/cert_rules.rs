@@ -1121,3 +1121,112 @@ fn more_certificates_than_the_cap_are_refused_before_any_work() {
     let (r, _) = counted(&b, &inter, &many[..31], &Limits::default());
     assert_ok(r);
 }
+
+/// A pool of certificates for sampled shapes: two authorities named "root"
+/// (rotation), CAs named A, B and C issued by every name with the right key
+/// or a stranger's, self-issued copies, and a leaf under each name.
+struct Pool {
+    bundle: TrustBundle,
+    cas: Vec<Vec<u8>>,
+    leaves: Vec<(Vec<u8>, KeyPair)>,
+}
+
+fn pool() -> Pool {
+    let names = ["root", "A", "B", "C"];
+    let keys: Vec<KeyPair> = names.iter().map(|_| p256_key()).collect();
+    let second_root = p256_key();
+    let stranger = p256_key();
+    let params = |name: &str, serial: u64| maze_params(name, serial);
+    let mut bundle = TrustBundle::new();
+    for (k, serial) in [(&keys[0], 1000), (&second_root, 1001)] {
+        bundle
+            .add_pem(TD, &params("root", serial).self_signed(k).unwrap().pem())
+            .unwrap();
+    }
+    let mut cas = Vec::new();
+    let mut serial = 1;
+    for s in 1..names.len() {
+        for (i, issuer) in names.iter().enumerate() {
+            for signer in [&keys[i], &stranger] {
+                serial += 1;
+                let issuer_params = params(issuer, 0);
+                let cert = params(names[s], serial)
+                    .signed_by(
+                        &keys[s],
+                        &rcgen::Issuer::from_params(&issuer_params, signer),
+                    )
+                    .unwrap();
+                cas.push(cert.der().to_vec());
+            }
+        }
+        serial += 1;
+        cas.push(
+            params(names[s], serial)
+                .self_signed(&keys[s])
+                .unwrap()
+                .der()
+                .to_vec(),
+        );
+    }
+    let leaves = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let key = p256_key();
+            let issuer_params = params(name, 0);
+            let der = leaf_params(&sa("sampled"))
+                .signed_by(&key, &rcgen::Issuer::from_params(&issuer_params, &keys[i]))
+                .unwrap()
+                .der()
+                .to_vec();
+            (der, key)
+        })
+        .collect();
+    Pool {
+        bundle,
+        cas,
+        leaves,
+    }
+}
+
+#[test]
+fn sampled_shapes_never_cost_more_than_the_budget() {
+    let pool = pool();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let (mut verified, mut refused) = (0, 0);
+    for _ in 0..150 {
+        let (leaf, key) = &pool.leaves[next(pool.leaves.len())];
+        let limits = Limits {
+            max_chain_depth: 1 + next(6),
+            max_certs: 4 + next(60),
+            ..Limits::default()
+        };
+        let extra: Vec<&[u8]> = (0..next(40))
+            .map(|_| pool.cas[next(pool.cas.len())].as_slice())
+            .collect();
+        let (r, calls) = verify_counted(&pool.bundle, &signer(key, leaf), leaf, &extra, &limits);
+        // Certificate paths within the budget, then at most the entry and the proof.
+        assert!(
+            calls <= limits.path_signature_budget() + 2,
+            "{calls} checks with {} certificates, depth {}: {r:?}",
+            extra.len() + 1,
+            limits.max_chain_depth
+        );
+        if r.is_ok() {
+            verified += 1;
+        } else {
+            refused += 1;
+        }
+    }
+    // The pool makes both outcomes common.
+    assert!(
+        verified > 15 && refused > 15,
+        "{verified} verified, {refused} refused"
+    );
+}
