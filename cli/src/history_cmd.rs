@@ -112,7 +112,8 @@ pub enum HistoryCommand {
         /// The history file (JSON or `name: value` lines).
         #[arg(long = "in", value_name = "FILE")]
         input: PathBuf,
-        /// Trust bundle: PEM certificates or a SPIFFE bundle (JSON), detected.
+        /// Trust bundle: PEM certificates, a SPIFFE bundle (JSON), or a SPIFFE
+        /// bundle map of several trust domains ({"trust_domains": {...}}), detected.
         #[arg(long, value_name = "B")]
         bundle: PathBuf,
         /// The bundle's trust domain (default: from its authorities' URI SAN spiffe://<td>).

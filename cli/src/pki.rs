@@ -127,15 +127,50 @@ fn bundle_authorities(text: &str) -> std::result::Result<Vec<Vec<u8>>, String> {
     Ok(ders)
 }
 
+/// The trust domains of a SPIFFE bundle map, if `text` is one.
+fn bundle_map(
+    text: &str,
+) -> std::result::Result<Option<serde_json::Map<String, serde_json::Value>>, String> {
+    if !is_json(text) {
+        return Ok(None);
+    }
+    let doc = custody_core::json::parse_strict(text.as_bytes(), 32)
+        .map_err(|e| format!("not a SPIFFE bundle or bundle map: {e:?}"))?;
+    match doc.get("trust_domains") {
+        None => Ok(None),
+        Some(serde_json::Value::Object(map)) if !map.is_empty() => Ok(Some(map.clone())),
+        Some(_) => Err("trust_domains must map trust domains to SPIFFE bundles or PEM".into()),
+    }
+}
+
 fn is_json(text: &str) -> bool {
     text.trim_start().starts_with('{')
 }
 
-/// Loads a trust bundle file (PEM or SPIFFE bundle JSON, detected) for
-/// `trust_domain`, or for the trust domain its authorities name.
+/// Loads a trust bundle file for `trust_domain`, or for the trust domain its
+/// authorities name: PEM certificates, a SPIFFE bundle (JSON), or a SPIFFE
+/// bundle map naming several trust domains, as Envoy's SPIFFE validator
+/// reads it (`{"trust_domains": {"<td>": <SPIFFE bundle> | "<PEM>", …}}`).
 pub fn load_bundle(path: &Path, trust_domain: Option<&str>) -> Result<(TrustBundle, String)> {
     let text = crate::util::read_text(path)?;
     let at = |m: String| error(format!("{}: {m}", path.display()));
+    if let Some(map) = bundle_map(&text).map_err(at)? {
+        if trust_domain.is_some() {
+            return Err(at(
+                "a bundle map names its trust domains: drop --trust-domain".into(),
+            ));
+        }
+        let mut bundle = TrustBundle::new();
+        for (td, source) in &map {
+            let loaded = match source {
+                serde_json::Value::String(pem) => bundle.add_pem(td, pem),
+                other => bundle.load_spiffe_bundle(td, &other.to_string()),
+            };
+            loaded.map_err(|r| at(format!("trust domain {td}: {}: {}", r.reason(), r.detail())))?;
+        }
+        let names: Vec<&str> = map.keys().map(String::as_str).collect();
+        return Ok((bundle, names.join(", ")));
+    }
     let td = match trust_domain {
         Some(td) => td.to_owned(),
         None => {
@@ -195,6 +230,25 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use custody_history::dev_ca;
+
+    #[test]
+    fn a_bundle_map_loads_every_trust_domain_it_names() {
+        let a = dev_ca::init("example.org").unwrap();
+        let b = dev_ca::init("other.org").unwrap();
+        let dir = std::env::temp_dir().join(format!("custody-map-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let map = dir.join("map.json");
+        let spiffe: serde_json::Value = serde_json::from_str(&a.bundle_spiffe_json).unwrap();
+        let doc = serde_json::json!({"trust_domains": {"example.org": spiffe, "other.org": b.bundle_pem}});
+        std::fs::write(&map, doc.to_string()).unwrap();
+        let (bundle, names) = load_bundle(&map, None).unwrap();
+        assert_eq!(names, "example.org, other.org");
+        assert_eq!(bundle.trust_domains().count(), 2);
+        assert!(load_bundle(&map, Some("example.org")).is_err());
+        std::fs::write(&map, r#"{"trust_domains": {"Example.org": "x"}}"#).unwrap();
+        assert!(load_bundle(&map, None).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn bundles_in_both_formats_name_their_trust_domain() {

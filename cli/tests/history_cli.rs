@@ -803,3 +803,71 @@ fn an_intermediate_ca_sends_its_chain() {
     );
     env.ok(&env.verify_args("h.json", "root/bundle.pem", "p.txt", REFUND));
 }
+
+/// Every known-answer vector of docs/history-format.md §10 (the edge cases
+/// included) gets its verdict from `custody history verify` too, with the
+/// vectors' three trust domains given as one SPIFFE bundle map.
+#[test]
+fn the_cli_gives_every_vector_its_verdict() {
+    let env = Env::new();
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../history/testdata");
+    let fixtures: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{root}/fixtures.json")).unwrap())
+            .unwrap();
+    let vectors: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{root}/vectors.json")).unwrap())
+            .unwrap();
+    let cas = &fixtures["cas"];
+    let map = serde_json::json!({"trust_domains": {
+        "example.org": cas["example"]["cert_pem"],
+        "example.org.evil": cas["evil"]["spiffe_bundle"],
+        "rsa.example": cas["rsa"]["cert_pem"],
+    }});
+    std::fs::write(env.path("bundles.json"), map.to_string()).unwrap();
+    let aud = vectors["audience"].as_str().unwrap();
+    let mut checked = 0;
+    for v in vectors["vectors"].as_array().unwrap() {
+        let name = v["name"].as_str().unwrap();
+        let chain = serde_json::json!({
+            "workflow-history": v["workflow-history"],
+            "workflow-history-certs": v["workflow-history-certs"],
+        });
+        let proof = serde_json::json!({"workflow-history-proof": v["workflow-history-proof"]});
+        std::fs::write(env.path("chain.json"), chain.to_string()).unwrap();
+        std::fs::write(env.path("proof.json"), proof.to_string()).unwrap();
+        std::fs::write(env.path("body.json"), v["body"].as_str().unwrap()).unwrap();
+        let now = v["now"].to_string();
+        let args = [
+            "history",
+            "verify",
+            "--in",
+            "chain.json",
+            "--bundle",
+            "bundles.json",
+            "--proof-headers",
+            "proof.json",
+            "--body",
+            "body.json",
+            "--peer",
+            v["peer"].as_str().unwrap(),
+            "--aud",
+            aud,
+            "--now",
+            &now,
+        ];
+        match v["expect"].as_str().unwrap() {
+            "ok" => {
+                env.ok(&args);
+            }
+            code => {
+                let line = env.fails(&args, 1);
+                assert!(
+                    line.starts_with(&format!("custody: refused: {code}: ")),
+                    "{name}: {line}"
+                );
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 30, "{checked}");
+}

@@ -9,7 +9,7 @@ use serde_json::Value;
 use x509_cert::Certificate;
 
 use crate::codec::{parse_strict, sha256, JsonError};
-use crate::error::{Part, Refusal};
+use crate::error::Refusal;
 use crate::spiffe::check_trust_domain;
 use crate::svid::{check_signing, SigningRule};
 use crate::x509::{parse_cert, ParsedCert, PublicKey};
@@ -115,10 +115,7 @@ impl TrustBundle {
         check_trust_domain(trust_domain).map_err(|_| Refusal::BundleTrustDomain)?;
         let doc = parse_strict(json.as_bytes()).map_err(|e| match e {
             JsonError::Malformed | JsonError::TooDeep => malformed("not JSON"),
-            JsonError::DuplicateKey(member) => Refusal::DuplicateMember {
-                part: Part::Bundle,
-                member,
-            },
+            JsonError::DuplicateKey(_) => malformed("a JSON object has a member twice"),
         })?;
         let obj = doc.as_object().ok_or(malformed("not a JSON object"))?;
         let sequence = match obj.get("spiffe_sequence") {
@@ -138,17 +135,19 @@ impl TrustBundle {
             if key.get("use").and_then(Value::as_str) != Some("x509-svid") {
                 continue;
             }
-            let x5c = key
+            // X509-SVID §6.2: an entry without x5c, or with an empty one, MUST
+            // be ignored; the first value is the authority and the others
+            // MUST be ignored.
+            let Some(first) = key
                 .get("x5c")
                 .and_then(Value::as_array)
-                .ok_or(malformed("an x509-svid key has no x5c array"))?;
-            // SPIFFE bundle format: exactly one certificate per x509-svid key.
-            let [cert] = x5c.as_slice() else {
-                return Err(malformed("x5c must hold exactly one certificate"));
+                .and_then(|a| a.first())
+            else {
+                continue;
             };
-            let b64 = cert
+            let b64 = first
                 .as_str()
-                .ok_or(malformed("x5c entry is not a string"))?;
+                .ok_or(malformed("an x5c value is not a string"))?;
             // x5c is standard base64 with padding (RFC 7517 4.7).
             let der = base64::engine::general_purpose::STANDARD
                 .decode(b64)

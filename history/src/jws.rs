@@ -6,6 +6,7 @@ use crate::codec::{b64url_decode, parse_strict, JsonError};
 use crate::ecdsa::{check_es256_signature, SigFormat};
 use crate::error::{Part, Refusal};
 use crate::spiffe::SpiffeId;
+use custody_json::jcs;
 
 /// JWS `typ` of a history entry.
 pub const ENTRY_TYP: &str = "wfh+jwt";
@@ -27,6 +28,8 @@ pub const PROOF_MEMBERS: &[&str] = &[
 
 /// Longest `jti` accepted, in characters.
 const MAX_JTI_CHARS: usize = 256;
+/// Largest integer member value (2^53 − 1, I-JSON's safe range).
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
 /// A compact JWS whose shape, header and signature form passed.
 #[derive(Debug, Clone)]
@@ -124,11 +127,17 @@ impl<'m> Fields<'m> {
             member,
         })
     }
+    /// A JSON integer in 0..=2^53 − 1 written without sign, fraction or
+    /// exponent (`-0`, `1.0`, `1e3` and larger values are not integers here:
+    /// every JSON reader holds these exactly).
     fn int(&self, member: &'static str) -> Result<u64, Refusal> {
-        self.get(member)?.as_u64().ok_or(Refusal::MemberType {
-            part: self.part,
-            member,
-        })
+        self.get(member)?
+            .as_u64()
+            .filter(|&n| n <= MAX_SAFE_INTEGER)
+            .ok_or(Refusal::MemberType {
+                part: self.part,
+                member,
+            })
     }
     fn string(&self, member: &'static str) -> Result<&'m str, Refusal> {
         self.get(member)?.as_str().ok_or(Refusal::MemberType {
@@ -199,7 +208,14 @@ pub(crate) fn entry_payload(map: &Map<String, Value>, part: Part) -> Result<Entr
             })
         }
     };
-    let claims_len = serde_json::to_vec(&claims).map_or(usize::MAX, |v| v.len());
+    // Every number in range for any reader, and the size of the RFC 8785 (JCS)
+    // form: the same bytes whatever number spellings were sent.
+    let not_claims = |_| Refusal::MemberType {
+        part,
+        member: "claims",
+    };
+    jcs::check_safe_numbers(&claims).map_err(not_claims)?;
+    let claims_len = jcs::canonical(&claims).map_err(not_claims)?.len();
     Ok(EntryPayload {
         wid,
         seq,

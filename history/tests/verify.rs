@@ -1348,14 +1348,31 @@ fn spiffe_bundle_sequence_and_format() {
     v["spiffe_sequence"] = json!(1);
     b.load_spiffe_bundle("other.org", &v.to_string()).unwrap();
 
+    // A member twice is a bundle that cannot be used (docs/history-format.md §6).
     let dup = json.replacen("{", r#"{"spiffe_sequence":9,"#, 1);
     assert_eq!(
         TrustBundle::new()
             .load_spiffe_bundle("example.org", &dup)
             .unwrap_err()
             .reason(),
-        "duplicate_member"
+        "bundle_malformed"
     );
+    // X509-SVID §6.2: an x509-svid entry without x5c (or with an empty one) is
+    // ignored, and only the first x5c value is the authority.
+    let authority = v["keys"][0]["x5c"][0].clone();
+    for lenient in [
+        json!({"keys": [{"use": "x509-svid", "kty": "EC"}, {"use": "x509-svid", "x5c": [authority]}]}),
+        json!({"keys": [{"use": "x509-svid", "x5c": []}, {"use": "x509-svid", "x5c": [authority]}]}),
+        json!({"keys": [{"use": "x509-svid", "x5c": [authority, "not even base64!"]}]}),
+    ] {
+        assert_eq!(
+            TrustBundle::new()
+                .load_spiffe_bundle("example.org", &lenient.to_string())
+                .unwrap(),
+            1,
+            "{lenient}"
+        );
+    }
     for bad in [
         "{}".to_string(),
         r#"{"keys":[{"use":"jwt-svid","kty":"EC"}]}"#.to_string(),
