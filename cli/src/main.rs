@@ -7,14 +7,12 @@
 //! `policy eval`/`test` commands, and every usage error.
 
 mod ca_cmd;
+mod config_check;
 mod fail;
 mod headers;
 mod history_cmd;
 mod pki;
-mod policy_cases;
-mod policy_cmd;
-mod policy_eval;
-mod policy_test;
+mod policy;
 mod util;
 
 use clap::error::ErrorKind;
@@ -37,10 +35,10 @@ struct Cli {
 enum Command {
     /// Compile, evaluate and test policies.
     #[command(subcommand)]
-    Policy(policy_cmd::PolicyCommand),
+    Policy(policy::PolicyCommand),
     /// Check plugin configurations.
     #[command(subcommand)]
-    Config(policy_cmd::ConfigCommand),
+    Config(config_check::ConfigCommand),
     /// A development CA: trust bundle and X.509-SVIDs.
     #[command(subcommand)]
     Ca(ca_cmd::CaCommand),
@@ -87,12 +85,12 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Policy(cmd) => match policy_cmd::run_policy(cmd) {
+        Command::Policy(cmd) => match policy::run_policy(cmd) {
             // The command printed its outcome (a decision, a test summary).
             Ok(code) => return ExitCode::from(code),
             Err(failure) => Err(failure),
         },
-        Command::Config(cmd) => policy_cmd::run_config(cmd).map_err(Failure::Policy),
+        Command::Config(cmd) => config_check::run_config(cmd).map_err(Failure::Policy),
         Command::Ca(cmd) => ca_cmd::run(cmd),
         Command::History(cmd) => history_cmd::run(cmd),
     };

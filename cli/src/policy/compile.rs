@@ -1,133 +1,12 @@
-//! `custody policy compile | eval | test` and `custody config check`: the same
-//! validation and decisions the filter applies, run ahead of time with file
-//! and line context.
+//! Policy files to bundles: the YAML and the `*.rego` files beside it
+//! compiled into the JSON bundle the filter loads, and compiled bundles read
+//! back with the filter's own checks.
 
 use crate::fail::{error, Failure};
-use crate::policy_eval;
-use crate::policy_test;
-use clap::{Subcommand, ValueEnum};
-use custody_core::config::Config;
 use custody_core::policy::Policy;
 use custody_core::rego::RegoModules;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-
-#[derive(Subcommand)]
-pub enum PolicyCommand {
-    /// Check a policy (YAML) and write the JSON bundle the filter loads.
-    ///
-    /// Every `*.rego` file next to the policy (except `*_test.rego`) goes into
-    /// the bundle's `modules`; every rule's `rego` must name a rule they define.
-    Compile {
-        /// Policy file (YAML; JSON is YAML too).
-        policy: PathBuf,
-        /// Where to write the bundle; standard output if omitted.
-        #[arg(short, long)]
-        out: Option<PathBuf>,
-    },
-    /// Decide one Rego input document with a policy, as the filter's decision
-    /// stage does (its history taken as verified).
-    ///
-    /// Prints `allow (rule NAME)` or `deny (REASON)`. Exit 0 allow, 1 deny, 2 error.
-    Eval {
-        /// The compiled bundle (JSON, from `custody policy compile`).
-        #[arg(
-            long,
-            value_name = "BUNDLE.json",
-            required_unless_present = "policy",
-            conflicts_with = "policy"
-        )]
-        bundle: Option<PathBuf>,
-        /// A policy YAML instead of a bundle (compiled first, as `policy compile` does).
-        #[arg(long, value_name = "POLICY.yaml")]
-        policy: Option<PathBuf>,
-        /// The Rego input document (JSON; - for standard input).
-        #[arg(long, value_name = "INPUT.json")]
-        input: PathBuf,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = EvalFormat::Text)]
-        format: EvalFormat,
-    },
-    /// Run the Rego unit tests and decision cases of every policy under DIR,
-    /// like `opa test`.
-    ///
-    /// Every directory holding a `policy.yaml` is compiled; its `*_test.rego`
-    /// rules named `test_*` must be `true`, and every case of its
-    /// `*.cases.yaml` files must get the expected decision. Exit 0 when all
-    /// pass, 1 on any failure, 2 on an error.
-    Test {
-        /// Directory to search (recursively) for policy.yaml files.
-        dir: PathBuf,
-        /// Print every test and case, not only the failures.
-        #[arg(short, long)]
-        verbose: bool,
-    },
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum EvalFormat {
-    /// `allow (rule NAME)` or `deny (REASON)`.
-    Text,
-    /// `{"decision": "allow", "rule": NAME}` or `{"decision": "deny", "reason": REASON}`.
-    Json,
-}
-
-#[derive(Subcommand)]
-pub enum ConfigCommand {
-    /// Check a plugin configuration (JSON) exactly as the filter will parse it.
-    Check {
-        /// Plugin configuration file (the JSON placed in Envoy's StringValue or Istio's pluginConfig).
-        config: PathBuf,
-    },
-}
-
-/// Runs a `policy` command. `Ok(code)` when the command reported its outcome
-/// itself (a decision or a test summary, on standard output).
-pub fn run_policy(cmd: PolicyCommand) -> Result<u8, Failure> {
-    match cmd {
-        PolicyCommand::Compile { policy, out } => {
-            let bundle = compile_file(&policy).map_err(Failure::Policy)?;
-            let mut prepared = bundle.clone();
-            prepared.prepare_rego();
-            for rule in prepared.interpreted_rego() {
-                eprintln!("custody: note: rule '{rule}': the Rego register VM cannot compile its rule; the filter evaluates it with regorus's interpreter (same verdicts, several times slower)");
-            }
-            write(out.as_deref(), &bundle_json(&bundle)?).map_err(Failure::Policy)?;
-            Ok(0)
-        }
-        PolicyCommand::Eval {
-            bundle,
-            policy,
-            input,
-            format,
-        } => {
-            let loaded = match (bundle, policy) {
-                (Some(b), _) => load_bundle(&b),
-                (None, Some(p)) => compile_file(&p),
-                (None, None) => Err("give --bundle or --policy".to_owned()),
-            }
-            .map_err(error)?;
-            policy_eval::run(&loaded, &input, format)
-        }
-        PolicyCommand::Test { dir, verbose } => policy_test::run(&dir, verbose),
-    }
-}
-
-pub fn run_config(cmd: ConfigCommand) -> Result<(), String> {
-    match cmd {
-        ConfigCommand::Check { config } => {
-            let c = Config::from_json(read(&config)?.as_bytes())
-                .map_err(|e| format!("{}: {e}", config.display()))?;
-            println!(
-                "{}: ok (mode {:?}, {} rules)",
-                config.display(),
-                c.mode,
-                c.policy.rules.len()
-            );
-            Ok(())
-        }
-    }
-}
 
 /// YAML policy → JSON bundle, without Rego files. Validation errors carry
 /// the YAML line and column.
@@ -144,7 +23,7 @@ fn parse_yaml(yaml: &str) -> Result<Policy, String> {
 }
 
 /// The bundle as the filter reads it (pretty JSON, newline-terminated).
-fn bundle_json(policy: &Policy) -> Result<String, Failure> {
+pub fn bundle_json(policy: &Policy) -> Result<String, Failure> {
     let mut json = serde_json::to_string_pretty(policy).map_err(|e| error(e.to_string()))?;
     json.push('\n');
     Ok(json)
@@ -217,11 +96,11 @@ pub fn file_name(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-fn read(path: &Path) -> Result<String, String> {
+pub fn read(path: &Path) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
-fn write(out: Option<&Path>, text: &str) -> Result<(), String> {
+pub fn write(out: Option<&Path>, text: &str) -> Result<(), String> {
     match out {
         None => {
             print!("{text}");
@@ -235,6 +114,7 @@ fn write(out: Option<&Path>, text: &str) -> Result<(), String> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use custody_core::config::Config;
 
     #[test]
     fn compiles_yaml_to_the_bundle_the_filter_reads() {

@@ -4,14 +4,22 @@
 //! history's steps → the rule's Rego over the document.
 
 use crate::fail::{error, Failure};
-use crate::policy_cmd::EvalFormat;
 use crate::util::{read_bytes_or_stdin, unix_now};
+use clap::ValueEnum;
 use custody_core::mcp::Target;
 use custody_core::policy::{Policy, Request, Step, Verdict};
 use custody_core::reason::Reason;
 use custody_core::SpiffeId;
 use serde_json::{json, Map, Value};
 use std::path::Path;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EvalFormat {
+    /// `allow (rule NAME)` or `deny (REASON)`.
+    Text,
+    /// `{"decision": "allow", "rule": NAME}` or `{"decision": "deny", "reason": REASON}`.
+    Json,
+}
 
 /// Decides `input` and prints the decision. Exit 0 allow, 1 deny.
 pub fn run(policy: &Policy, input: &Path, format: EvalFormat) -> Result<u8, Failure> {

@@ -2,11 +2,11 @@
 //! Each directory holding a `policy.yaml` is compiled (as `policy compile`
 //! does), then its Rego unit tests run (rules named `test_*` in its
 //! `*_test.rego` files, which pass iff `true`), then its decision cases
-//! (`*.cases.yaml`, see [`crate::policy_cases`]).
+//! (`*.cases.yaml`, see [`super::cases`]).
 
+use super::cases;
+use super::compile::{compile_file, file_name, rego_files};
 use crate::fail::{error, one_line, Failure};
-use crate::policy_cases;
-use crate::policy_cmd::{compile_file, file_name, rego_files};
 use custody_core::policy::Policy;
 use regorus::unstable::{Rule, RuleHead};
 use std::collections::BTreeMap;
@@ -106,7 +106,7 @@ fn test_policy(path: &Path, report: &mut Report) {
         Err(e) => return report.record(dir, "cases", Err(e)),
     };
     for file in cases {
-        match policy_cases::run_file(&policy, &file) {
+        match cases::run_file(&policy, &file) {
             Ok(outcomes) => {
                 for o in outcomes {
                     report.record(&file, &o.name, o.result);
