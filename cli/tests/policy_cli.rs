@@ -299,3 +299,24 @@ fn compile_ignores_test_files_and_keeps_plain_policies_as_they_were() {
     assert!(v.get("modules").is_none());
     assert_eq!(v["rules"][1]["name"], "calculator");
 }
+
+/// One duration grammar: `1d` is a policy `within` as it is a CLI `--ttl`.
+#[test]
+fn within_takes_the_cli_duration_grammar() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "rules:\n- name: r\n  callers: [\"spiffe://example.org/a\"]\n  methods: [tools/call]\n  require:\n  - step: approval\n    by: [\"spiffe://example.org/b\"]\n    within: 1d\n";
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = custody(&["policy", "compile", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let bundle: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(bundle["rules"][0]["require"][0]["within"], "1d");
+    std::fs::write(&path, yaml.replace("1d", "31d")).unwrap();
+    let out = custody(&["policy", "compile", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("between 1s and 30d"),
+        "{}",
+        text(&out.stderr)
+    );
+}
