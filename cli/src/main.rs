@@ -11,9 +11,11 @@ mod config_check;
 mod fail;
 mod headers;
 mod history_cmd;
+mod output;
 mod pki;
 mod policy;
 mod util;
+mod yaml_pos;
 
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};

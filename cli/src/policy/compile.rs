@@ -2,24 +2,125 @@
 //! compiled into the JSON bundle the filter loads, and compiled bundles read
 //! back with the filter's own checks.
 
+use super::lint::{self, Finding, Severity};
+use super::rego_lint;
 use crate::fail::{error, Failure};
-use custody_core::policy::Policy;
+use crate::yaml_pos::{Pos, Positions};
+use custody_core::policy::{CallerPattern, MethodPattern, NamePattern, Policy};
 use custody_core::rego::RegoModules;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// YAML policy → JSON bundle, without Rego files. Validation errors carry
-/// the YAML line and column.
+/// YAML policy → JSON bundle, without Rego files or lints. Validation errors
+/// carry the YAML line and column.
 #[cfg(test)]
 pub fn compile(yaml: &str) -> Result<String, String> {
-    let policy = parse_yaml(yaml)?;
+    let at = Positions::of_documents(yaml);
+    let policy = parse_yaml(yaml, "p.yaml", at.first()).map_err(|f| f.to_string())?;
     let mut json = serde_json::to_string_pretty(&policy).map_err(|e| e.to_string())?;
     json.push('\n');
     Ok(json)
 }
 
-fn parse_yaml(yaml: &str) -> Result<Policy, String> {
-    serde_norway::from_str(yaml).map_err(|e| e.to_string())
+/// Why a policy did not compile.
+#[derive(Debug)]
+pub enum CompileError {
+    /// A file could not be read (exit 2).
+    Unreadable(String),
+    /// The policy is refused: every error and warning found (exit 1).
+    Refused(Vec<Finding>),
+}
+
+/// A compiled policy and the warnings its lints gave.
+pub struct Compiled {
+    pub policy: Policy,
+    pub warnings: Vec<Finding>,
+}
+
+/// The policy, or the finding that refuses it, pointed at its item.
+fn parse_yaml(yaml: &str, file: &str, at: Option<&Positions>) -> Result<Policy, Finding> {
+    serde_norway::from_str(yaml).map_err(|e| {
+        let text = e.to_string();
+        let pos = e.location().map(|l| Pos {
+            line: l.line(),
+            column: l.column(),
+        });
+        let message = match pos {
+            Some(p) => text
+                .strip_suffix(&format!(" at {p}"))
+                .unwrap_or(&text)
+                .to_owned(),
+            None => text,
+        };
+        let mut finding = Finding::error(file, pos, "", message);
+        if let Some(at) = at {
+            refine(&mut finding, at);
+        }
+        finding
+    })
+}
+
+/// Points a serde error at the item it is about: the list item whose value
+/// is refused (serde_norway names the list), or the rule it names.
+fn refine(f: &mut Finding, at: &Positions) {
+    if let Some((path, rest)) = f.message.split_once(": ") {
+        let check: Option<fn(String) -> Result<(), String>> =
+            match path.rsplit('.').next().unwrap_or(path) {
+                "callers" | "by" => Some(|s| CallerPattern::try_from(s).map(|_| ())),
+                "methods" => Some(|s| MethodPattern::try_from(s).map(|_| ())),
+                "tools" | "resources" | "prompts" => Some(|s| NamePattern::try_from(s).map(|_| ())),
+                _ => None,
+            };
+        if let Some(check) = check {
+            let bad = (0..at.len(path)).find(|i| {
+                at.scalar(&format!("{path}[{i}]"))
+                    .is_some_and(|v| check(v.to_owned()).is_err())
+            });
+            if let Some(i) = bad {
+                let item = format!("{path}[{i}]");
+                f.pos = at.node(&item).or(f.pos);
+                f.path = item;
+                f.message = rest.to_owned();
+                return;
+            }
+        }
+    }
+    // `rule 'NAME' …`: the rule of that name (the later one for a name used twice).
+    let Some(name) = f
+        .message
+        .split_once("rule '")
+        .or_else(|| f.message.split_once("rule name '"))
+        .and_then(|(_, r)| r.split_once('\''))
+        .map(|(n, _)| n.to_owned())
+    else {
+        return;
+    };
+    let rules: Vec<usize> = (0..at.len("rules"))
+        .filter(|i| at.scalar(&format!("rules[{i}].name")) == Some(name.as_str()))
+        .collect();
+    let i = if f.message.contains("used twice") {
+        rules.last()
+    } else {
+        rules.first()
+    };
+    if let Some(i) = i {
+        let rule = format!("rules[{i}]");
+        let member = ["callers", "methods"]
+            .into_iter()
+            .find(|m| f.message.contains(&format!("lists no {m}")))
+            .or_else(|| f.message.contains("rego rule").then_some("rego"));
+        f.pos = match member {
+            Some(m) => at.key(&format!("{rule}.{m}")),
+            None => at.node(&format!("{rule}.name")),
+        }
+        .or(f.pos);
+        f.message = f
+            .message
+            .strip_prefix("rules: ")
+            .unwrap_or(&f.message)
+            .to_owned();
+        f.path = rule;
+    }
 }
 
 /// The bundle as the filter reads it (pretty JSON, newline-terminated).
@@ -29,35 +130,108 @@ pub fn bundle_json(policy: &Policy) -> Result<String, Failure> {
     Ok(json)
 }
 
-/// Compiles a policy file: the YAML, plus every `*.rego` file of its
-/// directory except `*_test.rego` as a module, then checks that every rule's
-/// `rego` names a rule of those modules. Errors start with the file's path.
-pub fn compile_file(path: &Path) -> Result<Policy, String> {
-    let mut policy = parse_yaml(&read(path)?).map_err(|e| format!("{}: {e}", path.display()))?;
+/// Compiles a policy file (`-`: standard input, without Rego files): the
+/// YAML, plus every `*.rego` file of its directory except `*_test.rego` as a
+/// module; checks that every rule's `rego` names a rule of those modules;
+/// then lints it ([`super::lint`], [`super::rego_lint`]). With `strict`,
+/// warnings refuse it too. Findings start with the file's path.
+pub fn compile_file(path: &Path, strict: bool) -> Result<Compiled, CompileError> {
+    let unreadable = |e: String| CompileError::Unreadable(e);
+    let file = path.display().to_string();
+    let refused =
+        |message: String| CompileError::Refused(vec![Finding::error(&file, None, "", message)]);
+    let text = read_input(path).map_err(unreadable)?;
+    let at = Positions::of_documents(&text)
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let mut policy =
+        parse_yaml(&text, &file, Some(&at)).map_err(|f| CompileError::Refused(vec![f]))?;
     let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
+        _ if path.as_os_str() == "-" => None,
+        Some(d) if !d.as_os_str().is_empty() => Some(d.to_path_buf()),
+        _ => Some(PathBuf::from(".")),
     };
-    let files = rego_files(&dir, false)?;
-    if !files.is_empty() {
-        let mut sources = BTreeMap::from(policy.modules.clone());
-        for file in files {
-            let name = file_name(&file);
-            if sources.contains_key(&name) {
-                return Err(format!(
-                    "{}: module '{name}' is given both in the policy and as a file",
-                    path.display()
-                ));
+    let mut module_files = BTreeMap::new();
+    if let Some(dir) = &dir {
+        let files = rego_files(dir, false).map_err(unreadable)?;
+        if !files.is_empty() {
+            let mut sources = BTreeMap::from(policy.modules.clone());
+            for f in files {
+                let name = file_name(&f);
+                if sources.contains_key(&name) {
+                    return Err(refused(format!(
+                        "module '{name}' is given both in the policy and as a file"
+                    )));
+                }
+                sources.insert(name.clone(), read(&f).map_err(unreadable)?);
+                module_files.insert(name, f.display().to_string());
             }
-            sources.insert(name, read(&file)?);
+            policy.modules = RegoModules::try_from(sources)
+                .map_err(|e| CompileError::Refused(vec![rego_error(&e, &file, &module_files)]))?;
         }
-        policy.modules =
-            RegoModules::try_from(sources).map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    policy
-        .check_rego()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(policy)
+    if let Err(e) = policy.check_rego() {
+        let mut f = Finding::error(&file, None, "", crate::fail::one_line(&e));
+        refine(&mut f, &at);
+        return Err(CompileError::Refused(vec![f]));
+    }
+    let mut findings = lint::lint(&policy, &file, &at);
+    let sources = BTreeMap::from(policy.modules.clone());
+    findings.extend(rego_lint::lint(&sources, &|name| {
+        module_files
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| format!("{file}: modules.{name}"))
+    }));
+    let refuses = |f: &Finding| f.severity == Severity::Error || strict;
+    if findings.iter().any(refuses) {
+        return Err(CompileError::Refused(findings));
+    }
+    Ok(Compiled {
+        policy,
+        warnings: findings,
+    })
+}
+
+/// A Rego error from regorus (`--> x.rego:3:12 … error: …`) as a finding at
+/// that file, line and column.
+fn rego_error(e: &str, file: &str, module_files: &BTreeMap<String, String>) -> Finding {
+    let located = e.split("--> ").nth(1).and_then(|rest| {
+        let (place, after) = rest.split_once('\n').unwrap_or((rest, ""));
+        let mut parts = place.trim().rsplitn(3, ':');
+        let column = parts.next()?.parse().ok()?;
+        let line = parts.next()?.parse().ok()?;
+        let name = parts.next()?;
+        let message = after
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("error: "))
+            .unwrap_or(after)
+            .to_owned();
+        Some((name.to_owned(), Pos { line, column }, message))
+    });
+    let before = e
+        .split("--> ")
+        .next()
+        .unwrap_or(e)
+        .trim()
+        .trim_end_matches(':');
+    match located {
+        Some((name, pos, message)) => {
+            let shown = module_files.get(&name).cloned().unwrap_or(name);
+            let prefix = before
+                .split_once("Rego module '")
+                .map_or(before, |_| "")
+                .to_owned();
+            let message = if prefix.is_empty() {
+                message
+            } else {
+                format!("{prefix}: {message}")
+            };
+            Finding::error(&shown, Some(pos), "", message)
+        }
+        None => Finding::error(file, None, "", crate::fail::one_line(e)),
+    }
 }
 
 /// Reads a compiled bundle and applies the filter's own checks.
@@ -94,6 +268,17 @@ pub fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
+}
+
+/// The text of `path`, or of standard input for `-`.
+pub fn read_input(path: &Path) -> Result<String, String> {
+    if path.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| format!("standard input: {e}"))?;
+        return Ok(text);
+    }
+    read(path)
 }
 
 pub fn read(path: &Path) -> Result<String, String> {
@@ -133,20 +318,47 @@ mod tests {
         let yaml = "rules:\n- name: calc\n  callers: [\"spiffe://example.org/ns/a/sa/agent\"]\n  methods: [tools/call]\n  tool: [add]\n";
         let err = compile(yaml).unwrap_err();
         assert!(
-            err.contains("unknown field `tool`") && err.contains("line 5"),
+            err.starts_with("p.yaml:5:3: rules[0]: unknown field `tool`"),
             "{err}"
         );
         let yaml =
             "rules:\n- name: calc\n  callers: [\"spiffe://Example.org/x\"]\n  methods: [ping]\n";
         let err = compile(yaml).unwrap_err();
         assert!(
-            err.contains("trust domain") && err.contains("line 3"),
+            err.starts_with("p.yaml:3:13: rules[0].callers[0]: caller")
+                && err.contains("trust domain"),
             "{err}"
         );
         let yaml = "rules:\n- name: calc\n  name: other\n  callers: [\"spiffe://example.org/x\"]\n  methods: [ping]\n";
         assert!(
             compile(yaml).unwrap_err().contains("duplicate"),
             "duplicate YAML keys are refused"
+        );
+        // An item of a block list: the item, not the list.
+        let yaml = "rules:\n- name: r\n  callers:\n  - spiffe://example.org/a\n  - spiffe://example.org/a**\n  methods:\n  - ping\n  - \"to ols\"\n";
+        let err = compile(yaml).unwrap_err();
+        assert!(
+            err.starts_with("p.yaml:5:5: rules[0].callers[1]: caller"),
+            "{err}"
+        );
+        let yaml = "rules:\n- name: r\n  callers: [\"spiffe://example.org/a\"]\n  methods:\n  - ping\n  - \"to ols\"\n";
+        let err = compile(yaml).unwrap_err();
+        assert!(
+            err.starts_with("p.yaml:6:5: rules[0].methods[1]: method 'to ols'"),
+            "{err}"
+        );
+        // A rule named in the error: that rule.
+        let yaml = "rules:\n- name: a\n  callers: [\"spiffe://example.org/a\"]\n  methods: [ping]\n- name: a\n  callers: [\"spiffe://example.org/a\"]\n  methods: [ping]\n";
+        let err = compile(yaml).unwrap_err();
+        assert!(
+            err.starts_with("p.yaml:5:9: rules[1]: rule name 'a' is used twice"),
+            "{err}"
+        );
+        let yaml = "rules:\n- name: a\n  callers: [\"spiffe://example.org/a\"]\n  methods: [ping]\n- name: b\n  callers: []\n  methods: [ping]\n";
+        let err = compile(yaml).unwrap_err();
+        assert!(
+            err.starts_with("p.yaml:6:3: rules[1]: rule 'b' lists no callers"),
+            "{err}"
         );
     }
 
@@ -165,7 +377,10 @@ mod tests {
             "package x\nimport rego.v1\ntest_a if allow\n",
         )
         .unwrap();
-        let p = compile_file(&dir.path().join("policy.yaml")).unwrap();
+        let p = compile_file(&dir.path().join("policy.yaml"), false)
+            .ok()
+            .unwrap()
+            .policy;
         let v = serde_json::to_value(&p).unwrap();
         assert!(v["modules"]["x.rego"].is_string());
         assert!(v["modules"].get("x_test.rego").is_none());
@@ -181,7 +396,7 @@ mod tests {
             if !path.exists() {
                 continue;
             }
-            let mut p = compile_file(&path).unwrap();
+            let mut p = compile_file(&path, true).ok().unwrap().policy;
             p.prepare_rego();
             assert_eq!(
                 p.interpreted_rego(),

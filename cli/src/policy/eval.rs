@@ -4,8 +4,8 @@
 //! history's steps → the rule's Rego over the document.
 
 use crate::fail::{error, Failure};
+use crate::output::Format;
 use crate::util::{read_bytes_or_stdin, unix_now};
-use clap::ValueEnum;
 use custody_core::mcp::Target;
 use custody_core::policy::{Policy, Request, Step, Verdict};
 use custody_core::reason::Reason;
@@ -13,16 +13,8 @@ use custody_core::SpiffeId;
 use serde_json::{json, Map, Value};
 use std::path::Path;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum EvalFormat {
-    /// `allow (rule NAME)` or `deny (REASON)`.
-    Text,
-    /// `{"decision": "allow", "rule": NAME}` or `{"decision": "deny", "reason": REASON}`.
-    Json,
-}
-
 /// Decides `input` and prints the decision. Exit 0 allow, 1 deny.
-pub fn run(policy: &Policy, input: &Path, format: EvalFormat) -> Result<u8, Failure> {
+pub fn run(policy: &Policy, input: &Path, format: Format) -> Result<u8, Failure> {
     let bytes = read_bytes_or_stdin(input)?;
     let mut doc = custody_json::parse_strict(&bytes, 64).map_err(|e| {
         error(format!(
@@ -38,8 +30,8 @@ pub fn run(policy: &Policy, input: &Path, format: EvalFormat) -> Result<u8, Fail
     let verdict = decide(policy, &mut doc, unix_now()?)
         .map_err(|e| error(format!("{}: {e}", input.display())))?;
     let line = match format {
-        EvalFormat::Text => text(&verdict),
-        EvalFormat::Json => verdict_json(&verdict).to_string(),
+        Format::Text => text(&verdict),
+        Format::Json => verdict_json(&verdict).to_string(),
     };
     crate::util::print(&format!("{line}\n"))?;
     Ok(if verdict.is_ok() { 0 } else { 1 })

@@ -5,13 +5,17 @@ mod cases;
 pub mod compile;
 mod dev_pki;
 pub mod eval;
+pub mod lint;
+mod mcp_methods;
+mod rego_lint;
 mod test;
 
 use crate::fail::{error, Failure};
+use crate::output::Format;
 use clap::Subcommand;
-use compile::{bundle_json, compile_file, load_bundle, write};
-use eval::EvalFormat;
-use std::path::PathBuf;
+use compile::{bundle_json, compile_file, load_bundle, write, CompileError, Compiled};
+use lint::Finding;
+use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
 pub enum PolicyCommand {
@@ -19,12 +23,23 @@ pub enum PolicyCommand {
     ///
     /// Every `*.rego` file next to the policy (except `*_test.rego`) goes into
     /// the bundle's `modules`; every rule's `rego` must name a rule they define.
+    ///
+    /// Lints refuse rules that can never match (unknown MCP methods and
+    /// pseudo-methods, target lists on methods that carry none, an empty rule
+    /// set, Rego calling builtins the filter lacks or naming undefined rules);
+    /// warnings for what a person may mean. Exit 0 compiled, 1 refused, 2 error.
     Compile {
-        /// Policy file (YAML; JSON is YAML too).
+        /// Policy file (YAML; JSON is YAML too; - for standard input, without Rego files).
         policy: PathBuf,
         /// Where to write the bundle; standard output if omitted.
         #[arg(short, long)]
         out: Option<PathBuf>,
+        /// Treat warnings as errors.
+        #[arg(long)]
+        strict: bool,
+        /// How findings are printed on standard error.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Decide one Rego input document with a policy, as the filter's decision
     /// stage does (its history taken as verified).
@@ -46,8 +61,11 @@ pub enum PolicyCommand {
         #[arg(long, value_name = "INPUT.json")]
         input: PathBuf,
         /// Output format.
-        #[arg(long, value_enum, default_value_t = EvalFormat::Text)]
-        format: EvalFormat,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// With --policy: treat lint warnings as errors.
+        #[arg(long)]
+        strict: bool,
     },
     /// Run the Rego unit tests and decision cases of every policy under DIR,
     /// like `opa test`.
@@ -62,21 +80,35 @@ pub enum PolicyCommand {
         /// Print every test and case, not only the failures.
         #[arg(short, long)]
         verbose: bool,
+        /// Treat lint warnings as failures.
+        #[arg(long)]
+        strict: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
 }
 
 /// Runs a `policy` command. `Ok(code)` when the command reported its outcome
-/// itself (a decision or a test summary, on standard output).
+/// itself (a decision, a test summary, findings).
 pub fn run_policy(cmd: PolicyCommand) -> Result<u8, Failure> {
     match cmd {
-        PolicyCommand::Compile { policy, out } => {
-            let bundle = compile_file(&policy).map_err(Failure::Policy)?;
+        PolicyCommand::Compile {
+            policy,
+            out,
+            strict,
+            format,
+        } => {
+            let bundle = match compile(&policy, strict, format)? {
+                Ok(c) => c.policy,
+                Err(code) => return Ok(code),
+            };
             let mut prepared = bundle.clone();
             prepared.prepare_rego();
             for rule in prepared.interpreted_rego() {
                 eprintln!("custody: note: rule '{rule}': the Rego register VM cannot compile its rule; the filter evaluates it with regorus's interpreter (same verdicts, several times slower)");
             }
-            write(out.as_deref(), &bundle_json(&bundle)?).map_err(Failure::Policy)?;
+            write(out.as_deref(), &bundle_json(&bundle)?).map_err(error)?;
             Ok(0)
         }
         PolicyCommand::Eval {
@@ -84,15 +116,52 @@ pub fn run_policy(cmd: PolicyCommand) -> Result<u8, Failure> {
             policy,
             input,
             format,
+            strict,
         } => {
             let loaded = match (bundle, policy) {
-                (Some(b), _) => load_bundle(&b),
-                (None, Some(p)) => compile_file(&p),
-                (None, None) => Err("give --bundle or --policy".to_owned()),
-            }
-            .map_err(error)?;
+                (Some(b), _) => load_bundle(&b).map_err(error)?,
+                (None, Some(p)) => match compile(&p, strict, format)? {
+                    Ok(c) => c.policy,
+                    // A refused policy is an error here (exit 2), as any bad input.
+                    Err(_) => return Ok(2),
+                },
+                (None, None) => return Err(error("give --bundle or --policy")),
+            };
             eval::run(&loaded, &input, format)
         }
-        PolicyCommand::Test { dir, verbose } => test::run(&dir, verbose),
+        PolicyCommand::Test {
+            dir,
+            verbose,
+            strict,
+            format,
+        } => test::run(&dir, verbose, strict, format),
+    }
+}
+
+/// Compiles `path`, printing its findings on standard error. `Ok(Err(1))`
+/// when the policy is refused (the findings say why); `Err` when a file
+/// cannot be read.
+pub fn compile(path: &Path, strict: bool, format: Format) -> Result<Result<Compiled, u8>, Failure> {
+    match compile_file(path, strict) {
+        Ok(c) => {
+            report(&c.warnings, format);
+            Ok(Ok(c))
+        }
+        Err(CompileError::Refused(findings)) => {
+            report(&findings, format);
+            Ok(Err(1))
+        }
+        Err(CompileError::Unreadable(e)) => Err(error(e)),
+    }
+}
+
+/// Findings on standard error: one line each (`custody: error: FILE:LINE:COLUMN: …`),
+/// or one JSON object per line.
+pub fn report(findings: &[Finding], format: Format) {
+    for f in findings {
+        match format {
+            Format::Text => eprintln!("{}", f.line()),
+            Format::Json => eprintln!("{}", f.to_json()),
+        }
     }
 }
