@@ -9,6 +9,7 @@
 mod ca_cmd;
 mod config_check;
 mod fail;
+mod finding;
 mod headers;
 mod history_cmd;
 mod output;
@@ -19,7 +20,7 @@ mod yaml_pos;
 
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
-use fail::{one_line, Failure};
+use fail::one_line;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -92,7 +93,10 @@ fn main() -> ExitCode {
             Ok(code) => return ExitCode::from(code),
             Err(failure) => Err(failure),
         },
-        Command::Config(cmd) => config_check::run_config(cmd).map_err(Failure::Policy),
+        Command::Config(cmd) => match config_check::run_config(cmd) {
+            Ok(code) => return ExitCode::from(code),
+            Err(failure) => Err(failure),
+        },
         Command::Ca(cmd) => ca_cmd::run(cmd),
         Command::History(cmd) => history_cmd::run(cmd),
     };

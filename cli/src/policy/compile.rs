@@ -2,9 +2,10 @@
 //! compiled into the JSON bundle the filter loads, and compiled bundles read
 //! back with the filter's own checks.
 
-use super::lint::{self, Finding, Severity};
+use super::lint;
 use super::rego_lint;
 use crate::fail::{error, Failure};
+use crate::finding::{Finding, Severity};
 use crate::yaml_pos::{Pos, Positions};
 use custody_core::policy::{CallerPattern, MethodPattern, NamePattern, Policy};
 use custody_core::rego::RegoModules;

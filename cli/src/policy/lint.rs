@@ -4,82 +4,13 @@
 //! method, `tools: []`), errors too under `--strict`.
 
 use super::mcp_methods::{self as mcp, Kind};
+use crate::finding::Finding;
+#[cfg(test)]
+use crate::finding::Severity;
 use crate::yaml_pos::{Pos, Positions};
 use custody_core::glob::Glob;
 use custody_core::policy::{Policy, Rule};
-use serde_json::json;
 use std::collections::BTreeSet;
-use std::fmt;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
-    Error,
-    Warning,
-}
-
-/// One finding, at a place in a file.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    pub severity: Severity,
-    pub file: String,
-    pub pos: Option<Pos>,
-    /// Where in the document (`rules[0].methods[1]`), or a Rego rule's name.
-    pub path: String,
-    pub message: String,
-}
-
-impl Finding {
-    pub fn error(file: &str, pos: Option<Pos>, path: &str, message: String) -> Finding {
-        Finding {
-            severity: Severity::Error,
-            file: file.to_owned(),
-            pos,
-            path: path.to_owned(),
-            message,
-        }
-    }
-
-    pub fn warning(file: &str, pos: Option<Pos>, path: &str, message: String) -> Finding {
-        Finding {
-            severity: Severity::Warning,
-            ..Finding::error(file, pos, path, message)
-        }
-    }
-
-    /// `custody: error: …` or `custody: warning: …`: one line.
-    pub fn line(&self) -> String {
-        let word = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        };
-        crate::fail::one_line(&format!("custody: {word}: {self}"))
-    }
-
-    pub fn to_json(&self) -> serde_json::Value {
-        json!({
-            "severity": match self.severity { Severity::Error => "error", Severity::Warning => "warning" },
-            "file": self.file,
-            "line": self.pos.map(|p| p.line),
-            "column": self.pos.map(|p| p.column),
-            "path": self.path,
-            "message": self.message,
-        })
-    }
-}
-
-/// `FILE:LINE:COLUMN: PATH: MESSAGE` (without the position when unknown).
-impl fmt::Display for Finding {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
-        if let Some(p) = self.pos {
-            write!(f, ":{}:{}", p.line, p.column)?;
-        }
-        if !self.path.is_empty() {
-            write!(f, ": {}", self.path)?;
-        }
-        write!(f, ": {}", self.message)
-    }
-}
 
 /// Every lint over `policy`, read from `file` whose nodes are at `at`.
 pub fn lint(policy: &Policy, file: &str, at: &Positions) -> Vec<Finding> {

@@ -11,10 +11,10 @@ mod rego_lint;
 mod test;
 
 use crate::fail::{error, Failure};
+use crate::finding::report;
 use crate::output::Format;
 use clap::Subcommand;
 use compile::{bundle_json, compile_file, load_bundle, write, CompileError, Compiled};
-use lint::Finding;
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
@@ -152,16 +152,5 @@ pub fn compile(path: &Path, strict: bool, format: Format) -> Result<Result<Compi
             Ok(Err(1))
         }
         Err(CompileError::Unreadable(e)) => Err(error(e)),
-    }
-}
-
-/// Findings on standard error: one line each (`custody: error: FILE:LINE:COLUMN: …`),
-/// or one JSON object per line.
-pub fn report(findings: &[Finding], format: Format) {
-    for f in findings {
-        match format {
-            Format::Text => eprintln!("{}", f.line()),
-            Format::Json => eprintln!("{}", f.to_json()),
-        }
     }
 }

@@ -6,7 +6,7 @@
 //! fals`); a `data.` reference to a rule no module defines (the filter
 //! loads no data documents).
 
-use super::lint::Finding;
+use crate::finding::Finding;
 use crate::yaml_pos::Pos;
 use regorus::unstable::{Expr, Literal, Module, Query, Rule, RuleHead, BUILTINS};
 use regorus::utils::get_path_string;

@@ -112,7 +112,7 @@ impl Report {
 fn test_policy(path: &Path, strict: bool, report: &mut Report) {
     let policy = match compile_file(path, strict) {
         Ok(c) => {
-            super::report(&c.warnings, report.format);
+            crate::finding::report(&c.warnings, report.format);
             c.policy
         }
         Err(CompileError::Refused(findings)) => {
