@@ -48,6 +48,26 @@ enum Command {
     /// Sign, prove and verify signed workflow histories.
     #[command(subcommand)]
     History(history_cmd::HistoryCommand),
+    /// Print the version and the git revision this command was built from.
+    Version {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = output::Format::Text)]
+        format: output::Format,
+    },
+}
+
+/// `custody VERSION (git REVISION)`, or the same as JSON.
+fn version(format: output::Format) -> String {
+    let (version, revision) = (env!("CARGO_PKG_VERSION"), env!("CUSTODY_GIT_REVISION"));
+    match format {
+        output::Format::Text => format!("custody {version} (git {revision})\n"),
+        output::Format::Json => {
+            format!(
+                "{}\n",
+                serde_json::json!({"version": version, "git_revision": revision})
+            )
+        }
+    }
 }
 
 /// A clap error as one line: the message, its tips, and the usage line.
@@ -99,6 +119,7 @@ fn main() -> ExitCode {
         },
         Command::Ca(cmd) => ca_cmd::run(cmd),
         Command::History(cmd) => history_cmd::run(cmd),
+        Command::Version { format } => util::print(&version(format)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -119,6 +140,22 @@ mod tests {
             Ok(_) => String::new(),
             Err(e) => usage_line(&e),
         }
+    }
+
+    #[test]
+    fn version_names_the_revision() {
+        let text = version(output::Format::Text);
+        assert!(
+            text.starts_with(&format!("custody {} (git ", env!("CARGO_PKG_VERSION"))),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&version(output::Format::Json)).unwrap();
+        assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+        let rev = v["git_revision"].as_str().unwrap();
+        assert!(
+            rev == "unknown" || (rev.len() == 12 && rev.bytes().all(|b| b.is_ascii_hexdigit())),
+            "{rev}"
+        );
     }
 
     #[test]
