@@ -223,3 +223,73 @@ fn strict_warnings_missing_files_and_files_without_a_filter() {
     let (code, _, stderr) = check(&["-"], Some("a: [1\n"));
     assert_eq!(code, Some(2), "{stderr}");
 }
+
+/// `policy render` turns a policy into what the mesh applies, and every
+/// rendered kind passes the gate; the annotation is the bundle's SHA-256.
+#[test]
+fn rendered_policies_pass_the_gate() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_custody"))
+            .args(args)
+            .current_dir(root())
+            .output()
+            .unwrap()
+    };
+    let bundle = run(&["policy", "compile", "policies/demo/policy.yaml"]);
+    assert!(bundle.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    for kind in ["wasmplugin", "envoy-filter", "ecds", "plugin-json"] {
+        let out = dir.path().join(kind);
+        let r = run(&[
+            "policy",
+            "render",
+            "policies/demo/policy.yaml",
+            "--as",
+            kind,
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert!(
+            r.status.success(),
+            "{kind}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+        let (code, stdout, stderr) = check(&["--strict", out.to_str().unwrap()], None);
+        assert_eq!(code, Some(0), "{kind}: {stdout}{stderr}");
+        let text = std::fs::read_to_string(&out).unwrap();
+        let policy = if kind == "plugin-json" {
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()["policy"].clone()
+        } else {
+            serde_json::Value::Null
+        };
+        if kind == "plugin-json" {
+            let compiled: serde_json::Value = serde_json::from_slice(&bundle.stdout).unwrap();
+            assert_eq!(policy, compiled);
+        } else {
+            let hash = text
+                .lines()
+                .next()
+                .unwrap()
+                .strip_prefix("# custody.dev/policy-sha256: ")
+                .unwrap();
+            let want = Command::new("sha256sum")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .map(|mut c| {
+                    c.stdin.take().unwrap().write_all(&bundle.stdout).unwrap();
+                    String::from_utf8(c.wait_with_output().unwrap().stdout).unwrap()
+                });
+            if let Ok(sum) = want {
+                assert_eq!(hash, sum.split_whitespace().next().unwrap(), "{kind}");
+            }
+            assert_eq!(hash.len(), 64);
+        }
+    }
+    let wasmplugin = std::fs::read_to_string(dir.path().join("wasmplugin")).unwrap();
+    assert!(
+        wasmplugin.contains("    custody.dev/policy-sha256: "),
+        "{wasmplugin}"
+    );
+    assert!(wasmplugin.contains("failStrategy: FAIL_CLOSE"));
+}

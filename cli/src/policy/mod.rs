@@ -8,6 +8,7 @@ pub mod eval;
 pub mod lint;
 mod mcp_methods;
 mod rego_lint;
+pub mod render;
 mod test;
 
 use crate::fail::{error, Failure};
@@ -40,6 +41,41 @@ pub enum PolicyCommand {
         /// How findings are printed on standard error.
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+    },
+    /// Render a policy as what the mesh applies: an Istio WasmPlugin, an Envoy
+    /// HTTP filter entry or ECDS resource, or the plugin JSON, with the
+    /// bundle's SHA-256 (`custody.dev/policy-sha256`).
+    ///
+    /// The policy is compiled (and linted) first. Exit 0 rendered, 1 refused, 2 error.
+    Render {
+        /// Policy file (YAML; - for standard input).
+        policy: PathBuf,
+        /// What to render.
+        #[arg(long = "as", value_enum, value_name = "KIND")]
+        target: render::Target,
+        /// A plugin configuration (JSON) to put the policy into (its `policy` is replaced);
+        /// default {"mode": "enforce"}, and for a WasmPlugin also identity
+        /// istio_peer_principal and headers stream.
+        #[arg(long, value_name = "PLUGIN.json")]
+        config: Option<PathBuf>,
+        /// The WasmPlugin's metadata.name, the Envoy filter's and VM's name.
+        #[arg(long, default_value = "custody")]
+        name: String,
+        /// The WasmPlugin's namespace.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// The WasmPlugin's module URL.
+        #[arg(long, default_value = "oci://REGISTRY/custody:0.1.0")]
+        url: String,
+        /// The module file of the Envoy outputs.
+        #[arg(long, default_value = "dist/custody.wasm")]
+        module: String,
+        /// Where to write; standard output if omitted.
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// Treat lint warnings as errors.
+        #[arg(long)]
+        strict: bool,
     },
     /// Decide one Rego input document with a policy, as the filter's decision
     /// stage does (its history taken as verified).
@@ -128,6 +164,48 @@ pub fn run_policy(cmd: PolicyCommand) -> Result<u8, Failure> {
                 (None, None) => return Err(error("give --bundle or --policy")),
             };
             eval::run(&loaded, &input, format)
+        }
+        PolicyCommand::Render {
+            policy,
+            target,
+            config,
+            name,
+            namespace,
+            url,
+            module,
+            out,
+            strict,
+        } => {
+            let compiled = match compile(&policy, strict, Format::Text)? {
+                Ok(c) => c.policy,
+                Err(code) => return Ok(code),
+            };
+            let base = match config {
+                None => None,
+                Some(path) => {
+                    let text = compile::read_input(&path).map_err(error)?;
+                    let value: serde_json::Value = serde_json::from_str(&text)
+                        .map_err(|e| error(format!("{}: {e}", path.display())))?;
+                    Some(value.as_object().cloned().ok_or_else(|| {
+                        error(format!(
+                            "{}: a plugin configuration is a JSON object",
+                            path.display()
+                        ))
+                    })?)
+                }
+            };
+            let bundle = bundle_json(&compiled)?;
+            let options = render::Options {
+                target,
+                base,
+                name: &name,
+                namespace: &namespace,
+                url: &url,
+                module: &module,
+            };
+            let text = render::render(&compiled, &bundle, &options).map_err(error)?;
+            write(out.as_deref(), &text).map_err(error)?;
+            Ok(0)
         }
         PolicyCommand::Test {
             dir,
