@@ -1,6 +1,7 @@
 """Every Envoy config and plugin configuration the project ships is checked
 by the real parsers: `envoy --mode validate` (which also runs the filter's
-on_configure) and `custody config check` (the filter's own config parser)."""
+on_configure) and `custody config check`, the pre-ship gate (the filter's own
+config parser, and what its guarantees rest on in Envoy)."""
 
 from __future__ import annotations
 
@@ -42,19 +43,47 @@ def test_shipped_bootstrap_validates_and_the_filter_accepts_its_configuration(bo
     assert "configuration refused" not in result.stdout + result.stderr
 
 
+SHIPPED = sorted((REPO / "envoy").rglob("*.yaml"))
+CUSTODY = REPO / "dist" / "custody"
+
+
+def config_check(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(CUSTODY), "config", "check", *args], capture_output=True, text=True, input=stdin)
+
+
+@pytest.mark.parametrize("shipped", SHIPPED, ids=lambda p: str(p.relative_to(REPO)))
+def test_every_shipped_file_passes_the_pre_ship_gate(shipped):
+    """`custody config check --strict` on the file as shipped: every Custody filter
+    it holds is accepted by the filter's parser, and no guarantee check warns."""
+    result = config_check("--strict", "--format", "json", str(shipped))
+    report = json.loads(result.stdout) if result.stdout else None
+    if "PeerAuthentication" in shipped.read_text():
+        # Holds no filter: the gate says so rather than passing silently.
+        assert result.returncode == 1 and "no Custody filter found" in result.stderr
+        return
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert report["ok"] is True and report["findings"] == []
+    assert report["filters"] and all(f["ok"] for f in report["filters"])
+
+
+@pytest.mark.parametrize("shipped", SHIPPED, ids=lambda p: str(p.relative_to(REPO)))
+def test_a_misspelt_key_in_a_shipped_file_is_refused(shipped):
+    """Issue 14's first finding: `"mdoe"` passes `envoy --mode validate`; the gate refuses it."""
+    text = shipped.read_text()
+    if "PeerAuthentication" in text:
+        pytest.skip("holds no plugin configuration")
+    broken = text.replace('"mode": "enforce"', '"mdoe": "enforce"').replace("mode: enforce", "mdoe: enforce")
+    assert broken != text
+    result = config_check("-", stdin=broken)
+    assert result.returncode == 1, result.stdout
+    assert "refused: unknown field `mdoe`" in result.stderr
+
+
 @pytest.mark.parametrize("bootstrap", BOOTSTRAPS, ids=lambda p: str(p.relative_to(REPO)))
-def test_shipped_plugin_configuration_passes_custody_config_check(bootstrap, tmp_path):
-    configs = plugin_configs_of(yaml.safe_load(bootstrap.read_text()))
-    assert configs, "no wasm filter in bootstrap"
-    for i, wasm in enumerate(configs):
+def test_shipped_wasm_filters_hold_headers_and_never_fail_open(bootstrap):
+    for wasm in plugin_configs_of(yaml.safe_load(bootstrap.read_text())):
         assert wasm["allow_on_headers_stop_iteration"] is True
         assert wasm["failure_policy"] in ("FAIL_CLOSED", "FAIL_RELOAD")
-        config = tmp_path / f"plugin-{i}.json"
-        config.write_text(wasm["configuration"]["value"])
-        result = subprocess.run(
-            [str(REPO / "dist" / "custody"), "config", "check", str(config)], capture_output=True, text=True
-        )
-        assert result.returncode == 0, f"{wasm['name']}: {result.stderr}"
 
 
 def test_validate_catches_a_broken_bootstrap(envoy_cwd, tmp_path):
@@ -71,7 +100,7 @@ def test_the_shipped_policy_matches_the_demo_policy():
     inline = json.loads(wasm["configuration"]["value"])["policy"]
     compiled = json.loads(
         subprocess.run(
-            [str(REPO / "dist" / "custody"), "policy", "compile", str(REPO / "policies" / "demo" / "policy.yaml")],
+            [str(CUSTODY), "policy", "compile", str(REPO / "policies" / "demo" / "policy.yaml")],
             capture_output=True,
             text=True,
             check=True,

@@ -1,8 +1,8 @@
 //! How a command fails: one line on stderr and an exit code.
 //!
 //! - exit 1: `custody: refused: <reason_code>: <detail>`, a history, proof or
-//!   certificate failed a check of `docs/history-format.md` (and, unchanged,
-//!   every `policy`/`config` error);
+//!   certificate failed a check of `docs/history-format.md` (`policy` and
+//!   `config` refusals print their findings themselves and exit 1);
 //! - exit 2: `custody: error: <message>`, anything else: a bad argument, a
 //!   missing or unreadable file, a key that does not fit its certificate.
 
@@ -17,8 +17,6 @@ pub enum Failure {
         reason: &'static str,
         detail: String,
     },
-    /// A `policy` or `config` error (exit 1, as before the history commands).
-    Policy(String),
     /// A usage or input error (exit 2).
     Error(String),
 }
@@ -33,7 +31,7 @@ impl Failure {
 
     pub fn exit_code(&self) -> u8 {
         match self {
-            Failure::Refused { .. } | Failure::Policy(_) => 1,
+            Failure::Refused { .. } => 1,
             Failure::Error(_) => 2,
         }
     }
@@ -43,7 +41,7 @@ impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let line = match self {
             Failure::Refused { reason, detail } => format!("custody: refused: {reason}: {detail}"),
-            Failure::Policy(m) | Failure::Error(m) => format!("custody: error: {m}"),
+            Failure::Error(m) => format!("custody: error: {m}"),
         };
         f.write_str(&one_line(&line))
     }
@@ -77,6 +75,5 @@ mod tests {
         let e = error("a\n  b\n\nc");
         assert_eq!(e.exit_code(), 2);
         assert_eq!(e.to_string(), "custody: error: a b c");
-        assert_eq!(Failure::Policy("x".into()).exit_code(), 1);
     }
 }

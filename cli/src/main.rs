@@ -7,19 +7,20 @@
 //! `policy eval`/`test` commands, and every usage error.
 
 mod ca_cmd;
+mod config_check;
 mod fail;
+mod finding;
 mod headers;
 mod history_cmd;
+mod output;
 mod pki;
-mod policy_cases;
-mod policy_cmd;
-mod policy_eval;
-mod policy_test;
+mod policy;
 mod util;
+mod yaml_pos;
 
 use clap::error::ErrorKind;
 use clap::{Parser, Subcommand};
-use fail::{one_line, Failure};
+use fail::one_line;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -37,16 +38,36 @@ struct Cli {
 enum Command {
     /// Compile, evaluate and test policies.
     #[command(subcommand)]
-    Policy(policy_cmd::PolicyCommand),
+    Policy(policy::PolicyCommand),
     /// Check plugin configurations.
     #[command(subcommand)]
-    Config(policy_cmd::ConfigCommand),
+    Config(config_check::ConfigCommand),
     /// A development CA: trust bundle and X.509-SVIDs.
     #[command(subcommand)]
     Ca(ca_cmd::CaCommand),
     /// Sign, prove and verify signed workflow histories.
     #[command(subcommand)]
     History(history_cmd::HistoryCommand),
+    /// Print the version and the git revision this command was built from.
+    Version {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = output::Format::Text)]
+        format: output::Format,
+    },
+}
+
+/// `custody VERSION (git REVISION)`, or the same as JSON.
+fn version(format: output::Format) -> String {
+    let (version, revision) = (env!("CARGO_PKG_VERSION"), env!("CUSTODY_GIT_REVISION"));
+    match format {
+        output::Format::Text => format!("custody {version} (git {revision})\n"),
+        output::Format::Json => {
+            format!(
+                "{}\n",
+                serde_json::json!({"version": version, "git_revision": revision})
+            )
+        }
+    }
 }
 
 /// A clap error as one line: the message, its tips, and the usage line.
@@ -87,14 +108,18 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Policy(cmd) => match policy_cmd::run_policy(cmd) {
+        Command::Policy(cmd) => match policy::run_policy(cmd) {
             // The command printed its outcome (a decision, a test summary).
             Ok(code) => return ExitCode::from(code),
             Err(failure) => Err(failure),
         },
-        Command::Config(cmd) => policy_cmd::run_config(cmd).map_err(Failure::Policy),
+        Command::Config(cmd) => match config_check::run_config(cmd) {
+            Ok(code) => return ExitCode::from(code),
+            Err(failure) => Err(failure),
+        },
         Command::Ca(cmd) => ca_cmd::run(cmd),
         Command::History(cmd) => history_cmd::run(cmd),
+        Command::Version { format } => util::print(&version(format)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -115,6 +140,22 @@ mod tests {
             Ok(_) => String::new(),
             Err(e) => usage_line(&e),
         }
+    }
+
+    #[test]
+    fn version_names_the_revision() {
+        let text = version(output::Format::Text);
+        assert!(
+            text.starts_with(&format!("custody {} (git ", env!("CARGO_PKG_VERSION"))),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&version(output::Format::Json)).unwrap();
+        assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+        let rev = v["git_revision"].as_str().unwrap();
+        assert!(
+            rev == "unknown" || (rev.len() == 12 && rev.bytes().all(|b| b.is_ascii_hexdigit())),
+            "{rev}"
+        );
     }
 
     #[test]

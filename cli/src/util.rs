@@ -1,65 +1,13 @@
-//! Small helpers shared by the `ca` and `history` commands: durations,
+//! Small helpers shared by the commands: durations,
 //! UTC times, files (secret files with mode 0600), randomness.
 
 use crate::fail::{error, Result};
 use std::io::{Read, Write};
 use std::path::Path;
 
-/// Parses a duration like `30s`, `10m`, `1h`, `1h30m`, `2d`: one or more
-/// `<digits><unit>` with units `d`, `h`, `m`, `s`, each at most once and in
-/// that order. Returns seconds.
-pub fn parse_duration(text: &str) -> std::result::Result<u64, String> {
-    const UNITS: [(char, u64); 4] = [('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)];
-    let bad = || format!("bad duration {text:?}: use e.g. 30s, 10m, 1h, 1h30m, 2d");
-    if text.is_empty() {
-        return Err(bad());
-    }
-    let mut total: u64 = 0;
-    let mut next_unit = 0; // index into UNITS: units must come in order, once each
-    let mut digits = String::new();
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let pos = UNITS[next_unit..]
-            .iter()
-            .position(|(u, _)| *u == c)
-            .ok_or_else(bad)?;
-        if digits.is_empty() {
-            return Err(bad());
-        }
-        let n: u64 = digits.parse().map_err(|_| bad())?;
-        let (_, secs) = UNITS[next_unit + pos];
-        total = n
-            .checked_mul(secs)
-            .and_then(|v| total.checked_add(v))
-            .ok_or_else(bad)?;
-        next_unit += pos + 1;
-        digits.clear();
-    }
-    if !digits.is_empty() {
-        return Err(bad());
-    }
-    Ok(total)
-}
-
-/// Formats seconds as `1h30m`, `45s`, `2d3h`, `0s`.
-pub fn format_duration(secs: u64) -> String {
-    if secs == 0 {
-        return "0s".into();
-    }
-    let mut out = String::new();
-    let mut rest = secs;
-    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1)] {
-        let n = rest / size;
-        rest %= size;
-        if n > 0 {
-            out.push_str(&format!("{n}{unit}"));
-        }
-    }
-    out
-}
+/// Durations in Custody's one grammar (`30s`, `1h30m`, `2d`), shared with
+/// policy `within`.
+pub use custody_core::duration::{format as format_duration, parse as parse_duration};
 
 /// Unix seconds as `YYYY-MM-DD HH:MM:SSZ` (proleptic Gregorian, UTC).
 pub fn format_utc(unix: u64) -> String {
@@ -159,45 +107,6 @@ pub fn print(text: &str) -> Result<()> {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s"), Ok(30));
-        assert_eq!(parse_duration("10m"), Ok(600));
-        assert_eq!(parse_duration("1h"), Ok(3600));
-        assert_eq!(parse_duration("1h30m"), Ok(5400));
-        assert_eq!(parse_duration("1h30m15s"), Ok(5415));
-        assert_eq!(parse_duration("2d"), Ok(172_800));
-        assert_eq!(parse_duration("90s"), Ok(90));
-        assert_eq!(parse_duration("0s"), Ok(0));
-        for bad in [
-            "",
-            "10",
-            "h",
-            "1x",
-            "1h1h",
-            "30m1h",
-            "1 h",
-            "-1s",
-            "1.5h",
-            "s30",
-            "1h30",
-            "99999999999999999999s",
-            "999999999999999999d",
-        ] {
-            assert!(parse_duration(bad).is_err(), "{bad:?} must be refused");
-        }
-        assert!(parse_duration("1x").unwrap_err().contains("\"1x\""));
-    }
-
-    #[test]
-    fn duration_round_trip() {
-        for s in [0, 1, 59, 60, 61, 3600, 5400, 86_400, 90_061] {
-            assert_eq!(parse_duration(&format_duration(s)), Ok(s), "{s}");
-        }
-        assert_eq!(format_duration(5400), "1h30m");
-        assert_eq!(format_duration(90_061), "1d1h1m1s");
-    }
 
     #[test]
     fn utc_times() {

@@ -261,7 +261,9 @@ fn compile_refuses_a_missing_rego_rule() {
     let dir = policy_dir("data.x.allow", "package x\nimport rego.v1\nallw if true\n");
     let err = compile_fails(dir.path());
     assert!(
-        err.contains("policy.yaml: rule 'r': rego rule 'data.x.allow' is not defined"),
+        err.contains(
+            "policy.yaml:5:3: rules[0]: rule 'r': rego rule 'data.x.allow' is not defined"
+        ),
         "{err}"
     );
 }
@@ -271,7 +273,9 @@ fn compile_refuses_a_rego_syntax_error() {
     let dir = policy_dir("data.x.allow", "package x\nimport rego.v1\nallow if {\n");
     let err = compile_fails(dir.path());
     assert!(
-        err.contains("policy.yaml: Rego module 'x.rego'") && err.contains("x.rego:4"),
+        err.starts_with("custody: error: ")
+            && err.contains("/x.rego:4:1: ")
+            && err.contains("expecting"),
         "{err}"
     );
 }
@@ -298,4 +302,97 @@ fn compile_ignores_test_files_and_keeps_plain_policies_as_they_were() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v.get("modules").is_none());
     assert_eq!(v["rules"][1]["name"], "calculator");
+}
+
+/// One duration grammar: `1d` is a policy `within` as it is a CLI `--ttl`.
+#[test]
+fn within_takes_the_cli_duration_grammar() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "rules:\n- name: r\n  callers: [\"spiffe://example.org/a\"]\n  methods: [tools/call]\n  require:\n  - step: approval\n    by: [\"spiffe://example.org/b\"]\n    within: 1d\n";
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = custody(&["policy", "compile", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let bundle: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(bundle["rules"][0]["require"][0]["within"], "1d");
+    std::fs::write(&path, yaml.replace("1d", "31d")).unwrap();
+    let out = custody(&["policy", "compile", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("between 1s and 30d"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// Issue 14 item 4: each policy that can never match is refused at its line
+/// (or, for a custom method, warned about), through the built binary.
+#[test]
+fn compile_refuses_what_can_never_match_at_its_line() {
+    let head = "rules:\n- name: r\n  callers: [\"spiffe://example.org/a\"]\n";
+    for (body, rego, want) in [
+        ("  methods: [tool/call]\n", None, ":4:13: rules[0].methods[0]: unknown MCP method 'tool/call' (did you mean 'tools/call'?)"),
+        ("  methods:\n  - ping\n  - tools/Call\n", None, ":6:5: rules[0].methods[1]: unknown MCP method 'tools/Call' (did you mean 'tools/call'?)"),
+        ("  methods: [\"http:get\"]\n", None, ":4:13: rules[0].methods[0]: unknown pseudo-method 'http:get' (did you mean 'http:GET'?)"),
+        ("  methods: [jsonrpc:reponse]\n", None, ":4:13: rules[0].methods[0]: unknown pseudo-method 'jsonrpc:reponse' (did you mean 'jsonrpc:response'?)"),
+        ("  methods: [tools/list]\n  tools: [add]\n", None, ":5:3: rules[0].tools: rule 'r' lists tools but none of its methods (tools/list) carries a tool"),
+        ("  methods: [ping]\n  rego: data.x.allow\n", Some("package x\nimport rego.v1\ndefault allow := fals\nallow if input.a\n"), "/x.rego:3:18: data.x.allow: the default value must be a constant, but `fals` is a variable (did you mean false?)"),
+        ("  methods: [ping]\n  rego: data.x.allow\n", Some("package x\nimport rego.v1\nallow if regex.match(\"^a\", input.a)\n"), "/x.rego:3:10: regex.match: 'regex.match' is not a builtin of the filter's Rego engine"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = format!("{head}{body}");
+        std::fs::write(dir.path().join("policy.yaml"), &yaml).unwrap();
+        if let Some(module) = rego {
+            std::fs::write(dir.path().join("x.rego"), module).unwrap();
+        }
+        let err = compile_fails(dir.path());
+        assert!(err.starts_with("custody: error: "), "{err}");
+        assert!(err.contains(want), "{yaml}: {err}");
+    }
+    // An empty rule set.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("policy.yaml"), "default: deny\nrules: []\n").unwrap();
+    let err = compile_fails(dir.path());
+    assert!(
+        err.contains("policy.yaml:2:1: rules: the policy has no rules"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_custom_method_is_a_warning_and_strict_makes_it_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.yaml");
+    std::fs::write(&path, "rules:\n- name: r\n  callers: [\"spiffe://example.org/a\"]\n  methods: [ping, acme/frobnicate, \"notifications/*\"]\n").unwrap();
+    let out = custody(&["policy", "compile", path.to_str().unwrap()]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.starts_with("custody: warning: "), "{stderr}");
+    assert!(
+        stderr.contains(
+            "policy.yaml:4:19: rules[0].methods[1]: 'acme/frobnicate' is not a method of MCP"
+        ),
+        "{stderr}"
+    );
+    let bundle: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(bundle["rules"][0]["methods"][2], "notifications/*");
+    let out = custody(&["policy", "compile", "--strict", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert!(text(&out.stderr).contains("custody: warning: "));
+    // JSON findings: one object per line on standard error.
+    let out = custody(&[
+        "policy",
+        "compile",
+        "--format",
+        "json",
+        path.to_str().unwrap(),
+    ]);
+    let finding: serde_json::Value = serde_json::from_str(text(&out.stderr).trim()).unwrap();
+    assert_eq!(finding["severity"], "warning");
+    assert_eq!(
+        (finding["line"].as_u64(), finding["column"].as_u64()),
+        (Some(4), Some(19))
+    );
+    assert_eq!(finding["path"], "rules[0].methods[1]");
 }

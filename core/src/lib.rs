@@ -9,6 +9,7 @@
 pub mod act;
 pub mod config;
 pub mod decide;
+pub mod duration;
 pub mod glob;
 pub mod identity;
 pub mod input;

@@ -214,7 +214,7 @@ pub struct Requirement {
     pub step: StepName,
     pub by: Vec<CallerPattern>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub within: Option<Duration>,
+    pub within: Option<Within>,
     #[serde(default = "approved")]
     pub result: String,
     /// The entry that meets this clause authorises one request per Envoy.
@@ -292,62 +292,26 @@ impl From<StepName> for String {
     }
 }
 
-/// A duration written like Go's: `90s`, `30m`, `1h30m`, `2h`. At least one
-/// second, at most 30 days.
+/// A `within` bound: a duration in Custody's one grammar ([`crate::duration`],
+/// e.g. `45s`, `30m`, `1h30m`, `1d`), at least one second, at most 30 days.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct Duration(pub u64);
+pub struct Within(pub u64);
 
-impl TryFrom<String> for Duration {
+impl TryFrom<String> for Within {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        let bad = || format!("duration '{s}' must look like 45s, 30m, 1h30m or 2h");
-        let mut total: u64 = 0;
-        let mut digits = String::new();
-        let mut last_unit = u64::MAX;
-        for c in s.chars() {
-            if c.is_ascii_digit() {
-                digits.push(c);
-                continue;
-            }
-            let unit = match c {
-                'h' => 3600,
-                'm' => 60,
-                's' => 1,
-                _ => return Err(bad()),
-            };
-            // Units in decreasing order, each once: `1h30m`, not `30m1h`.
-            if digits.is_empty() || unit >= last_unit {
-                return Err(bad());
-            }
-            last_unit = unit;
-            let n: u64 = digits.parse().map_err(|_| bad())?;
-            total = n
-                .checked_mul(unit)
-                .and_then(|v| total.checked_add(v))
-                .ok_or_else(bad)?;
-            digits.clear();
+        let secs = crate::duration::parse(&s)?;
+        if !(1..=30 * 86400).contains(&secs) {
+            return Err(format!("duration '{s}' must be between 1s and 30d"));
         }
-        if !digits.is_empty() || last_unit == u64::MAX {
-            return Err(bad());
-        }
-        if !(1..=30 * 86400).contains(&total) {
-            return Err(format!("duration '{s}' must be between 1s and 720h"));
-        }
-        Ok(Duration(total))
+        Ok(Within(secs))
     }
 }
 
-impl From<Duration> for String {
-    fn from(d: Duration) -> String {
-        let (h, m, s) = (d.0 / 3600, d.0 / 60 % 60, d.0 % 60);
-        let mut out = String::new();
-        for (n, unit) in [(h, 'h'), (m, 'm'), (s, 's')] {
-            if n > 0 {
-                out.push_str(&format!("{n}{unit}"));
-            }
-        }
-        out
+impl From<Within> for String {
+    fn from(d: Within) -> String {
+        crate::duration::format(d.0)
     }
 }
 
@@ -817,28 +781,18 @@ mod tests {
     }
 
     #[test]
-    fn durations_parse_strictly() {
-        let d = |s: &str| Duration::try_from(s.to_owned());
-        assert_eq!(d("30m"), Ok(Duration(1800)));
-        assert_eq!(d("1h30m"), Ok(Duration(5400)));
-        assert_eq!(d("45s"), Ok(Duration(45)));
-        assert_eq!(d("2h0m5s"), Ok(Duration(7205)));
-        for bad in [
-            "",
-            "30",
-            "m",
-            "30x",
-            "1.5h",
-            "30m1h",
-            "1h1h",
-            "-5m",
-            "0s",
-            "721h",
-            "99999999999999999999h",
-        ] {
+    fn within_is_a_duration_of_one_second_to_thirty_days() {
+        let d = |s: &str| Within::try_from(s.to_owned());
+        assert_eq!(d("30m"), Ok(Within(1800)));
+        assert_eq!(d("1h30m"), Ok(Within(5400)));
+        assert_eq!(d("1d"), Ok(Within(86_400)));
+        assert_eq!(d("30d"), Ok(Within(30 * 86_400)));
+        assert_eq!(d("720h"), Ok(Within(30 * 86_400)));
+        for bad in ["", "30", "30x", "0s", "721h", "30d1s", "-5m"] {
             assert!(d(bad).is_err(), "{bad}");
         }
-        assert_eq!(String::from(Duration(5400)), "1h30m");
+        assert_eq!(String::from(Within(5400)), "1h30m");
+        assert_eq!(String::from(Within(86_400)), "1d");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! history's steps → the rule's Rego over the document.
 
 use crate::fail::{error, Failure};
-use crate::policy_cmd::EvalFormat;
+use crate::output::Format;
 use crate::util::{read_bytes_or_stdin, unix_now};
 use custody_core::mcp::Target;
 use custody_core::policy::{Policy, Request, Step, Verdict};
@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 use std::path::Path;
 
 /// Decides `input` and prints the decision. Exit 0 allow, 1 deny.
-pub fn run(policy: &Policy, input: &Path, format: EvalFormat) -> Result<u8, Failure> {
+pub fn run(policy: &Policy, input: &Path, format: Format) -> Result<u8, Failure> {
     let bytes = read_bytes_or_stdin(input)?;
     let mut doc = custody_json::parse_strict(&bytes, 64).map_err(|e| {
         error(format!(
@@ -30,8 +30,8 @@ pub fn run(policy: &Policy, input: &Path, format: EvalFormat) -> Result<u8, Fail
     let verdict = decide(policy, &mut doc, unix_now()?)
         .map_err(|e| error(format!("{}: {e}", input.display())))?;
     let line = match format {
-        EvalFormat::Text => text(&verdict),
-        EvalFormat::Json => verdict_json(&verdict).to_string(),
+        Format::Text => text(&verdict),
+        Format::Json => verdict_json(&verdict).to_string(),
     };
     crate::util::print(&format!("{line}\n"))?;
     Ok(if verdict.is_ok() { 0 } else { 1 })

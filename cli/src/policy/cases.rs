@@ -6,7 +6,8 @@
 //! and a replay cache, exactly as in the filter. A case with a raw `input`
 //! document is decided as `custody policy eval` does.
 
-use crate::policy_eval;
+use super::dev_pki::Pki;
+use super::eval;
 use custody_core::config::Config;
 use custody_core::decide::{on_head, Decision};
 use custody_core::policy::Policy;
@@ -14,14 +15,13 @@ use custody_core::proof::{ProofEnv, CERTS_HEADER, HISTORY_HEADER, PROOF_HEADER};
 use custody_core::reason::Reason;
 use custody_core::transport::Head;
 use custody_core::SpiffeId;
-use custody_history::dev_ca::{self, CaFiles, CaOptions, SvidOptions};
 use custody_history::sign::{
     append_entry, certs_header, make_proof, EntryFields, ProofFields, SignError, Signer,
 };
 use custody_history::{b64url, sha256, P256Verifier, ReplayCache, ENTRY_TYP};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::Path;
 
 /// The time every case is decided at, unless the file sets `now`.
@@ -32,7 +32,6 @@ pub const DEFAULT_AUDIENCE: &str = "spiffe://custody.test/tool-server";
 const DEFAULT_TTL: u64 = 3600;
 /// Workflow id of scripted histories, unless a case sets `wid`.
 const DEFAULT_WID: &str = "wf-test";
-const DAY: u64 = 86_400;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -235,7 +234,7 @@ fn run_case(
         (Expected::Deny, Some(code), _) => format!("deny ({code})"),
         (Expected::Deny, None, _) => "deny".to_owned(),
     };
-    let mut why = format!("expected {want}, got {}", policy_eval::text(&verdict));
+    let mut why = format!("expected {want}, got {}", eval::text(&verdict));
     if let Some(d) = detail.filter(|d| !d.is_empty()) {
         why.push_str(&format!(": {d}"));
     }
@@ -262,7 +261,7 @@ fn decide_input(
         return Err(format!("a case with `input` takes no `{key}`"));
     }
     let mut doc = input.clone();
-    policy_eval::decide(&config.policy, &mut doc, now).map_err(|e| format!("input: {e}"))
+    eval::decide(&config.policy, &mut doc, now).map_err(|e| format!("input: {e}"))
 }
 
 /// A request case: the body built from `call` (or taken from `body`), the
@@ -571,65 +570,4 @@ fn flip_signature(jws: &str) -> String {
         *c = if *c == b'A' { b'B' } else { b'A' };
     }
     String::from_utf8_lossy(&bytes).into_owned()
-}
-
-/// Development CAs (one per trust domain) and SVIDs (one per SPIFFE ID),
-/// generated in memory on first use, valid around `now`.
-struct Pki {
-    now: u64,
-    cas: BTreeMap<String, CaFiles>,
-    signers: HashMap<String, Signer>,
-}
-
-impl Pki {
-    fn new(now: u64) -> Pki {
-        Pki {
-            now,
-            cas: BTreeMap::new(),
-            signers: HashMap::new(),
-        }
-    }
-
-    fn ca(&mut self, td: &str) -> Result<CaFiles, String> {
-        if let Some(ca) = self.cas.get(td) {
-            return Ok(ca.clone());
-        }
-        let ca = dev_ca::init_with(
-            td,
-            &CaOptions {
-                not_before: self.now.saturating_sub(30 * DAY),
-                not_after: self.now + 365 * DAY,
-                key_pem: None,
-                sequence: 1,
-            },
-        )
-        .map_err(|e| format!("development CA for {td}: {e}"))?;
-        self.cas.insert(td.to_owned(), ca.clone());
-        Ok(ca)
-    }
-
-    fn signer(&mut self, id: &str) -> Result<Signer, String> {
-        if let Some(s) = self.signers.get(id) {
-            return Ok(s.clone());
-        }
-        let parsed = SpiffeId::parse(id).map_err(|e| format!("'{id}': {e}"))?;
-        let ca = self.ca(parsed.trust_domain())?;
-        let svid = dev_ca::issue_with(
-            &ca.bundle_pem,
-            &ca.ca_key_pem,
-            &SvidOptions {
-                dns: Vec::new(),
-                uris: vec![id.to_owned()],
-                not_before: self.now.saturating_sub(30 * DAY),
-                not_after: self.now + 30 * DAY,
-                ca: false,
-                key_pem: None,
-            },
-        )
-        .map_err(|e| format!("SVID for {id}: {e}"))?;
-        let signer = Signer::from_pkcs8_der(&svid.key_pkcs8_der, &svid.cert_der)
-            .map_err(|e| format!("SVID for {id}: {e}"))?;
-        self.signers.insert(id.to_owned(), signer.clone());
-        Ok(signer)
-    }
 }

@@ -2,18 +2,21 @@
 //! Each directory holding a `policy.yaml` is compiled (as `policy compile`
 //! does), then its Rego unit tests run (rules named `test_*` in its
 //! `*_test.rego` files, which pass iff `true`), then its decision cases
-//! (`*.cases.yaml`, see [`crate::policy_cases`]).
+//! (`*.cases.yaml`, see [`super::cases`]).
 
+use super::cases;
+use super::compile::{compile_file, file_name, rego_files, CompileError};
 use crate::fail::{error, one_line, Failure};
-use crate::policy_cases;
-use crate::policy_cmd::{compile_file, file_name, rego_files};
+use crate::output::Format;
 use custody_core::policy::Policy;
 use regorus::unstable::{Rule, RuleHead};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Runs every test under `dir`. Exit 0 all passed, 1 any failed.
-pub fn run(dir: &Path, verbose: bool) -> Result<u8, Failure> {
+/// Runs every test under `dir`. Exit 0 all passed, 1 any failed. With
+/// `strict`, a policy's lint warnings fail it.
+pub fn run(dir: &Path, verbose: bool, strict: bool, format: Format) -> Result<u8, Failure> {
     if !dir.is_dir() {
         return Err(error(format!("{}: not a directory", dir.display())));
     }
@@ -23,20 +26,30 @@ pub fn run(dir: &Path, verbose: bool) -> Result<u8, Failure> {
         return Err(error(format!("{}: no policy.yaml found", dir.display())));
     }
     let mut report = Report {
-        verbose,
+        verbose: verbose && format == Format::Text,
         passed: 0,
         failed: 0,
+        results: Vec::new(),
+        format,
     };
     for policy in &policies {
-        test_policy(policy, &mut report);
+        test_policy(policy, strict, &mut report);
     }
     let total = report.passed + report.failed;
-    let summary = if report.failed == 0 {
-        format!("PASS: {}/{total}", report.passed)
-    } else {
-        format!("FAIL: {}/{total}", report.failed)
-    };
-    crate::util::print(&format!("{}\n{summary}\n", "-".repeat(80)))?;
+    match format {
+        Format::Text => {
+            let summary = if report.failed == 0 {
+                format!("PASS: {}/{total}", report.passed)
+            } else {
+                format!("FAIL: {}/{total}", report.failed)
+            };
+            crate::util::print(&format!("{}\n{summary}\n", "-".repeat(80)))?;
+        }
+        Format::Json => {
+            let doc = json!({"passed": report.passed, "failed": report.failed, "results": report.results});
+            crate::util::print(&format!("{doc}\n"))?;
+        }
+    }
     Ok(u8::from(report.failed > 0))
 }
 
@@ -66,34 +79,55 @@ struct Report {
     verbose: bool,
     passed: usize,
     failed: usize,
+    /// Every outcome, for `--format json`.
+    results: Vec<serde_json::Value>,
+    format: Format,
 }
 
 impl Report {
     /// One test's outcome: failures always printed, passes with -v.
     fn record(&mut self, file: &Path, name: &str, result: Result<(), String>) {
-        match result {
-            Ok(()) => {
+        let why = result.as_ref().err().map(|w| one_line(w));
+        self.results.push(json!({
+            "file": file.display().to_string(), "name": name,
+            "result": if why.is_none() { "pass" } else { "fail" }, "why": why,
+        }));
+        match why {
+            None => {
                 self.passed += 1;
                 if self.verbose {
                     println!("PASS {}: {name}", file.display());
                 }
             }
-            Err(why) => {
+            Some(why) => {
                 self.failed += 1;
-                println!("FAIL {}: {name}: {}", file.display(), one_line(&why));
+                if self.format == Format::Text {
+                    println!("FAIL {}: {name}: {why}", file.display());
+                }
             }
         }
     }
 }
 
-fn test_policy(path: &Path, report: &mut Report) {
-    let policy = match compile_file(path) {
-        Ok(p) => p,
-        Err(e) => {
-            // The error already names the file.
-            report.failed += 1;
-            println!("FAIL {}", one_line(&e));
+fn test_policy(path: &Path, strict: bool, report: &mut Report) {
+    let policy = match compile_file(path, strict) {
+        Ok(c) => {
+            crate::finding::report(&c.warnings, report.format);
+            c.policy
+        }
+        Err(CompileError::Refused(findings)) => {
+            // Each finding names its file and place.
+            for f in findings {
+                report.failed += 1;
+                if report.format == Format::Text {
+                    println!("FAIL {f}");
+                }
+                report.results.push(json!({"file": f.file, "name": "(compile)", "result": "fail", "why": f.to_string()}));
+            }
             return;
+        }
+        Err(CompileError::Unreadable(e)) => {
+            return report.record(path, "(compile)", Err(e));
         }
     };
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -106,7 +140,7 @@ fn test_policy(path: &Path, report: &mut Report) {
         Err(e) => return report.record(dir, "cases", Err(e)),
     };
     for file in cases {
-        match policy_cases::run_file(&policy, &file) {
+        match cases::run_file(&policy, &file) {
             Ok(outcomes) => {
                 for o in outcomes {
                     report.record(&file, &o.name, o.result);
