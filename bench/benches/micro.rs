@@ -20,9 +20,8 @@ use custody_history::{Limits, P256Verifier, Verifier, VerifyCache};
 use custody_spiffe::SpiffeId;
 use serde_json::{json, Value};
 
-#[path = "../fixtures.rs"]
-mod fixtures;
-use fixtures::*;
+use custody_testkit::bench::*;
+use custody_testkit::{cert_der, fixtures, sa, signer, AUD, NOW};
 
 fn pem(der: &[u8]) -> String {
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
@@ -45,7 +44,7 @@ fn bench_parsing(c: &mut Criterion) {
     c.bench_function("SpiffeId::parse", |b| {
         b.iter(|| SpiffeId::parse(black_box(id)).unwrap())
     });
-    let cert_pem = pem(&der("refund-agent", "cert"));
+    let cert_pem = pem(&cert_der("refund-agent"));
     let facts = PeerFacts {
         mtls: true,
         validated: true,
@@ -203,7 +202,7 @@ fn bench_request(c: &mut Criterion) {
         .as_bytes(),
     )
     .unwrap();
-    let cert_pem = pem(&der("refund-agent", "cert"));
+    let cert_pem = pem(&cert_der("refund-agent"));
     let facts = PeerFacts {
         mtls: true,
         validated: true,

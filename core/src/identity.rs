@@ -297,7 +297,7 @@ mod tests {
             include_str!(concat!("../testdata/peer/", $name, ".pem"))
         };
     }
-    const NOW: u64 = 1_776_522_000;
+    use custody_testkit::NOW;
     const AGENT: &str = "spiffe://example.org/ns/payments/sa/refund-agent";
 
     fn peer(pem: &'static str) -> PeerFacts<'static> {

@@ -11,31 +11,14 @@ use custody_core::proof::{ProofEnv, CERTS_HEADER, HISTORY_HEADER, PROOF_HEADER};
 use custody_core::reason::Reason;
 use custody_core::transport::Head;
 use custody_core::SpiffeId;
-use custody_history::sign::{
-    append_entry, certs_header, make_proof, EntryFields, ProofFields, Signer,
-};
-use custody_history::{b64url_decode, Code, P256Verifier, ReplayCache, VerifyCache};
-use serde_json::{json, Value};
+use custody_history::sign::{append_entry, certs_header, make_proof, EntryFields, ProofFields};
+use custody_history::{Code, P256Verifier, ReplayCache, VerifyCache};
+use serde_json::json;
 
-const FIXTURES: &str = include_str!("../../history/testdata/fixtures.json");
-const NOW: u64 = 1_776_522_000; // inside the fixture SVIDs' validity
-const AUD: &str = "spiffe://example.org/ns/payments/sa/refund-tool";
+use custody_testkit::{fixtures, sa, signer, AUD, NOW};
+
 const BODY: &[u8] =
     br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"refund","arguments":{"amount":12000}}}"#;
-
-fn sa(name: &str) -> String {
-    format!("spiffe://example.org/ns/payments/sa/{name}")
-}
-
-fn fixtures() -> Value {
-    serde_json::from_str(FIXTURES).unwrap()
-}
-
-fn signer(name: &str) -> Signer {
-    let f = fixtures();
-    let der = |k: &str| b64url_decode(f["svids"][name][k].as_str().unwrap()).unwrap();
-    Signer::from_pkcs8_der(&der("key"), &der("cert")).unwrap()
-}
 
 fn config(with_trust: bool) -> Config {
     config_with(with_trust, false)

@@ -52,7 +52,7 @@ fn decide(config: &Config, caller: &SpiffeId, method: &str, body: &[u8]) -> Deci
     };
     let mut replay = ReplayCache::new(16, 30);
     let mut env = ProofEnv {
-        now: 1_776_522_000,
+        now: custody_testkit::NOW,
         ecdsa: &P256Verifier,
         cache: None,
         replay: &mut replay,

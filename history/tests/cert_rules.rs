@@ -1,178 +1,43 @@
-//! The signer-certificate rules of docs/history-format.md §6 that need
-//! certificates the committed fixtures do not have: an unknown critical
-//! extension, a keyUsage without digitalSignature, a non-P-256 leaf key, a
-//! non-CA intermediate and an unsupported certificate signature algorithm.
-//!
-//! Every certificate is built here with rcgen (feature `dev-ca`, native
-//! only), and every refusal is paired with the same certificate with the
-//! offending property fixed, which must verify: the refusal is caused by
-//! that property and nothing else.
+//! The X.509-SVID rules of docs/history-format.md §6 for history signers,
+//! intermediates and authorities, and the cost bound of path building:
+//! every refusal is paired with the same certificate with the offending
+//! property fixed, which must verify (the refusal is caused by that property
+//! and nothing else), and every hostile shape's ECDSA verifications are
+//! counted. Certificates are built with rcgen (`custody_testkit::pki`,
+//! native only).
 //!
 //! ```text
-//! cargo test -p custody-history --features dev-ca --test cert_rules
+//! cargo test -p custody-history --test cert_rules
 //! ```
-#![cfg(all(feature = "dev-ca", not(target_arch = "wasm32")))]
+#![cfg(not(target_arch = "wasm32"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use custody_history::sign::{append_entry, certs_header, make_proof, EntryFields, ProofFields};
 use custody_history::sign::{SignError, Signer};
-use custody_history::{
-    b64url, b64url_decode, sha256, EcdsaP256Verifier, Headers, Limits, P256Verifier, Refusal,
-    Request, SpiffeId, TrustBundle, VerifiedHistory, Verifier, VerifyCache, ALG, ENTRY_TYP,
-    PROOF_TYP, X5T,
+use custody_history::{Limits, P256Verifier, Refusal, TrustBundle, VerifiedHistory, VerifyCache};
+use custody_testkit::pki::{
+    ca_params, ca_params_serial as maze_params, claimed, intermediate, issue, key_for, leaf_params,
+    leaf_signer as signer, p256_key, pool, root, Issuer, OneEntry,
 };
+use custody_testkit::{sa, Counting, TD};
 use der::{Decode, Encode};
 use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, CustomExtension, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType, SignatureAlgorithm,
-    PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384, PKCS_ED25519,
+    BasicConstraints, CertificateParams, CustomExtension, DistinguishedName,
+    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType, PKCS_ECDSA_P384_SHA384,
+    PKCS_ED25519,
 };
-use serde_json::json;
-use time::OffsetDateTime;
 
-const TD: &str = "example.org";
-// 2026-01-01 .. 2031-01-01 for authorities and intermediates.
-const CA_NB: u64 = 1_767_225_600;
-const CA_NA: u64 = 1_924_992_000;
-// 2026-04-01 .. 2026-06-01 for leaves.
-const NB: u64 = 1_775_001_600;
-const NA: u64 = 1_780_272_000;
-// 2026-04-18T14:20:00Z: inside every validity window above.
-const NOW: u64 = 1_776_522_000;
-const AUD: &str = "spiffe://example.org/ns/payments/sa/refund-tool";
-const WID: &str = "wf-cert-rules";
-const BODY: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call"}"#;
-const JTI: [u8; 16] = [9; 16];
 /// An RSA-2048 PKCS#8 key (the committed RSA authority's), for an RSA leaf:
 /// ring cannot generate RSA keys.
 const RSA_KEY_PEM: &str = include_str!("../testdata/rsa-ca-key.pem");
 /// A private-enterprise OID no verifier knows.
 const UNKNOWN_EXT_OID: &[u64] = &[1, 3, 6, 1, 4, 1, 99999, 1];
 
-fn sa(n: &str) -> String {
-    format!("spiffe://{TD}/ns/payments/sa/{n}")
-}
-
-fn at(secs: u64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp(i64::try_from(secs).unwrap()).unwrap()
-}
-
-fn p256_key() -> KeyPair {
-    KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap()
-}
-
-fn key_for(alg: &'static SignatureAlgorithm) -> KeyPair {
-    KeyPair::generate_for(alg).unwrap()
-}
-
-/// A certificate that can issue others (its parameters, DER and key).
-struct Issuer {
-    params: CertificateParams,
-    cert: Certificate,
-    key: KeyPair,
-}
-
-impl Issuer {
-    fn signs(&self) -> rcgen::Issuer<'_, &KeyPair> {
-        rcgen::Issuer::from_params(&self.params, &self.key)
-    }
-}
-
-impl Issuer {
-    fn der(&self) -> Vec<u8> {
-        self.cert.der().to_vec()
-    }
-}
-
-/// CA parameters like dev_ca's: cA true, keyCertSign + cRLSign + digitalSignature.
-fn ca_params(cn: &str) -> CertificateParams {
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "Custody cert_rules tests");
-    dn.push(DnType::CommonName, cn);
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    params.not_before = at(CA_NB);
-    params.not_after = at(CA_NA);
-    params
-}
-
-/// The trust domain authority: self-signed ECDSA P-256.
-fn root() -> Issuer {
-    let key = p256_key();
-    let params = ca_params("cert-rules root");
-    let cert = params.self_signed(&key).unwrap();
-    Issuer { params, cert, key }
-}
-
 fn bundle(root: &Issuer) -> TrustBundle {
-    let mut b = TrustBundle::new();
-    assert_eq!(b.add_pem(TD, &root.cert.pem()).unwrap(), 1);
-    b
+    root.bundle()
 }
 
-/// An intermediate with these parameters and key, signed by `by`.
-fn intermediate(params: CertificateParams, key: KeyPair, by: &Issuer) -> Issuer {
-    let mut params = params;
-    params.use_authority_key_identifier_extension = true;
-    let cert = params.signed_by(&key, &by.signs()).unwrap();
-    Issuer { params, cert, key }
-}
-
-/// A well-formed X.509-SVID leaf for `id` (what dev_ca::issue writes,
-/// minus the explicit empty basicConstraints): not a CA, digitalSignature,
-/// serverAuth + clientAuth, one SPIFFE URI SAN.
-fn leaf_params(id: &str) -> CertificateParams {
-    let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "Custody cert_rules SVID");
-    dn.push(DnType::CommonName, id);
-    params.distinguished_name = dn;
-    params.subject_alt_names = vec![SanType::URI(id.try_into().unwrap())];
-    params.is_ca = IsCa::NoCa;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    params.use_authority_key_identifier_extension = true;
-    params.not_before = at(NB);
-    params.not_after = at(NA);
-    params
-}
-
-fn issue(params: CertificateParams, key: &KeyPair, by: &Issuer) -> Vec<u8> {
-    params.signed_by(key, &by.signs()).unwrap().der().to_vec()
-}
-
-/// The custody_history signer for a P-256 leaf.
-fn signer(key: &KeyPair, cert_der: &[u8]) -> Signer {
-    Signer::from_pkcs8_der(&key.serialize_der(), cert_der).unwrap()
-}
-
-/// Re-signs a compact JWS (same payload) with a header whose `x5t#S256`
-/// names `named` instead of the signer's own certificate.
-fn renamed(signer: &Signer, jws: &str, typ: &str, named: &[u8]) -> String {
-    let payload = b64url_decode(jws.split('.').nth(1).unwrap()).unwrap();
-    let header = json!({"alg": ALG, "typ": typ, X5T: b64url(&sha256(named))}).to_string();
-    signer.sign_raw(&header, core::str::from_utf8(&payload).unwrap())
-}
-
-/// Verifies a one-entry history plus proof, both signed by `signer` (whose
-/// SPIFFE ID is the entry's `iss`, its own `nxt`, the proof's `iss` and the
-/// mTLS peer), with the JWS headers naming the certificate `named` and the
-/// certs header holding `named` then `intermediates`.
-///
-/// `named` is normally `signer.cert_der()`. When the offending leaf holds a
-/// key the sign API refuses (not P-256), `named` is that leaf and `signer`
-/// a P-256 twin with the same SPIFFE ID: the JWS are signed by hand with the
-/// twin's key under a header whose `x5t#S256` is the offending leaf's hash.
-/// The verifier refuses on the certificate before it checks the signature.
+/// Verifies a one-entry history by `signer`, whose JWS name the certificate
+/// `named`, sent with `intermediates` (see `OneEntry`).
 fn verify(
     bundle: &TrustBundle,
     signer: &Signer,
@@ -183,7 +48,8 @@ fn verify(
 }
 
 /// [`verify`] with these limits; also returns how many ECDSA verifications
-/// the uncached run made (certificate paths, entry and proof).
+/// the uncached run made (certificate paths, entry and proof). A cache miss
+/// then a hit must give the same verdict as no cache.
 fn verify_counted(
     bundle: &TrustBundle,
     signer: &Signer,
@@ -191,79 +57,18 @@ fn verify_counted(
     intermediates: &[&[u8]],
     limits: &Limits,
 ) -> (Result<VerifiedHistory, Refusal>, usize) {
-    let id = signer.spiffe_id().as_str().to_owned();
-    let mut history = append_entry(
-        None,
-        signer,
-        &EntryFields {
-            wid: WID,
-            step: "cert_rules",
-            result: "ok",
-            nxt: &id,
-            iat: NOW - 10,
-            exp: NOW + 3600,
-            claims: None,
-        },
-    )
-    .unwrap();
-    if named != signer.cert_der() {
-        history = renamed(signer, &history, ENTRY_TYP, named);
-    }
-    let mut proof = make_proof(
-        &history,
-        signer,
-        BODY,
-        &ProofFields {
-            aud: AUD,
-            iat: NOW - 5,
-            exp: NOW + 55,
-            jti: &JTI,
-        },
-    )
-    .unwrap();
-    if named != signer.cert_der() {
-        proof = renamed(signer, &proof, PROOF_TYP, named);
-    }
-    let certs = certs_header(core::iter::once(named).chain(intermediates.iter().copied()));
-    let peer = SpiffeId::parse(&id).unwrap();
-    let req = Request {
-        headers: Headers {
-            history: Some(&history),
-            proof: Some(&proof),
-            certs: Some(&certs),
-        },
-        peer: &peer,
-        audience: AUD,
-        body: BODY,
-        now: NOW,
-    };
+    let request = OneEntry::new(signer, named, intermediates);
     let counter = Counting::default();
-    let uncached = Verifier::new(bundle, limits)
-        .with_ecdsa(&counter)
-        .verify(&req, None);
-    // A cache miss then a hit give the same verdict as no cache.
+    let uncached = request.verify(bundle, limits, &counter, None);
     let mut cache = VerifyCache::new(8, 8);
     for _ in 0..2 {
-        let cached = Verifier::new(bundle, limits).verify(&req, Some(&mut cache));
+        let cached = request.verify(bundle, limits, &P256Verifier, Some(&mut cache));
         assert_eq!(
             cached.as_ref().map(|_| ()).map_err(Refusal::reason),
             uncached.as_ref().map(|_| ()).map_err(Refusal::reason),
         );
     }
-    (uncached, counter.calls.get())
-}
-
-/// Counts the ECDSA P-256 verifications it is asked for.
-#[derive(Default)]
-struct Counting {
-    calls: std::cell::Cell<usize>,
-}
-
-impl EcdsaP256Verifier for Counting {
-    fn verify(&self, sec1: &[u8], message: &[u8], sig: &[u8; 64]) -> bool {
-        self.calls.set(self.calls.get() + 1);
-        P256Verifier.verify(sec1, message, sig)
-    }
+    (uncached, counter.calls())
 }
 
 #[track_caller]
@@ -938,31 +743,6 @@ fn authorities_must_be_signing_certificates() {
 // costs is counted: never more than `Limits::path_signature_budget()`
 // (2 × max_certs = 64) for certificate paths, whatever the shape.
 
-/// CA parameters with this subject CN and serial.
-fn maze_params(cn: &str, serial: u64) -> CertificateParams {
-    let mut p = ca_params(cn);
-    p.serial_number = Some(serial.into());
-    p
-}
-
-/// A certificate with `subject`, claiming to be issued by `issuer_params`'
-/// subject but signed with `signing_key` (which need not be that issuer's).
-fn claimed(
-    subject: CertificateParams,
-    issuer_params: &CertificateParams,
-    signing_key: &KeyPair,
-) -> Vec<u8> {
-    let key = p256_key();
-    subject
-        .signed_by(
-            &key,
-            &rcgen::Issuer::from_params(issuer_params, signing_key),
-        )
-        .unwrap()
-        .der()
-        .to_vec()
-}
-
 /// Verifies a one-entry history by a fresh leaf issued by `by`, sending
 /// `extra` after the leaf; returns the verdict and the ECDSA calls.
 fn counted(
@@ -1120,73 +900,6 @@ fn more_certificates_than_the_cap_are_refused_before_any_work() {
     assert_eq!(calls, 0);
     let (r, _) = counted(&b, &inter, &many[..31], &Limits::default());
     assert_ok(r);
-}
-
-/// A pool of certificates for sampled shapes: two authorities named "root"
-/// (rotation), CAs named A, B and C issued by every name with the right key
-/// or a stranger's, self-issued copies, and a leaf under each name.
-struct Pool {
-    bundle: TrustBundle,
-    cas: Vec<Vec<u8>>,
-    leaves: Vec<(Vec<u8>, KeyPair)>,
-}
-
-fn pool() -> Pool {
-    let names = ["root", "A", "B", "C"];
-    let keys: Vec<KeyPair> = names.iter().map(|_| p256_key()).collect();
-    let second_root = p256_key();
-    let stranger = p256_key();
-    let params = |name: &str, serial: u64| maze_params(name, serial);
-    let mut bundle = TrustBundle::new();
-    for (k, serial) in [(&keys[0], 1000), (&second_root, 1001)] {
-        bundle
-            .add_pem(TD, &params("root", serial).self_signed(k).unwrap().pem())
-            .unwrap();
-    }
-    let mut cas = Vec::new();
-    let mut serial = 1;
-    for s in 1..names.len() {
-        for (i, issuer) in names.iter().enumerate() {
-            for signer in [&keys[i], &stranger] {
-                serial += 1;
-                let issuer_params = params(issuer, 0);
-                let cert = params(names[s], serial)
-                    .signed_by(
-                        &keys[s],
-                        &rcgen::Issuer::from_params(&issuer_params, signer),
-                    )
-                    .unwrap();
-                cas.push(cert.der().to_vec());
-            }
-        }
-        serial += 1;
-        cas.push(
-            params(names[s], serial)
-                .self_signed(&keys[s])
-                .unwrap()
-                .der()
-                .to_vec(),
-        );
-    }
-    let leaves = names
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            let key = p256_key();
-            let issuer_params = params(name, 0);
-            let der = leaf_params(&sa("sampled"))
-                .signed_by(&key, &rcgen::Issuer::from_params(&issuer_params, &keys[i]))
-                .unwrap()
-                .der()
-                .to_vec();
-            (der, key)
-        })
-        .collect();
-    Pool {
-        bundle,
-        cas,
-        leaves,
-    }
 }
 
 #[test]

@@ -8,7 +8,7 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-mod common;
+use custody_testkit as common;
 
 use custody_history::{Headers, Limits, Request, SpiffeId, Verifier};
 use serde_json::Value;
@@ -64,17 +64,8 @@ mod build {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    pub const NOW: u64 = 1_776_522_000;
-    pub const AUD: &str = "spiffe://example.org/ns/payments/sa/refund-tool";
+    use custody_testkit::{sa, signer, AUD, NOW};
     pub const BODY: &str = r#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"refund","arguments":{"amount":12000,"currency":"USD"}}}"#;
-
-    fn sa(n: &str) -> String {
-        format!("spiffe://example.org/ns/payments/sa/{n}")
-    }
-
-    fn signer(name: &str) -> Signer {
-        Signer::from_pkcs8_der(&common::key_der(name), &common::cert_der(name)).unwrap()
-    }
 
     fn high_s(jws: &str) -> String {
         let (input, sig) = jws.rsplit_once('.').unwrap();

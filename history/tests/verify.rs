@@ -6,7 +6,7 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-mod common;
+use custody_testkit as common;
 
 use std::cell::Cell;
 
@@ -21,20 +21,10 @@ use custody_history::{
 };
 use serde_json::{json, Value};
 
-const NOW: u64 = 1_776_522_000; // 2026-04-18T14:20:00Z
-const AUD: &str = "spiffe://example.org/ns/payments/sa/refund-tool";
 const WID: &str = "wf-123";
 const BODY: &[u8] =
     br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"refund","arguments":{"amount":12000}}}"#;
 const JTI: [u8; 16] = [7; 16];
-
-fn sa(n: &str) -> String {
-    format!("spiffe://example.org/ns/payments/sa/{n}")
-}
-
-fn signer(name: &str) -> Signer {
-    Signer::from_pkcs8_der(&key_der(name), &cert_der(name)).unwrap()
-}
 
 /// An entry payload with the usual members; tests edit the Value.
 fn payload(seq: u64, prev: Option<&str>, iss: &str, nxt: &str, iat: u64) -> Value {

@@ -19,9 +19,8 @@ use custody_history::{sha256, Limits, P256Verifier, Verifier, VerifyCache};
 use custody_spiffe::SpiffeId;
 use serde_json::json;
 
-#[path = "../../fixtures.rs"]
-mod fixtures;
-use fixtures::*;
+use custody_testkit::bench::*;
+use custody_testkit::{fixtures, sa, AUD, NOW};
 
 /// Median over 7 rounds of the time per call, in µs.
 fn time(name: &str, per_round: u32, mut f: impl FnMut()) {

@@ -1,32 +1,13 @@
-//! Signed fixtures shared by the native micro-benchmarks (benches/micro.rs)
-//! and the V8 timings (wasm-micro): the SVIDs of history/testdata, a request
-//! body, histories of any length, one Rego rule.
-#![allow(dead_code, clippy::unwrap_used)]
+//! Signed requests for the benchmarks (native criterion micro-benchmarks
+//! and the V8 timings of bench/wasm-micro): a request body, histories of
+//! any length, refund-agent's proof, one Rego rule, and verifiers that skip
+//! ECDSA and replay, to time what is left.
 
-use custody_history::b64url_decode;
+use crate::{sa, signer, AUD, NOW};
 use custody_history::sign::{append_entry, certs_header, EntryFields, Signer};
-use serde_json::{json, Value};
+use serde_json::json;
 
-pub const FIXTURES: &str = include_str!("../history/testdata/fixtures.json");
-pub const NOW: u64 = 1_776_522_000; // inside the fixture SVIDs' validity
-pub const AUD: &str = "spiffe://example.org/ns/payments/sa/refund-tool";
 pub const BODY: &[u8] = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"refund","arguments":{"amount":1200,"order":"A-1001","reason":"damaged"}}}"#;
-
-pub fn sa(name: &str) -> String {
-    format!("spiffe://example.org/ns/payments/sa/{name}")
-}
-
-pub fn fixtures() -> Value {
-    serde_json::from_str(FIXTURES).unwrap()
-}
-
-pub fn der(name: &str, k: &str) -> Vec<u8> {
-    b64url_decode(fixtures()["svids"][name][k].as_str().unwrap()).unwrap()
-}
-
-pub fn signer(name: &str) -> Signer {
-    Signer::from_pkcs8_der(&der(name, "key"), &der(name, "cert")).unwrap()
-}
 
 /// `n` entries of workflow `wid` alternating fraud-agent / approvals, the
 /// last a human approval naming refund-agent; and the certs header.
@@ -107,10 +88,7 @@ pub fn proof(history: &str, jti: [u8; 16]) -> String {
 pub fn bundle() -> custody_history::TrustBundle {
     let mut bundle = custody_history::TrustBundle::new();
     bundle
-        .load_spiffe_bundle(
-            "example.org",
-            &fixtures()["cas"]["example"]["spiffe_bundle"].to_string(),
-        )
+        .load_spiffe_bundle(crate::TD, &crate::ca_spiffe_bundle("example"))
         .unwrap();
     bundle
 }
