@@ -159,6 +159,9 @@ fn done(waiting: Waiting, answer: Answer) -> Next {
 
 /// How often the root context looks ahead for leases to grant.
 pub const TICK: Duration = Duration::from_secs(10);
+/// ... the first time, soon after configure (Envoy's clusters cannot be
+/// called while the plugin is configured).
+pub const FIRST_TICK: Duration = Duration::from_millis(200);
 /// A grant from the root context waits at most this long.
 const GRANT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -173,7 +176,7 @@ pub struct Granter {
 }
 
 impl Granter {
-    /// On configure and on every tick.
+    /// On every tick.
     pub fn grant_ahead(&mut self, shared: &Shared, etcd: &Etcd, skew: u64) {
         let now = host::now_micros() / 1_000_000;
         let due = {

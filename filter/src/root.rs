@@ -20,6 +20,7 @@ use std::rc::Rc;
 pub struct Root {
     shared: Option<Rc<Shared>>,
     granter: Granter,
+    ticked: bool,
 }
 
 impl Context for Root {
@@ -99,14 +100,17 @@ impl RootContext for Root {
             hold_headers,
         )));
         if etcd {
-            self.grant_ahead();
-            host::set_tick_period(ledger::TICK);
+            host::set_tick_period(ledger::FIRST_TICK);
         }
         true
     }
 
     fn on_tick(&mut self) {
         self.grant_ahead();
+        if !self.ticked {
+            self.ticked = true;
+            host::set_tick_period(ledger::TICK);
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

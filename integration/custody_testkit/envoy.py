@@ -97,8 +97,10 @@ class Envoy:
         wasm: Path = WASM,
         mutate=None,
         dynamic: bool = False,
+        concurrency: int = 2,
     ):
         self.workdir = workdir
+        self.concurrency = concurrency
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.admin_port = free_port()
@@ -169,7 +171,7 @@ class Envoy:
                 str(self.config_path),
                 "--disable-hot-restart",
                 "--concurrency",
-                "2",
+                str(self.concurrency),
                 "--component-log-level",
                 "wasm:info",
             ],

@@ -5,6 +5,7 @@ tests need (two URI SANs, another CA, ...)."""
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,11 +57,12 @@ class TrustDomain:
         self.bundle = root / "bundle.pem"
         self.bundle.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
 
-    def issue(self, name: str, *uris: str, dns: tuple[str, ...] = ()) -> Svid:
+    def issue(self, name: str, *uris: str, dns: tuple[str, ...] = (), ips: tuple[str, ...] = ()) -> Svid:
         """An SVID with the given URI SANs (normally exactly one SPIFFE ID)."""
         key = ec.generate_private_key(ec.SECP256R1())
         sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(u) for u in uris]
         sans += [x509.DNSName(d) for d in dns]
+        sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in ips]
         builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "SPIRE")]))
