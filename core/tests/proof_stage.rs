@@ -21,6 +21,9 @@ use serde_json::{json, Value};
 const FIXTURES: &str = include_str!("../../history/testdata/fixtures.json");
 const NOW: u64 = 1_776_522_000; // inside the fixture SVIDs' validity
 const AUD: &str = "spiffe://example.org/ns/payments/sa/refund-tool";
+/// A call the `ping` rule allows without any history.
+const LOOKUP: &[u8] =
+    br#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"lookup"}}"#;
 const BODY: &[u8] =
     br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"refund","arguments":{"amount":12000}}}"#;
 
@@ -334,12 +337,11 @@ fn a_single_use_entry_is_remembered_until_it_expires_or_its_signer_does() {
 fn rules_without_history_claim_only_locally() {
     let c = config(true);
     let (h, certs) = history(&STEPS, 100);
-    let lookup = br#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"lookup"}}"#;
     let j = Host::new().judge(
         &c,
         &sa("refund-agent"),
-        headers(&h, &certs, "refund-agent", lookup, 44),
-        lookup,
+        headers(&h, &certs, "refund-agent", LOOKUP, 44),
+        LOOKUP,
         NOW,
     );
     assert_eq!(j.decision.verdict, Ok("ping".to_owned()));
@@ -384,12 +386,11 @@ fn history_refusals_stop_the_request_before_the_rules() {
     );
 
     // Even a rule that needs no history refuses a bad one.
-    let lookup = br#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"lookup"}}"#;
     let d = host.decide(
         &c,
         &caller,
         headers(&h, &certs, "refund-agent", BODY, 8),
-        lookup,
+        LOOKUP,
     );
     assert_eq!(d.verdict, Err(Reason::History(Code::ProofBody)));
     assert_eq!(d.method.as_deref(), Some("tools/call"));
@@ -399,15 +400,14 @@ fn history_refusals_stop_the_request_before_the_rules() {
 fn history_without_trust_configuration_is_refused() {
     let c = config(false);
     let (h, certs) = history(&STEPS, 100);
-    let lookup = br#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"lookup"}}"#;
     let d = Host::new().decide(
         &c,
         &sa("refund-agent"),
-        headers(&h, &certs, "refund-agent", lookup, 9),
-        lookup,
+        headers(&h, &certs, "refund-agent", LOOKUP, 9),
+        LOOKUP,
     );
     assert_eq!(d.verdict, Err(Reason::HistoryUnconfigured));
-    let d = Host::new().decide(&c, &sa("refund-agent"), Vec::new(), lookup);
+    let d = Host::new().decide(&c, &sa("refund-agent"), Vec::new(), LOOKUP);
     assert_eq!(d.verdict, Ok("ping".to_owned()));
 }
 

@@ -9,7 +9,6 @@ import base64
 import json
 import os
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from custody_testkit.envoy import REPO, free_port
+from custody_testkit.envoy import REPO, free_port, stop_process
 from custody_testkit.pki import TrustDomain
 
 CLUSTER = REPO / "envoy" / "etcd" / "cluster.yaml"
@@ -88,23 +87,8 @@ class Member:
 
     def stop(self) -> None:
         """A clean stop (SIGTERM), as a rolling restart does."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
-
-    def freeze(self) -> None:
-        """SIGSTOP: the process holds its sockets and answers nothing."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
 
     def health(self) -> dict:
         with urllib.request.urlopen(
@@ -139,8 +123,6 @@ class EtcdCluster:
 
     def __exit__(self, *exc) -> None:
         for m in self.members:
-            if m.proc and m.proc.poll() is None:
-                m.proc.send_signal(signal.SIGCONT)  # a frozen member cannot stop
             m.stop()
 
     def running(self) -> list[Member]:
