@@ -15,6 +15,7 @@ from custody_testkit.envoy import REPO, validate
 
 ISTIO = REPO / "envoy" / "istio"
 GATEWAY = REPO / "envoy" / "gateway" / "envoy.yaml"
+ETCD = REPO / "envoy" / "etcd"
 CUSTODY = REPO / "dist" / "custody"
 WASM = REPO / "dist" / "custody.wasm"
 WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
@@ -257,4 +258,61 @@ def test_gateway_plugin_configurations_pass_custody_config_check(name, tmp_path)
     configuration = f["typed_config"]["config"]["configuration"]
     assert configuration["@type"] == STRING_VALUE
     result = config_check(tmp_path, configuration["value"])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- etcd for the shared ledger: Istio and Envoy Gateway ---
+
+
+def _etcd_docs(name: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all((ETCD / name).read_text()) if d is not None]
+
+
+def test_istio_reaches_etcd_with_http2_and_custodys_own_client_certificate():
+    docs = {d["kind"]: d for d in _etcd_docs("istio.yaml")}
+    assert set(docs) == {"ServiceEntry", "DestinationRule"}
+    for doc in docs.values():
+        assert doc["apiVersion"] == "networking.istio.io/v1"
+        assert doc["metadata"]["namespace"] == "tools", "beside the WasmPlugin"
+    entry, rule = docs["ServiceEntry"], docs["DestinationRule"]
+    (host,) = entry["spec"]["hosts"]
+    assert rule["spec"]["host"] == host
+    (port,) = entry["spec"]["ports"]
+    assert (port["number"], port["protocol"]) == (2379, "HTTP2")
+    tls = rule["spec"]["trafficPolicy"]["tls"]
+    assert tls["mode"] == "MUTUAL"
+    assert tls["clientCertificate"] and tls["privateKey"] and tls["caCertificates"]
+    assert tls["subjectAltNames"] == [host]
+    # The comment tells users the cluster name the plugin configuration names.
+    assert f"outbound|{port['number']}||{host}" in (ETCD / "istio.yaml").read_text()
+
+
+def test_envoy_gateway_adds_the_shipped_etcd_cluster():
+    (doc,) = _etcd_docs("envoy-gateway.yaml")
+    assert doc["apiVersion"] == "gateway.envoyproxy.io/v1alpha1"
+    assert doc["kind"] == "EnvoyPatchPolicy"
+    assert doc["metadata"]["namespace"]
+    assert doc["spec"]["type"] == "JSONPatch"
+    (patch,) = doc["spec"]["jsonPatches"]
+    assert patch["type"] == "type.googleapis.com/envoy.config.cluster.v3.Cluster"
+    assert patch["operation"]["op"] == "add" and patch["operation"]["path"] == ""
+    shipped = yaml.safe_load((ETCD / "cluster.yaml").read_text())
+    # The same cluster; only the certificate files live elsewhere in the pod.
+    added = json.loads(json.dumps(patch["operation"]["value"]).replace("/etc/custody/etcd/", "certs/etcd/"))
+    assert added == shipped
+    assert patch["name"] == shipped["name"]
+
+
+def test_envoy_gateway_etcd_cluster_is_one_envoy_accepts(tmp_path, pki):
+    """The patched-in cluster, its certificate paths pointed at real files, in a
+    minimal bootstrap: `envoy --mode validate`."""
+    (doc,) = _etcd_docs("envoy-gateway.yaml")
+    cluster = doc["spec"]["jsonPatches"][0]["operation"]["value"]
+    text = json.dumps(cluster)
+    for name, src in (("ca.pem", pki["bundle"]), ("client.pem", pki["agent"].cert), ("client.key", pki["agent"].key)):
+        (tmp_path / name).write_bytes(Path(src).read_bytes())
+        text = text.replace(f"/etc/custody/etcd/{name}", str(tmp_path / name))
+    path = tmp_path / "bootstrap.yaml"
+    path.write_text(yaml.safe_dump({"static_resources": {"clusters": [json.loads(text)]}}))
+    result = validate(path, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -15,11 +15,49 @@ import yaml
 
 from custody_testkit.envoy import REPO, WASM, plugin_config_of, plugin_configs_of, validate
 
-BOOTSTRAPS = sorted(p for p in (REPO / "envoy").rglob("*.yaml") if "static_resources" in p.read_text())
+BOOTSTRAPS = sorted(
+    p
+    for p in (REPO / "envoy").rglob("*.yaml")
+    if any(isinstance(d, dict) and "static_resources" in d for d in yaml.safe_load_all(p.read_text()))
+)
 
 
 def test_there_are_bootstraps_to_check():
     assert REPO / "envoy" / "local" / "envoy.yaml" in BOOTSTRAPS
+    assert REPO / "envoy" / "etcd" / "envoy.yaml" in BOOTSTRAPS
+
+
+def test_the_etcd_bootstrap_carries_the_shipped_cluster_and_uses_it():
+    """envoy/etcd/envoy.yaml is envoy/local/envoy.yaml plus envoy/etcd/cluster.yaml
+    and the etcd ledger; keep the three in step."""
+    cluster = yaml.safe_load((REPO / "envoy" / "etcd" / "cluster.yaml").read_text())
+    local = yaml.safe_load((REPO / "envoy" / "local" / "envoy.yaml").read_text())
+    etcd = yaml.safe_load((REPO / "envoy" / "etcd" / "envoy.yaml").read_text())
+    assert etcd["static_resources"]["clusters"] == local["static_resources"]["clusters"] + [cluster]
+    config = json.loads(plugin_config_of(etcd)["configuration"]["value"])
+    assert config.pop("ledger") == {
+        "backend": "etcd",
+        "etcd": {"cluster": cluster["name"], "prefix": "custody/", "timeout_ms": 250},
+    }
+    assert config == json.loads(plugin_config_of(local)["configuration"]["value"])
+    etcd_wasm, local_wasm = plugin_config_of(etcd), plugin_config_of(local)
+    etcd_wasm.pop("configuration"), local_wasm.pop("configuration")
+    assert etcd_wasm == local_wasm
+    assert etcd["static_resources"]["listeners"] == local["static_resources"]["listeners"]
+
+
+def test_the_etcd_cluster_speaks_http2_over_mutual_tls():
+    cluster = yaml.safe_load((REPO / "envoy" / "etcd" / "cluster.yaml").read_text())
+    options = cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+    assert "http2_protocol_options" in options["explicit_http_config"]
+    tls = cluster["transport_socket"]["typed_config"]
+    assert tls["@type"].endswith("UpstreamTlsContext")
+    common = tls["common_tls_context"]
+    assert common["alpn_protocols"] == ["h2"]
+    assert common["tls_certificates"], "Custody presents a client certificate to etcd"
+    validation = common["validation_context"]
+    assert validation["trusted_ca"] and validation["match_typed_subject_alt_names"]
+    assert cluster["health_checks"][0]["http_health_check"]["codec_client_type"] == "HTTP2"
 
 
 @pytest.fixture
@@ -31,6 +69,11 @@ def envoy_cwd(tmp_path, pki) -> Path:
     shutil.copy(pki["server"].key, tmp_path / "certs" / "server" / "svid.key")
     (tmp_path / "dist").mkdir()
     shutil.copy(WASM, tmp_path / "dist" / "custody.wasm")
+    # envoy/etcd/envoy.yaml: etcd's CA and Custody's client certificate for etcd.
+    (tmp_path / "certs" / "etcd").mkdir()
+    shutil.copy(pki["bundle"], tmp_path / "certs" / "etcd" / "ca.pem")
+    shutil.copy(pki["agent"].cert, tmp_path / "certs" / "etcd" / "client.pem")
+    shutil.copy(pki["agent"].key, tmp_path / "certs" / "etcd" / "client.key")
     return tmp_path
 
 

@@ -34,6 +34,9 @@ pub struct Config {
     pub trust_domains: BTreeMap<String, TrustSource>,
     #[serde(default)]
     pub history: HistoryLimits,
+    /// Where proof ids and consumed `single_use` entries are remembered.
+    #[serde(default)]
+    pub ledger: Ledger,
     /// The compiled policy bundle (`custody policy compile` output).
     pub policy: Policy,
     /// `trust_domains` loaded, checked once at configuration time.
@@ -94,6 +97,88 @@ impl HistoryLimits {
             max_certs: self.max_certs,
             skew_secs: self.skew_seconds,
             ..Default::default()
+        }
+    }
+}
+
+/// `ledger`: which store admits each proof `jti` and consumed `single_use`
+/// entry once (see docs/configuration.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ledger {
+    #[serde(default)]
+    pub backend: Backend,
+    /// Required with `backend: etcd`, refused otherwise.
+    #[serde(default)]
+    pub etcd: Option<Etcd>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// This Envoy's shared data: once per Envoy.
+    #[default]
+    Local,
+    /// An etcd cluster shared by every replica: once per etcd cluster.
+    Etcd,
+}
+
+/// The etcd cluster, reached through an Envoy cluster (etcd's JSON gateway).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Etcd {
+    /// The Envoy cluster that reaches etcd's client port.
+    pub cluster: String,
+    /// Every key and lease of Custody lives under it (ends with `/`).
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    /// How long a request waits for etcd in all (10 to 5000 ms).
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_prefix() -> String {
+    "custody/".to_owned()
+}
+
+fn default_timeout_ms() -> u64 {
+    250
+}
+
+impl Ledger {
+    /// The etcd settings when the backend is etcd.
+    pub fn etcd(&self) -> Option<&Etcd> {
+        match self.backend {
+            Backend::Etcd => self.etcd.as_ref(),
+            Backend::Local => None,
+        }
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let visible = |s: &str| s.bytes().all(|b| b.is_ascii_graphic());
+        match (self.backend, &self.etcd) {
+            (Backend::Local, None) => Ok(()),
+            (Backend::Local, Some(_)) => {
+                Err("ledger.etcd is set, but ledger.backend is not \"etcd\"".into())
+            }
+            (Backend::Etcd, None) => Err("ledger.backend \"etcd\" needs ledger.etcd".into()),
+            (Backend::Etcd, Some(e)) => {
+                if e.cluster.is_empty() || e.cluster.len() > 255 || !visible(&e.cluster) {
+                    return Err(
+                        "ledger.etcd.cluster must be 1-255 printable ASCII characters".into(),
+                    );
+                }
+                if e.prefix.len() > 128 || !visible(&e.prefix) || !e.prefix.ends_with('/') {
+                    return Err(
+                        "ledger.etcd.prefix must be 1-128 printable ASCII characters ending with '/'"
+                            .into(),
+                    );
+                }
+                if !(10..=5000).contains(&e.timeout_ms) {
+                    return Err("ledger.etcd.timeout_ms must be between 10 and 5000".into());
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -247,6 +332,22 @@ impl Config {
         {
             return Err("history: max_entries 1-256, max_header_bytes 1024-262144, max_claims_bytes 1-16384, max_certs 1-64, skew_seconds 0-300".into());
         }
+        self.ledger.check()?;
+        if self.ledger.etcd().is_some() {
+            // One etcd transaction takes every claim of a request.
+            let most = crate::ledger::MAX_STEP_CLAIMS;
+            if let Some(rule) = self
+                .policy
+                .rules
+                .iter()
+                .find(|r| r.require.iter().filter(|c| c.single_use).count() > most)
+            {
+                return Err(format!(
+                    "rule '{}' has more than {most} single_use clauses, more than one etcd transaction takes",
+                    rule.name
+                ));
+            }
+        }
         self.policy.check_rego()?;
         let needs_history = self.policy.rules.iter().find(|r| !r.require.is_empty());
         if let (Some(rule), false) = (needs_history, self.verifies_history()) {
@@ -292,6 +393,92 @@ mod tests {
             (c.limits.max_body_bytes, c.limits.max_json_depth),
             (4096, 8)
         );
+    }
+
+    #[test]
+    fn the_ledger_is_local_unless_etcd_is_configured() {
+        let c = Config::from_json(br#"{"policy":{"rules":[]}}"#).unwrap();
+        assert_eq!(c.ledger.backend, Backend::Local);
+        assert_eq!(c.ledger.etcd(), None);
+        let c = Config::from_json(
+            br#"{"ledger":{"backend":"etcd","etcd":{"cluster":"etcd"}},"policy":{"rules":[]}}"#,
+        )
+        .unwrap();
+        let e = c.ledger.etcd().unwrap();
+        assert_eq!(
+            (e.cluster.as_str(), e.prefix.as_str(), e.timeout_ms),
+            ("etcd", "custody/", 250)
+        );
+        let c = Config::from_json(
+            br#"{"ledger":{"backend":"etcd","etcd":{"cluster":"e","prefix":"t/c/","timeout_ms":10}},"policy":{"rules":[]}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.ledger.etcd().unwrap().timeout_ms, 10);
+    }
+
+    #[test]
+    fn refuses_a_ledger_it_cannot_use() {
+        let with = |ledger: &str| {
+            Config::from_json(
+                format!(r#"{{"ledger":{ledger},"policy":{{"rules":[]}}}}"#).as_bytes(),
+            )
+            .unwrap_err()
+        };
+        for (ledger, want) in [
+            (r#"{"backend":"redis"}"#, "unknown variant"),
+            (r#"{"backend":"etcd"}"#, "needs ledger.etcd"),
+            (r#"{"etcd":{"cluster":"e"}}"#, "ledger.backend is not"),
+            (
+                r#"{"backend":"local","etcd":{"cluster":"e"}}"#,
+                "ledger.backend is not",
+            ),
+            (r#"{"backend":"etcd","etcd":{}}"#, "missing field `cluster`"),
+            (r#"{"backend":"etcd","etcd":{"cluster":""}}"#, "cluster"),
+            (r#"{"backend":"etcd","etcd":{"cluster":"a b"}}"#, "cluster"),
+            (
+                r#"{"backend":"etcd","etcd":{"cluster":"e","prefix":""}}"#,
+                "prefix",
+            ),
+            (
+                r#"{"backend":"etcd","etcd":{"cluster":"e","prefix":"custody"}}"#,
+                "prefix",
+            ),
+            (
+                r#"{"backend":"etcd","etcd":{"cluster":"e","prefix":"cus tody/"}}"#,
+                "prefix",
+            ),
+            (
+                r#"{"backend":"etcd","etcd":{"cluster":"e","timeout_ms":0}}"#,
+                "timeout_ms",
+            ),
+            (
+                r#"{"backend":"etcd","etcd":{"cluster":"e","timeout_ms":5001}}"#,
+                "timeout_ms",
+            ),
+            (
+                r#"{"backend":"etcd","etcd":{"cluster":"e","timeout":100}}"#,
+                "unknown field `timeout`",
+            ),
+            (
+                r#"{"backend":"etcd","etcd":{"cluster":"e"},"ttl":1}"#,
+                "unknown field `ttl`",
+            ),
+        ] {
+            let err = with(ledger);
+            assert!(err.contains(want), "{ledger}: {err}");
+        }
+        // One transaction takes every claim of a request.
+        let rule = |clauses: usize| {
+            let clause = r#"{"step":"s","by":["spiffe://example.org/a"],"single_use":true}"#;
+            let require = vec![clause; clauses].join(",");
+            format!(
+                r#"{{"ledger":{{"backend":"etcd","etcd":{{"cluster":"e"}}}},"policy":{{"rules":[{{"name":"r","callers":["spiffe://example.org/a"],"methods":["ping"],"require":[{require}]}}]}}}}"#
+            )
+        };
+        let err = Config::from_json(rule(64).as_bytes()).unwrap_err();
+        assert!(err.contains("more than 63 single_use clauses"), "{err}");
+        let err = Config::from_json(rule(63).as_bytes()).unwrap_err();
+        assert!(err.contains("audience and trust_domains"), "{err}");
     }
 
     #[test]

@@ -1,17 +1,21 @@
 //! Stages 1-5 put together. The filter calls [`on_head`] when the request
-//! headers arrive and, unless that already decided, [`on_body`] once the whole
-//! body is buffered. Both return plain data; the filter only applies it.
+//! headers arrive and, unless that already decided, [`Pending::judge`] once
+//! the whole body is buffered: a decision final except for what it must
+//! claim in the ledger ([`crate::ledger`]). [`Pending::on_body`] settles
+//! those claims in a local store at once. All return plain data; the filter
+//! only applies it.
 
 use crate::config::Config;
 use crate::identity::IdentityError;
 use crate::input;
+use crate::ledger::{self, Claim, Claims, Judged};
 use crate::mcp::{self, Target};
 use crate::policy::{Request, Step, Verdict};
 use crate::proof::{self, HistoryHeaders, ProofEnv};
 use crate::reason::Reason;
 use crate::transport::{self, Head, HttpKind};
 use crate::SpiffeId;
-use custody_history::{Code, VerifiedHistory};
+use custody_history::VerifiedHistory;
 use serde_json::Value;
 
 /// The outcome of one request, before `mode` is applied.
@@ -124,10 +128,22 @@ impl Pending {
         Ok(())
     }
 
-    /// Stages 3-5 over the complete body.
+    /// Stages 3-5 over the complete body, claims settled in `env.replay`
+    /// (the `local` ledger; see [`ledger::settle_local`]).
     pub fn on_body(&self, config: &Config, body: &[u8], env: &mut ProofEnv) -> Decision {
+        let judged = self.judge(config, body, env);
+        ledger::settle_local(judged, env.replay, env.now)
+    }
+
+    /// Stages 3-5 over the complete body, with the claims still to make.
+    /// `env.replay` is not touched.
+    pub fn judge(&self, config: &Config, body: &[u8], env: &mut ProofEnv) -> Judged {
+        let unclaimed = |decision| Judged {
+            decision,
+            claims: Claims::default(),
+        };
         if let Err(d) = self.check_size(config, body.len()) {
-            return *d;
+            return unclaimed(*d);
         }
         let msg = match self.kind.pseudo_method() {
             Some(pseudo) if body.is_empty() => mcp::McpMessage {
@@ -136,10 +152,16 @@ impl Pending {
                 target: None,
                 arguments: None,
             },
-            Some(_) => return self.refuse(Reason::InvalidRequest, None, "GET/DELETE with a body"),
+            Some(_) => {
+                return unclaimed(self.refuse(
+                    Reason::InvalidRequest,
+                    None,
+                    "GET/DELETE with a body",
+                ))
+            }
             None => match mcp::parse(body, config.limits.max_json_depth) {
                 Ok(msg) => msg,
-                Err(e) => return self.refuse(e.reason, e.id, e.detail),
+                Err(e) => return unclaimed(self.refuse(e.reason, e.id, e.detail)),
             },
         };
         let mut decision = self.decision(Reason::NoRule, msg.id.clone());
@@ -150,8 +172,15 @@ impl Pending {
                 decision.detail = Some(detail);
                 decision.method = Some(msg.method);
                 decision.target = msg.target;
-                return decision;
+                return unclaimed(decision);
             }
+        };
+        let skew = config.history.skew_seconds;
+        let mut claims = Claims {
+            proof: history
+                .as_ref()
+                .map(|h| Claim::proof(&h.proof.jti, h.proof.exp, skew)),
+            ..Claims::default()
         };
         let steps: Vec<Step> = history
             .iter()
@@ -185,7 +214,8 @@ impl Pending {
         };
         decision.verdict = match config.policy.evaluate(&request) {
             Verdict::Allow { rule } => {
-                consume_single_use(config, rule, &request, history.as_ref(), env)
+                claims.shared = requires_history(config, rule);
+                single_use(config, rule, &request, history.as_ref(), &mut claims)
                     .map(|()| rule.to_owned())
             }
             Verdict::Deny { reason } => Err(reason),
@@ -196,7 +226,7 @@ impl Pending {
         }
         decision.method = Some(msg.method);
         decision.target = msg.target;
-        decision
+        Judged { decision, claims }
     }
 
     fn refuse(&self, reason: Reason, id: Option<Value>, detail: impl Into<String>) -> Decision {
@@ -212,30 +242,34 @@ impl Pending {
     }
 }
 
-/// The entries that met the allowing rule's `single_use` clauses are used up
-/// here, once per Envoy (the host's replay guard, keyed by entry hash and kept
-/// until the entry expires).
-fn consume_single_use(
+/// Whether rule `name` has `require` clauses: its claims must then hold
+/// across replicas (the etcd ledger); any other rule allows without history.
+fn requires_history(config: &Config, name: &str) -> bool {
+    config
+        .policy
+        .rules
+        .iter()
+        .any(|r| r.name == name && !r.require.is_empty())
+}
+
+/// The entries that met the allowing rule's `single_use` clauses, to be
+/// used up by the ledger. An entry that would stay acceptable past the
+/// ledger's longest memory is refused rather than forgotten too early.
+fn single_use(
     config: &Config,
     rule: &str,
     request: &Request,
     history: Option<&VerifiedHistory>,
-    env: &mut ProofEnv,
+    claims: &mut Claims,
 ) -> Result<(), Reason> {
     let Some(history) = history else {
         return Ok(());
     };
     for i in config.policy.single_use_steps(rule, request) {
-        let Some(entry) = history.entries.get(i) else {
-            return Err(Reason::StepConsumed);
-        };
-        let key = format!("step:{}", custody_history::b64url(&entry.hash));
-        env.replay
-            .admit(&key, entry.exp, env.now)
-            .map_err(|r| match r.code() {
-                Code::ProofReplayed => Reason::StepConsumed,
-                other => Reason::History(other),
-            })?;
+        let entry = history.entries.get(i).ok_or(Reason::StepConsumed)?;
+        let claim = Claim::step(entry, config.history.skew_seconds, request.now)
+            .ok_or(Reason::SingleUseTooLong)?;
+        claims.consume(claim);
     }
     Ok(())
 }

@@ -120,6 +120,7 @@ mod tests {
             exp: 5_000,
             claims,
             hash: [seq as u8; 32],
+            signer_not_after: 9_000,
         }
     }
 

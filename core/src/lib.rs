@@ -3,7 +3,8 @@
 //! the filter crate gathers the inputs and applies the [`decide::Decision`].
 //!
 //! Stages, in request order: [`identity`] → [`transport`] → [`mcp`] →
-//! [`proof`] → [`decide`] (over [`policy`]) → [`act`] (with [`reply`] and [`log`]).
+//! [`proof`] → [`decide`] (over [`policy`], claims settled by [`ledger`]) →
+//! [`act`] (with [`reply`] and [`log`]).
 //! [`reason`] is the one table of refusal reasons, their HTTP status and JSON-RPC code.
 
 pub mod act;
@@ -13,6 +14,7 @@ pub mod duration;
 pub mod glob;
 pub mod identity;
 pub mod input;
+pub mod ledger;
 pub mod log;
 pub mod mcp;
 pub mod peer_chain;

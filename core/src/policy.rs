@@ -217,7 +217,8 @@ pub struct Requirement {
     pub within: Option<Within>,
     #[serde(default = "approved")]
     pub result: String,
-    /// The entry that meets this clause authorises one request per Envoy.
+    /// The entry that meets this clause authorises one request (per Envoy, or
+    /// across replicas with the etcd ledger; see `crate::ledger`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub single_use: bool,
 }

@@ -1,8 +1,8 @@
 //! Stage 4: the signed workflow history, verified for this very request.
 //! The three headers are taken exactly as sent (every occurrence: a repeated
 //! header is refused, never merged), verified against the trust bundle, the
-//! mTLS peer, this server's audience and the buffered body, and the proof's
-//! `jti` is admitted once by the host's replay guard.
+//! mTLS peer, this server's audience and the buffered body. The proof's
+//! `jti` is then claimed once through [`crate::ledger`].
 
 use crate::config::Config;
 use crate::reason::Reason;
@@ -49,16 +49,27 @@ impl HistoryHeaders {
     }
 }
 
-/// Remembers proof ids. The filter keeps it in Envoy's shared data, so one
-/// proof is accepted once per Envoy, whichever worker sees it.
+/// This Envoy's store of used-up claims (proof `jti`s, consumed
+/// `single_use` entries), keyed as [`crate::ledger::Claim::key`]. The filter
+/// keeps it in Envoy's shared data, so a claim is seen by every worker.
 pub trait ReplayGuard {
-    /// Refuses with `proof_replayed` a `jti` already admitted and still live.
-    fn admit(&mut self, jti: &str, exp: u64, now: u64) -> Result<(), Refusal>;
+    /// Records `key` until `until` (Unix seconds), or refuses with
+    /// `proof_replayed` a key already recorded and still live at `now`.
+    fn admit(&mut self, key: &str, until: u64, now: u64) -> Result<(), Refusal>;
+
+    /// Whether `key` is recorded and live at `now`, without recording it:
+    /// the etcd ledger's local fast path. A store that cannot tell says no
+    /// (etcd then decides).
+    fn holds(&mut self, _key: &str, _now: u64) -> bool {
+        false
+    }
 }
 
+/// For native use and tests: the cache adds its own skew to `until`, so
+/// build it with skew 0 to keep claims exactly until their horizon.
 impl ReplayGuard for ReplayCache {
-    fn admit(&mut self, jti: &str, exp: u64, now: u64) -> Result<(), Refusal> {
-        self.check_and_insert(jti, exp, now)
+    fn admit(&mut self, key: &str, until: u64, now: u64) -> Result<(), Refusal> {
+        self.check_and_insert(key, until, now)
     }
 }
 
@@ -68,6 +79,7 @@ pub struct ProofEnv<'a> {
     pub now: u64,
     pub ecdsa: &'a dyn EcdsaP256Verifier,
     pub cache: Option<&'a mut VerifyCache>,
+    /// This Envoy's store of claims ([`crate::ledger`]).
     pub replay: &'a mut dyn ReplayGuard,
 }
 
@@ -107,14 +119,11 @@ pub fn verify(
         body,
         now: env.now,
     };
-    let verified = Verifier::new(&config.trust, &limits)
+    Verifier::new(&config.trust, &limits)
         .with_ecdsa(env.ecdsa)
         .verify(&request, env.cache.as_deref_mut())
-        .map_err(refused)?;
-    env.replay
-        .admit(&verified.proof.jti, verified.proof.exp, env.now)
-        .map_err(refused)?;
-    Ok(Some(verified))
+        .map(Some)
+        .map_err(refused)
 }
 
 fn refused(r: Refusal) -> ProofError {

@@ -42,6 +42,11 @@ pub enum Reason {
     StaleStep,
     /// The required step is `single_use` and already authorised a request.
     StepConsumed,
+    /// A `single_use` step would stay acceptable longer than the ledger
+    /// remembers consumed steps (`ledger::MAX_SINGLE_USE_SECS`).
+    SingleUseTooLong,
+    /// The shared ledger (etcd) did not answer, or not usably, in time.
+    LedgerUnavailable,
     /// History headers were sent, but no `audience`/`trust_domains` are configured.
     HistoryUnconfigured,
     /// The rule's Rego rule is `false`, undefined or not `true`.
@@ -54,7 +59,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 22] = [
         Reason::ConfigInvalid,
         Reason::NoIdentity,
         Reason::MethodNotAllowed,
@@ -72,6 +77,8 @@ impl Reason {
         Reason::StepResult,
         Reason::StaleStep,
         Reason::StepConsumed,
+        Reason::SingleUseTooLong,
+        Reason::LedgerUnavailable,
         Reason::HistoryUnconfigured,
         Reason::RegoDenied,
         Reason::RegoError,
@@ -202,6 +209,20 @@ impl Reason {
                 403,
                 -32005,
                 "A required single-use workflow step was already used",
+            ),
+            Reason::SingleUseTooLong => (
+                "single_use_too_long",
+                403,
+                -32005,
+                "A required single-use workflow step stays valid for too long",
+            ),
+            // Not the caller's fault: the ledger shared by the replicas did
+            // not answer usably. Never an allow. Retry later.
+            Reason::LedgerUnavailable => (
+                "ledger_unavailable",
+                503,
+                -32011,
+                "The replay ledger is unavailable; retry shortly",
             ),
             Reason::HistoryUnconfigured => (
                 "history_unconfigured",

@@ -7,6 +7,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use custody_core::config::Config;
 use custody_core::decide::{on_head, Decision};
+use custody_core::ledger::{Judged, Kind, MAX_SINGLE_USE_SECS};
 use custody_core::proof::{ProofEnv, CERTS_HEADER, HISTORY_HEADER, PROOF_HEADER};
 use custody_core::reason::Reason;
 use custody_core::transport::Head;
@@ -17,6 +18,9 @@ use serde_json::json;
 
 use custody_testkit::{fixtures, sa, signer, AUD, NOW};
 
+/// A call the `ping` rule allows without any history.
+const LOOKUP: &[u8] =
+    br#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"lookup"}}"#;
 const BODY: &[u8] =
     br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"refund","arguments":{"amount":12000}}}"#;
 
@@ -45,6 +49,11 @@ fn config_with(with_trust: bool, single_use: bool) -> Config {
 
 /// fraud-agent → approvals → refund-agent, entries `age` seconds old.
 fn history(steps: &[(&str, &str, &str)], age: u64) -> (String, String) {
+    history_at(steps, NOW - age, NOW + 3600)
+}
+
+/// The same, issued from `iat` on and expiring at `exp`.
+fn history_at(steps: &[(&str, &str, &str)], iat: u64, exp: u64) -> (String, String) {
     let mut chain: Option<String> = None;
     let mut certs = Vec::new();
     let claims = json!({"amount": 12000});
@@ -55,8 +64,8 @@ fn history(steps: &[(&str, &str, &str)], age: u64) -> (String, String) {
             nxt: &sa(next),
             step,
             result: "approved",
-            iat: NOW - age + i as u64,
-            exp: NOW + 3600,
+            iat: iat + i as u64,
+            exp,
             claims: Some(&claims),
         };
         chain = Some(append_entry(chain.as_deref(), &s, &fields).unwrap());
@@ -72,14 +81,18 @@ fn history(steps: &[(&str, &str, &str)], age: u64) -> (String, String) {
 type Headers = Vec<(String, Vec<u8>)>;
 
 fn headers(history: &str, certs: &str, prover: &str, body: &[u8], jti: u8) -> Headers {
+    headers_at(history, certs, prover, body, jti, NOW)
+}
+
+fn headers_at(history: &str, certs: &str, prover: &str, body: &[u8], jti: u8, now: u64) -> Headers {
     let proof = make_proof(
         history,
         &signer(prover),
         body,
         &ProofFields {
             aud: AUD,
-            iat: NOW,
-            exp: NOW + 60,
+            iat: now,
+            exp: now + 60,
             jti: &[jti; 16],
         },
     )
@@ -99,12 +112,24 @@ struct Host {
 impl Host {
     fn new() -> Self {
         Host {
-            replay: ReplayCache::new(64, 30),
+            replay: ReplayCache::new(64, 0),
             cache: VerifyCache::new(64, 64),
         }
     }
 
     fn decide(&mut self, config: &Config, caller: &str, h: Headers, body: &[u8]) -> Decision {
+        let judged = self.judge(config, caller, h, body, NOW);
+        custody_core::ledger::settle_local(judged, &mut self.replay, NOW)
+    }
+
+    fn judge(
+        &mut self,
+        config: &Config,
+        caller: &str,
+        h: Headers,
+        body: &[u8],
+        now: u64,
+    ) -> Judged {
         let head = Head {
             method: "POST",
             path: "/mcp",
@@ -112,13 +137,14 @@ impl Host {
             content_length: None,
         };
         let pending = on_head(config, Ok(SpiffeId::parse(caller).unwrap()), &head, &h).unwrap();
+        let mut unused = ReplayCache::new(0, 0);
         let mut env = ProofEnv {
-            now: NOW,
+            now,
             ecdsa: &P256Verifier,
             cache: Some(&mut self.cache),
-            replay: &mut self.replay,
+            replay: &mut unused,
         };
-        pending.on_body(config, body, &mut env)
+        pending.judge(config, body, &mut env)
     }
 }
 
@@ -229,6 +255,86 @@ fn a_single_use_approval_authorises_one_request() {
     }
 }
 
+/// The approvals SVID of the fixtures expires then.
+const APPROVALS_NOT_AFTER: u64 = 1_780_272_000;
+
+#[test]
+fn a_single_use_entry_is_remembered_until_it_expires_or_its_signer_does() {
+    let c = config_with(true, true);
+    let caller = sa("refund-agent");
+    // An approval that expires in an hour: kept until then (+ skew).
+    let (h, certs) = history_at(&STEPS, NOW - 100, NOW + 3600);
+    let j = Host::new().judge(
+        &c,
+        &caller,
+        headers(&h, &certs, "refund-agent", BODY, 40),
+        BODY,
+        NOW,
+    );
+    assert!(j.decision.is_allowed(), "{:?}", j.decision.detail);
+    assert_eq!(j.claims.proof.as_ref().unwrap().horizon, NOW + 60 + 30);
+    assert_eq!(j.claims.steps.len(), 1);
+    assert_eq!(j.claims.steps[0].kind, Kind::Step);
+    assert_eq!(j.claims.steps[0].horizon, NOW + 3600 + 30);
+    assert!(j.claims.shared, "the rule requires history");
+
+    // An approval valid for 30 days, two days before its signer's SVID
+    // expires: kept until the SVID's notAfter (+ skew), not 30 days.
+    let now = APPROVALS_NOT_AFTER - 2 * 86_400;
+    let (h, certs) = history_at(&STEPS, now - 100, now + 30 * 86_400);
+    let j = Host::new().judge(
+        &c,
+        &caller,
+        headers_at(&h, &certs, "refund-agent", BODY, 41, now),
+        BODY,
+        now,
+    );
+    assert!(j.decision.is_allowed(), "{:?}", j.decision.detail);
+    assert_eq!(j.claims.steps[0].horizon, APPROVALS_NOT_AFTER + 30);
+
+    // The same approval weeks before that: it would stay acceptable longer
+    // than consumed entries are remembered, so a single_use clause refuses it.
+    let (h, certs) = history_at(&STEPS, NOW - 100, NOW + 30 * 86_400);
+    let j = Host::new().judge(
+        &c,
+        &caller,
+        headers(&h, &certs, "refund-agent", BODY, 42),
+        BODY,
+        NOW,
+    );
+    const { assert!(APPROVALS_NOT_AFTER - NOW > MAX_SINGLE_USE_SECS) };
+    assert_eq!(j.decision.verdict, Err(Reason::SingleUseTooLong));
+    // Without single_use the same entry is fine.
+    let j = Host::new().judge(
+        &config(true),
+        &caller,
+        headers(&h, &certs, "refund-agent", BODY, 43),
+        BODY,
+        NOW,
+    );
+    assert!(j.decision.is_allowed(), "{:?}", j.decision.detail);
+    assert!(j.claims.steps.is_empty());
+}
+
+#[test]
+fn rules_without_history_claim_only_locally() {
+    let c = config(true);
+    let (h, certs) = history(&STEPS, 100);
+    let j = Host::new().judge(
+        &c,
+        &sa("refund-agent"),
+        headers(&h, &certs, "refund-agent", LOOKUP, 44),
+        LOOKUP,
+        NOW,
+    );
+    assert_eq!(j.decision.verdict, Ok("ping".to_owned()));
+    assert!(j.claims.proof.is_some(), "the proof's jti is still claimed");
+    assert!(
+        !j.claims.shared,
+        "but this rule does not need it across replicas"
+    );
+}
+
 #[test]
 fn history_refusals_stop_the_request_before_the_rules() {
     let c = config(true);
@@ -263,12 +369,11 @@ fn history_refusals_stop_the_request_before_the_rules() {
     );
 
     // Even a rule that needs no history refuses a bad one.
-    let lookup = br#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"lookup"}}"#;
     let d = host.decide(
         &c,
         &caller,
         headers(&h, &certs, "refund-agent", BODY, 8),
-        lookup,
+        LOOKUP,
     );
     assert_eq!(d.verdict, Err(Reason::History(Code::ProofBody)));
     assert_eq!(d.method.as_deref(), Some("tools/call"));
@@ -278,15 +383,14 @@ fn history_refusals_stop_the_request_before_the_rules() {
 fn history_without_trust_configuration_is_refused() {
     let c = config(false);
     let (h, certs) = history(&STEPS, 100);
-    let lookup = br#"{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"lookup"}}"#;
     let d = Host::new().decide(
         &c,
         &sa("refund-agent"),
-        headers(&h, &certs, "refund-agent", lookup, 9),
-        lookup,
+        headers(&h, &certs, "refund-agent", LOOKUP, 9),
+        LOOKUP,
     );
     assert_eq!(d.verdict, Err(Reason::HistoryUnconfigured));
-    let d = Host::new().decide(&c, &sa("refund-agent"), Vec::new(), lookup);
+    let d = Host::new().decide(&c, &sa("refund-agent"), Vec::new(), LOOKUP);
     assert_eq!(d.verdict, Ok("ping".to_owned()));
 }
 

@@ -4,7 +4,7 @@
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub fn log(level: LogLevel, message: &str) {
     let _ = hostcalls::log(level, message);
@@ -53,6 +53,52 @@ pub fn set_request_header(name: &str, value: Option<&str>) -> bool {
 /// Adds a request header (cheaper than replacing; for a name known absent).
 pub fn add_request_header(name: &str, value: &str) -> bool {
     hostcalls::add_map_value(MapType::HttpRequestHeaders, name, value).is_ok()
+}
+
+/// Lets a request paused in a callback (waiting for a callout) go on.
+pub fn resume_request() -> bool {
+    hostcalls::resume_http_request().is_ok()
+}
+
+/// Calls `on_tick` of the current root context every `period`.
+pub fn set_tick_period(period: Duration) -> bool {
+    hostcalls::set_tick_period(period).is_ok()
+}
+
+/// POSTs a JSON `body` to `path` on the Envoy cluster `cluster`; the answer
+/// comes to the calling context's `on_http_call_response` with the token.
+/// Connection failures are retried (nothing was sent); nothing else is.
+pub fn post_json(cluster: &str, path: &str, body: &[u8], timeout: Duration) -> Result<u32, String> {
+    let headers = vec![
+        (":method", "POST"),
+        (":path", path),
+        (":authority", cluster),
+        ("content-type", "application/json"),
+        ("x-envoy-retry-on", "connect-failure,refused-stream"),
+        ("x-envoy-max-retries", "2"),
+    ];
+    hostcalls::dispatch_http_call(cluster, headers, Some(body), Vec::new(), timeout)
+        .map_err(|status| format!("cannot call Envoy cluster '{cluster}': {status:?}"))
+}
+
+/// The answer to a callout: its HTTP status (none when the call failed:
+/// connection refused or reset) and at most `max` bytes of its body (more
+/// is an error: `None`).
+pub fn call_response(body_size: usize, max: usize) -> (Option<u32>, Option<Vec<u8>>) {
+    let status = hostcalls::get_map_value_bytes(MapType::HttpCallResponseHeaders, ":status")
+        .ok()
+        .flatten()
+        .and_then(|s| std::str::from_utf8(&s).ok()?.parse().ok());
+    let body = if body_size > max {
+        None
+    } else if body_size == 0 {
+        Some(Vec::new())
+    } else {
+        hostcalls::get_buffer(BufferType::HttpCallResponseBody, 0, body_size)
+            .ok()
+            .flatten()
+    };
+    (status, body)
 }
 
 pub fn send_reply(status: u32, headers: &[(&str, &str)], body: &[u8]) -> bool {

@@ -1,13 +1,17 @@
 //! One HTTP request through the filter, top to bottom:
-//! headers → (identity, transport) → body → (mcp, decide) → forward or refuse.
+//! headers → (identity, transport) → body → (mcp, decide) → ledger → forward or refuse.
+//! With the etcd ledger, a request that must claim something waits (paused)
+//! for etcd's answer in `on_http_call_response`.
 
 use crate::host;
+use crate::ledger::{self, Next, Waiting};
 use crate::replay::SharedReplay;
 use crate::shared::Shared;
 use custody_core::act::{self, CALLER_HEADER, OWN_HEADER_PREFIX};
 use custody_core::config::{Config, IdentitySource, Mode};
 use custody_core::decide::{self, Decision, Pending};
 use custody_core::identity::{self, IdentityError, PeerFacts};
+use custody_core::ledger::{Judged, Plan};
 use custody_core::peer_chain::XFCC_HEADER;
 use custody_core::proof::ProofEnv;
 use custody_core::reason::Reason;
@@ -22,6 +26,8 @@ pub struct Request {
     decision_id: String,
     /// Set once the head passed and the body is awaited.
     pending: Option<Pending>,
+    /// Set while the decision waits for etcd.
+    waiting: Option<Waiting>,
     /// Time spent in this filter's callbacks, for the decision log.
     busy_us: u64,
     /// The headers went upstream before the decision (`headers: stream`).
@@ -34,13 +40,33 @@ impl Request {
             shared,
             decision_id: host::random_id(),
             pending: None,
+            waiting: None,
             busy_us: 0,
             headers_sent: false,
         }
     }
 }
 
-impl Context for Request {}
+impl Context for Request {
+    /// etcd answered (or the call failed): go on waiting, or decide.
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let started = host::now_micros();
+        let shared = Rc::clone(&self.shared);
+        let (Ok(config), Some(waiting)) = (&shared.config, self.waiting.take()) else {
+            return;
+        };
+        let next = ledger::answered(&shared, config, waiting, token, body_size);
+        if let Action::Continue = self.wait_or_finish(config, next, started) {
+            host::resume_request();
+        }
+    }
+}
 
 impl HttpContext for Request {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -68,9 +94,9 @@ impl HttpContext for Request {
             return Action::Pause; // Envoy buffers until the whole body is here
         }
         let body = host::request_body(body_size).unwrap_or_default();
-        let decision = decide_body(&shared, config, pending, &body);
+        let judged = judge_body(&shared, config, pending, &body);
         self.pending = None;
-        self.finish(Some(config), decision, started)
+        self.settle(config, judged, started)
     }
 }
 
@@ -94,8 +120,8 @@ impl Request {
         match decide::on_head(config, identity, &head, &headers) {
             Err(refusal) => self.finish(Some(config), *refusal, started),
             Ok(pending) if end_of_stream => {
-                let decision = decide_body(&self.shared, config, &pending, b"");
-                self.finish(Some(config), decision, started)
+                let judged = judge_body(&self.shared, config, &pending, b"");
+                self.settle(config, judged, started)
             }
             Ok(pending) => {
                 let caller = pending.caller.to_string();
@@ -112,6 +138,28 @@ impl Request {
                 self.headers_sent = true;
                 Action::Continue
             }
+        }
+    }
+
+    /// Claims what the decision needs in the ledger, then applies it. A
+    /// request whose claims go to etcd stays paused until etcd answers.
+    fn settle(&mut self, config: &Config, judged: Judged, started: u64) -> Action {
+        let now = host::now_micros() / 1_000_000;
+        let next = match custody_core::ledger::plan(config, judged, &mut SharedReplay, now) {
+            Plan::Done(decision) => Next::Done(decision),
+            Plan::Ask(asking) => ledger::start(&self.shared, config, asking),
+        };
+        self.wait_or_finish(config, next, started)
+    }
+
+    fn wait_or_finish(&mut self, config: &Config, next: Next, started: u64) -> Action {
+        match next {
+            Next::Wait(waiting) => {
+                self.waiting = Some(waiting);
+                self.busy_us += host::now_micros().saturating_sub(started);
+                Action::Pause
+            }
+            Next::Done(decision) => self.finish(Some(config), decision, started),
         }
     }
 
@@ -154,19 +202,18 @@ impl Request {
     }
 }
 
-/// Stages 3-5, with this VM's caches, the ECDSA verifier and the shared replay cache.
-fn decide_body(shared: &Shared, config: &Config, pending: &Pending, body: &[u8]) -> Decision {
+/// Stages 3-5, with this VM's caches and the ECDSA verifier; the claims are
+/// left to [`Request::settle`].
+fn judge_body(shared: &Shared, config: &Config, pending: &Pending, body: &[u8]) -> Judged {
     let mut verified = shared.verified.borrow_mut();
-    let mut replay = SharedReplay {
-        skew_secs: config.history.skew_seconds,
-    };
+    let mut replay = SharedReplay;
     let mut env = ProofEnv {
         now: host::now_micros() / 1_000_000,
         ecdsa: shared.ecdsa.as_ref(),
         cache: Some(&mut verified),
         replay: &mut replay,
     };
-    pending.on_body(config, body, &mut env)
+    pending.judge(config, body, &mut env)
 }
 
 /// Only in `--features test-panic` builds (integration/test_fail_closed.py).

@@ -6,6 +6,7 @@
 mod ecdsa;
 mod host;
 mod http;
+mod ledger;
 mod metrics;
 mod replay;
 mod root;

@@ -2,14 +2,16 @@
 //! thread). It parses the plugin configuration once and shares it with every
 //! request of its VM. A configuration that does not load is kept as an error:
 //! the filter then answers every request with 503 `config_invalid` rather
-//! than failing Envoy's startup, and says why in the log.
+//! than failing Envoy's startup, and says why in the log. With the etcd
+//! ledger, it also grants on a timer the leases requests will need.
 
 use crate::http::Request;
+use crate::ledger::{self, Granter};
 use crate::metrics::Metrics;
 use crate::shared::Shared;
 use crate::{ecdsa, host, replay, sequence};
 use custody_core::act;
-use custody_core::config::Config;
+use custody_core::config::{Backend, Config};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 use std::rc::Rc;
@@ -17,9 +19,40 @@ use std::rc::Rc;
 #[derive(Default)]
 pub struct Root {
     shared: Option<Rc<Shared>>,
+    granter: Granter,
+    ticked: bool,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        if let Some(etcd) = shared.config.as_ref().ok().and_then(|c| c.ledger.etcd()) {
+            self.granter.answered(&shared, etcd, token, body_size);
+        }
+    }
+}
+
+impl Root {
+    fn grant_ahead(&mut self) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        if let Ok(config) = &shared.config {
+            if let Some(etcd) = config.ledger.etcd() {
+                self.granter
+                    .grant_ahead(&shared, etcd, config.history.skew_seconds);
+            }
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -36,10 +69,14 @@ impl RootContext for Root {
                 if c.verifies_history() {
                     replay::create_slots();
                 }
+                let ledger = match c.ledger.etcd() {
+                    Some(e) => format!("etcd(cluster={} prefix={})", e.cluster, e.prefix),
+                    None => "local".to_owned(),
+                };
                 host::log(
                     LogLevel::Info,
                     &format!(
-                        "custody: configured: mode={:?} identity={:?} rules={} trust_domains={} ecdsa={ecdsa_name} headers={}",
+                        "custody: configured: mode={:?} identity={:?} rules={} trust_domains={} ecdsa={ecdsa_name} headers={} ledger={ledger}",
                         c.mode,
                         c.identity,
                         c.policy.rules.len(),
@@ -53,13 +90,27 @@ impl RootContext for Root {
                 &format!("custody: configuration refused, every request will be denied (503 config_invalid): {e}"),
             ),
         }
+        let etcd = config
+            .as_ref()
+            .is_ok_and(|c| c.ledger.backend == Backend::Etcd);
         self.shared = Some(Rc::new(Shared::new(
             config,
             Metrics::define(),
             ecdsa,
             hold_headers,
         )));
+        if etcd {
+            host::set_tick_period(ledger::FIRST_TICK);
+        }
         true
+    }
+
+    fn on_tick(&mut self) {
+        self.grant_ahead();
+        if !self.ticked {
+            self.ticked = true;
+            host::set_tick_period(ledger::TICK);
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {

@@ -1,10 +1,11 @@
 //! What every request of one VM shares: the configuration (or why it did not
-//! load), the counters, the caches and the ECDSA verifier. Built by the root
+//! load), the counters, the caches, the ECDSA verifier and the etcd leases. Built by the root
 //! context at configure time, read by each HTTP context.
 
 use crate::metrics::Metrics;
 use custody_core::config::Config;
 use custody_core::identity::CertCache;
+use custody_core::ledger::lease::LeaseBook;
 use custody_history::{EcdsaP256Verifier, P256Verifier, VerifyCache};
 use std::cell::RefCell;
 
@@ -18,6 +19,8 @@ pub struct Shared {
     pub ecdsa: Box<dyn EcdsaP256Verifier>,
     /// Hold request headers until the decision (`headers`, `auto` resolved).
     pub hold_headers: bool,
+    /// The etcd leases this VM knows exist (the etcd ledger).
+    pub leases: RefCell<LeaseBook>,
 }
 
 /// Distinct peer certificates remembered per VM.
@@ -40,6 +43,7 @@ impl Shared {
             verified: RefCell::new(VerifyCache::new(VERIFIED_ENTRIES, VERIFIED_CERTS)),
             ecdsa,
             hold_headers,
+            leases: RefCell::default(),
         }
     }
 
@@ -52,6 +56,7 @@ impl Shared {
             verified: RefCell::new(VerifyCache::new(0, 0)),
             ecdsa: Box::new(P256Verifier),
             hold_headers: true,
+            leases: RefCell::default(),
         }
     }
 }

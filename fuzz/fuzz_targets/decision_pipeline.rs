@@ -207,7 +207,7 @@ fuzz_target!(|input: Input| {
         Some(id) => Ok(SpiffeId::parse(id).expect("fixed caller parses")),
         None => Err(match input.caller % 3 {
             0 => IdentityError::NotMtls,
-            1 => IdentityError::UriSanCount(2),
+            1 => IdentityError::NotSvid(custody_history::svid::LeafRule::UriSanCount(2)),
             _ => IdentityError::NoCertificate,
         }),
     };

@@ -49,6 +49,11 @@ impl PathCert {
 pub(crate) struct Path(pub Vec<PathCert>);
 
 impl Path {
+    /// The earliest notAfter of the path: the last instant it can be valid.
+    pub fn not_after(&self) -> u64 {
+        self.0.iter().map(|c| c.not_after).min().unwrap_or(0)
+    }
+
     /// The certificates between the leaf and the authority (those that must
     /// come from the request).
     pub fn intermediates(&self) -> &[PathCert] {

