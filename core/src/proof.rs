@@ -12,9 +12,9 @@ use custody_history::{
     Verifier, VerifyCache,
 };
 
-pub const HISTORY_HEADER: &str = "workflow-history";
-pub const PROOF_HEADER: &str = "workflow-history-proof";
-pub const CERTS_HEADER: &str = "workflow-history-certs";
+pub const HISTORY_HEADER: &str = Header::History.name();
+pub const PROOF_HEADER: &str = Header::Proof.name();
+pub const CERTS_HEADER: &str = Header::Certs.name();
 
 pub fn is_history_header(name: &str) -> bool {
     matches!(name, HISTORY_HEADER | PROOF_HEADER | CERTS_HEADER)

@@ -17,8 +17,8 @@ pub enum Header {
 }
 
 impl Header {
-    /// The HTTP header name.
-    pub fn name(&self) -> &'static str {
+    /// The HTTP header name (the one place it is spelled).
+    pub const fn name(&self) -> &'static str {
         match self {
             Header::History => "workflow-history",
             Header::Proof => "workflow-history-proof",
