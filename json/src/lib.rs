@@ -3,6 +3,9 @@
 //! two `"name"` members wins?) would let a caller be authorised for one tool
 //! and run another, or a signer sign one claim and a verifier read another.
 //! Used for MCP bodies, JWS headers and payloads, and SPIFFE bundles.
+//! [`jcs`] gives the RFC 8785 canonical form, for hashing JSON values.
+
+pub mod jcs;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
