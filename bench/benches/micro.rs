@@ -133,12 +133,14 @@ fn bench_policy(c: &mut Criterion) {
             result: "approved",
             signer: &fraud,
             iat: NOW - 100,
+            call: None,
         },
         Step {
             step: "human_approval",
             result: "approved",
             signer: &approvals,
             iat: NOW - 50,
+            call: None,
         },
     ];
     let req = PolicyRequest {
@@ -148,6 +150,7 @@ fn bench_policy(c: &mut Criterion) {
         history: &steps,
         now: NOW,
         input: None,
+        call: None,
     };
     c.bench_function(
         "Policy::evaluate (21 rules, last matches, 2 require clauses)",

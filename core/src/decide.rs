@@ -2,6 +2,7 @@
 //! headers arrive and, unless that already decided, [`on_body`] once the whole
 //! body is buffered. Both return plain data; the filter only applies it.
 
+use crate::call;
 use crate::config::Config;
 use crate::identity::IdentityError;
 use crate::input;
@@ -161,8 +162,15 @@ impl Pending {
                 result: &e.result,
                 signer: e.iss.as_str(),
                 iat: e.iat,
+                call: e.claims.get(call::CALL_CLAIM),
             })
             .collect();
+        // Only computed (JCS and SHA-256 of the arguments) when a clause binds calls.
+        let call = config
+            .policy
+            .binds_calls()
+            .then(|| call::of_message(&msg).ok())
+            .flatten();
         let input = config.policy.uses_rego().then(|| {
             input::rego_document(&input::Facts {
                 caller: &self.caller,
@@ -182,6 +190,7 @@ impl Pending {
             history: &steps,
             now: env.now,
             input: input.as_ref(),
+            call: call.as_ref(),
         };
         decision.verdict = match config.policy.evaluate(&request) {
             Verdict::Allow { rule } => {

@@ -42,6 +42,8 @@ pub enum Reason {
     StaleStep,
     /// The required step is `single_use` and already authorised a request.
     StepConsumed,
+    /// The required step is there, but bound (`binds: call`) to another call.
+    StepCallMismatch,
     /// History headers were sent, but no `audience`/`trust_domains` are configured.
     HistoryUnconfigured,
     /// The rule's Rego rule is `false`, undefined or not `true`.
@@ -54,7 +56,7 @@ pub enum Reason {
 }
 
 impl Reason {
-    pub const ALL: [Reason; 20] = [
+    pub const ALL: [Reason; 21] = [
         Reason::ConfigInvalid,
         Reason::NoIdentity,
         Reason::MethodNotAllowed,
@@ -72,6 +74,7 @@ impl Reason {
         Reason::StepResult,
         Reason::StaleStep,
         Reason::StepConsumed,
+        Reason::StepCallMismatch,
         Reason::HistoryUnconfigured,
         Reason::RegoDenied,
         Reason::RegoError,
@@ -202,6 +205,12 @@ impl Reason {
                 403,
                 -32005,
                 "A required single-use workflow step was already used",
+            ),
+            Reason::StepCallMismatch => (
+                "step_call_mismatch",
+                403,
+                -32005,
+                "A required workflow step approved another call than this one",
             ),
             Reason::HistoryUnconfigured => (
                 "history_unconfigured",
