@@ -13,6 +13,8 @@ pub mod decide;
 pub mod glob;
 pub mod identity;
 pub mod input;
+pub mod listing;
+pub mod lists;
 pub mod log;
 pub mod mcp;
 pub mod policy;
@@ -20,6 +22,7 @@ pub mod proof;
 pub mod reason;
 pub mod rego;
 pub mod reply;
+pub mod sse;
 pub mod transport;
 
 pub use custody_json as json;

@@ -196,6 +196,55 @@ impl Rule {
     }
 }
 
+impl Rule {
+    /// Whether this rule covers `target` (caller and method checked apart).
+    pub fn covers(&self, target: &Target) -> bool {
+        self.matches_target(Some(target))
+    }
+
+    /// Whether this rule covers every URI an RFC 6570 `uriTemplate` can
+    /// expand to (failing toward hiding): a rule without target lists covers
+    /// all; a template without `{` is a URI; otherwise a resource pattern
+    /// `<literal prefix>/**` covers it when the template's text before its
+    /// first `{` starts with that prefix (every expansion then does too).
+    pub fn covers_template(&self, template: &str) -> bool {
+        if self.tools.is_empty() && self.resources.is_empty() && self.prompts.is_empty() {
+            return true;
+        }
+        let Some(brace) = template.find('{') else {
+            return !crate::mcp::uri_climbs(template)
+                && self.covers(&Target::Resource(template.to_owned()));
+        };
+        let literal = &template[..brace];
+        !crate::mcp::uri_climbs(literal)
+            && self.resources.iter().any(|p| {
+                p.0.as_str().strip_suffix("**").is_some_and(|prefix| {
+                    // `**` alone matches every URI.
+                    prefix.is_empty()
+                        || (prefix.ends_with('/')
+                            && !prefix.contains('*')
+                            && literal.starts_with(prefix))
+                })
+            })
+    }
+}
+
+impl Policy {
+    /// The rules that may allow `caller` to call `method`, whatever the
+    /// target (their `require` and `rego` are not looked at: they depend on
+    /// a future request's history). List filtering keeps an item if one of
+    /// them covers it.
+    pub fn rules_for<'p>(&'p self, caller: &SpiffeId, method: &str) -> Vec<&'p Rule> {
+        self.rules
+            .iter()
+            .filter(|r| {
+                r.callers.iter().any(|c| c.0.matches(caller.as_str()))
+                    && r.methods.iter().any(|m| m.0.matches(method))
+            })
+            .collect()
+    }
+}
+
 /// What the rules are matched against.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {

@@ -1,13 +1,16 @@
 //! One HTTP request through the filter, top to bottom:
-//! headers → (identity, transport) → body → (mcp, decide) → forward or refuse.
+//! headers → (identity, transport) → body → (mcp, decide) → forward or refuse;
+//! then, for a list request only, its response (`crate::response`).
 
 use crate::host;
 use crate::replay::SharedReplay;
+use crate::response::ListCall;
 use crate::shared::Shared;
 use custody_core::act::{self, CALLER_HEADER, OWN_HEADER_PREFIX};
-use custody_core::config::{Config, IdentitySource, Mode};
+use custody_core::config::{Config, IdentitySource, Lists, Mode};
 use custody_core::decide::{self, Decision, Pending};
 use custody_core::identity::{self, CertCache, IdentityError, PeerFacts};
+use custody_core::lists::{Expect, ListKind};
 use custody_core::proof::ProofEnv;
 use custody_core::reason::Reason;
 use custody_core::transport::Head;
@@ -25,6 +28,10 @@ pub struct Request {
     busy_us: u64,
     /// The headers went upstream before the decision (`headers: stream`).
     headers_sent: bool,
+    /// The request resumes an event stream (`last-event-id`).
+    resumes: bool,
+    /// A forwarded list request (or resumed stream): its response is filtered.
+    list: Option<ListCall>,
 }
 
 impl Request {
@@ -35,6 +42,8 @@ impl Request {
             pending: None,
             busy_us: 0,
             headers_sent: false,
+            resumes: false,
+            list: None,
         }
     }
 }
@@ -71,12 +80,27 @@ impl HttpContext for Request {
         self.pending = None;
         self.finish(Some(config), decision, started)
     }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        match self.list.as_mut() {
+            None => Action::Continue, // not a list: untouched, unbuffered
+            Some(list) => list.on_headers(&self.shared, end_of_stream),
+        }
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        match self.list.as_mut() {
+            None => Action::Continue,
+            Some(list) => list.on_body(&self.shared, body_size, end_of_stream),
+        }
+    }
 }
 
 impl Request {
     fn on_head(&mut self, config: &Config, end_of_stream: bool, started: u64) -> Action {
         let headers = host::request_headers();
         strip_own_headers(&headers);
+        self.resumes = headers.iter().any(|(n, _)| n == "last-event-id");
         let value = |name: &str| {
             headers
                 .iter()
@@ -125,10 +149,15 @@ impl Request {
         }
         let next = match outcome.action {
             act::Action::Forward { headers } => {
+                self.list = config.and_then(|c| self.list_call(c, &decision));
                 // Headers already sent upstream (`headers: stream`) cannot change.
                 if !self.headers_sent {
                     for (name, value) in &headers {
                         host::add_request_header(name, value);
+                    }
+                    if self.list.is_some() {
+                        // A compressed list could not be filtered: ask for none.
+                        host::set_request_header("accept-encoding", Some("identity"));
                     }
                 }
                 Action::Continue
@@ -150,6 +179,28 @@ impl Request {
             host::log(LogLevel::Info, &log::decision_line(&decision, mode, &ctx));
         }
         next
+    }
+}
+
+impl Request {
+    /// Whether the response of this forwarded request is a list to filter:
+    /// a list method, or a resumed stream (which may replay one).
+    fn list_call(&self, config: &Config, decision: &Decision) -> Option<ListCall> {
+        if config.lists != Lists::Filter {
+            return None;
+        }
+        let method = decision.method.as_deref()?;
+        let expect = match ListKind::of_method(method) {
+            Some(kind) => Expect::Response {
+                id: decision.id.clone(),
+                kind,
+            },
+            None if self.resumes => Expect::Replay,
+            None => return None,
+        };
+        // Only a refusal has no caller; in audit mode it is forwarded as is.
+        let caller = SpiffeId::parse(decision.caller.as_deref()?).ok()?;
+        Some(ListCall::new(expect, method, caller, &self.decision_id))
     }
 }
 

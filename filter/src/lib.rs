@@ -8,6 +8,7 @@ mod host;
 mod http;
 mod metrics;
 mod replay;
+mod response;
 mod root;
 mod sequence;
 mod shared;
