@@ -94,6 +94,14 @@ impl HttpContext for Request {
             Some(list) => list.on_body(&self.shared, body_size, end_of_stream),
         }
     }
+
+    /// The stream is over: a list response cut short (a client that closed
+    /// an event stream after its response) is logged now.
+    fn on_log(&mut self) {
+        if let Some(list) = self.list.as_mut() {
+            list.on_end(&self.shared);
+        }
+    }
 }
 
 impl Request {

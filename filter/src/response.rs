@@ -170,6 +170,14 @@ impl ListCall {
         action
     }
 
+    /// The stream ended (Envoy's access-log callback): count and log a
+    /// response whose body never reached its end.
+    pub fn on_end(&mut self, shared: &Shared) {
+        if let (false, Ok(config)) = (self.done, &shared.config) {
+            self.finish(shared, config);
+        }
+    }
+
     /// The headers of a refused list: a JSON-RPC error, 502 if they are
     /// still ours to change (always at header time; with `held` later).
     fn refusal_headers(&mut self, length: Option<usize>) {
