@@ -7,14 +7,16 @@
 //! schemas, member order, number spelling) reaches the client unchanged.
 //! Anything that cannot be read with certainty is refused, never passed.
 
-use crate::json::{parse_strict, JsonError};
+use crate::json::{check_strict, JsonError, Key};
 use crate::mcp::{uri_climbs, Target};
 use crate::policy::{Policy, Rule};
 use crate::reason::Reason;
 use crate::SpiffeId;
-use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
+use serde_json::Value;
+use std::borrow::Cow;
+use std::collections::HashMap;
 
 /// The four list methods, each with its result member and call method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,38 +133,14 @@ pub struct Listing<'a> {
     pub max_depth: usize,
 }
 
-/// The byte spans of the list arrays of a result, for cutting items out.
-#[derive(Deserialize)]
-struct Spans<'a> {
-    #[serde(borrow)]
-    result: Option<ResultSpans<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ResultSpans<'a> {
-    #[serde(borrow, default)]
-    tools: Option<Vec<&'a RawValue>>,
-    #[serde(borrow, default)]
-    prompts: Option<Vec<&'a RawValue>>,
-    #[serde(borrow, default)]
-    resources: Option<Vec<&'a RawValue>>,
-    #[serde(borrow, default, rename = "resourceTemplates")]
-    resource_templates: Option<Vec<&'a RawValue>>,
-}
-
-impl<'a> ResultSpans<'a> {
-    fn items(&self, kind: ListKind) -> Option<&Vec<&'a RawValue>> {
-        match kind {
-            ListKind::Tools => self.tools.as_ref(),
-            ListKind::Prompts => self.prompts.as_ref(),
-            ListKind::Resources => self.resources.as_ref(),
-            ListKind::ResourceTemplates => self.resource_templates.as_ref(),
-        }
-    }
-}
-
 fn malformed<T>(why: &'static str) -> Result<T, ListError> {
     Err(ListError::Malformed(why))
+}
+
+/// The members of a JSON object, each its exact text (`None`: not an object).
+/// Member names are unique: the message passed `check_strict` first.
+fn members(text: &str) -> Option<HashMap<String, &RawValue>> {
+    serde_json::from_str(text).ok()
 }
 
 impl Listing<'_> {
@@ -176,14 +154,16 @@ impl Listing<'_> {
         expect: &Expect,
         single: bool,
     ) -> Result<Option<Rewritten>, ListError> {
-        let value = parse_strict(text, self.max_depth).map_err(|e| {
+        check_strict(text, self.max_depth).map_err(|e| {
             ListError::Malformed(match e {
                 JsonError::DuplicateKey(_) => "a JSON object has a member twice",
                 JsonError::TooDeep => "nested deeper than limits.max_json_depth",
                 JsonError::Malformed => "not JSON",
             })
         })?;
-        let Value::Object(msg) = value else {
+        // Strict JSON is UTF-8.
+        let text = std::str::from_utf8(text).map_err(|_| ListError::Malformed("not JSON"))?;
+        let Some(msg) = members(text) else {
             return malformed("not a JSON object");
         };
         let is_response = msg.contains_key("result") || msg.contains_key("error");
@@ -195,8 +175,11 @@ impl Listing<'_> {
             };
         }
         let known = |k: &String| matches!(k.as_str(), "jsonrpc" | "id" | "result" | "error");
+        let version = msg
+            .get("jsonrpc")
+            .and_then(|v| serde_json::from_str::<String>(v.get()).ok());
         if !msg.keys().all(known)
-            || msg.get("jsonrpc").and_then(Value::as_str) != Some("2.0")
+            || version.as_deref() != Some("2.0")
             || (msg.contains_key("result") && msg.contains_key("error"))
         {
             return malformed("not a JSON-RPC 2.0 response");
@@ -204,91 +187,103 @@ impl Listing<'_> {
         let Some(result) = msg.get("result") else {
             return Ok(None); // an error carries no list
         };
-        let Value::Object(result) = result else {
+        let Some(result) = members(result.get()) else {
             return malformed("result is not an object");
         };
         if let Expect::Response { id, kind } = expect {
-            if msg.get("id") != id.as_ref() {
+            let got = msg
+                .get("id")
+                .map(|v| serde_json::from_str::<Value>(v.get()))
+                .transpose()
+                .map_err(|_| ListError::Malformed("not JSON"))?;
+            if got.as_ref() != id.as_ref() {
                 return malformed("a result for another request id");
             }
             if !result.contains_key(kind.member()) {
                 return malformed("the result has no list of the requested kind");
             }
         }
-        let present: Vec<ListKind> = ListKind::ALL
+        let lists: Vec<(ListKind, &RawValue)> = ListKind::ALL
             .into_iter()
-            .filter(|k| result.contains_key(k.member()))
+            .filter_map(|k| Some((k, *result.get(k.member())?)))
             .collect();
-        if present.is_empty() {
+        if lists.is_empty() {
             return Ok(None);
         }
-        self.cut(text, result, &present).map(Some)
+        self.cut(text, &lists).map(Some)
     }
 
-    /// Cuts the items this caller may not use out of each list of `result`.
-    fn cut(
-        &self,
-        text: &[u8],
-        result: &Map<String, Value>,
-        present: &[ListKind],
-    ) -> Result<Rewritten, ListError> {
-        let spans: Spans =
-            serde_json::from_slice(text).map_err(|_| ListError::Malformed("not JSON"))?;
-        let Some(spans) = spans.result else {
-            return malformed("result is not an object");
-        };
-        let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::with_capacity(present.len());
+    /// Cuts the items this caller may not use out of each list. Every
+    /// `RawValue` here is a slice of `text`, so its position is known.
+    fn cut(&self, text: &str, lists: &[(ListKind, &RawValue)]) -> Result<Rewritten, ListError> {
+        let base = text.as_ptr() as usize;
+        let mut edits: Vec<(usize, usize, String)> = Vec::with_capacity(lists.len());
         let (mut kept, mut removed) = (0, 0);
-        for &kind in present {
-            let Some(Value::Array(items)) = result.get(kind.member()) else {
-                return malformed("a list member is not an array");
-            };
-            let raw = spans.items(kind).ok_or(ListError::Malformed("not JSON"))?;
+        for &(kind, list) in lists {
+            let items: Vec<&RawValue> = serde_json::from_str(list.get())
+                .map_err(|_| ListError::Malformed("a list member is not an array"))?;
             let rules = self.policy.rules_for(self.caller, kind.call_method());
-            let mut out = Vec::with_capacity(raw.len());
-            for (item, raw) in items.iter().zip(raw) {
-                let name = item
-                    .get(kind.key())
-                    .and_then(Value::as_str)
+            let mut out = Vec::with_capacity(items.len());
+            for item in &items {
+                let name = member_str(item.get(), kind.key())
                     .filter(|s| !s.is_empty())
                     .ok_or(ListError::Malformed("a list item has no name or URI"))?;
-                if visible(&rules, kind, name) {
-                    out.push(raw.get());
-                } else {
-                    removed += 1;
+                if visible(&rules, kind, &name) {
+                    out.push(item.get());
                 }
             }
             kept += out.len();
-            if out.len() == items.len() {
-                continue;
+            removed += items.len() - out.len();
+            if out.len() < items.len() {
+                let start = (list.get().as_ptr() as usize).saturating_sub(base);
+                edits.push((
+                    start,
+                    start + list.get().len(),
+                    format!("[{}]", out.join(",")),
+                ));
             }
-            let array = spans_of(text, raw).ok_or(ListError::Malformed("not JSON"))?;
-            let mut replacement = Vec::with_capacity(array.1 - array.0);
-            replacement.push(b'[');
-            for (i, item) in out.iter().enumerate() {
-                if i > 0 {
-                    replacement.push(b',');
-                }
-                replacement.extend_from_slice(item.as_bytes());
-            }
-            replacement.push(b']');
-            edits.push((array.0, array.1, replacement));
         }
         edits.sort_by_key(|e| e.0);
         let mut out = Vec::with_capacity(text.len());
         let mut at = 0;
         for (start, end, replacement) in edits {
-            out.extend_from_slice(&text[at..start]);
-            out.extend_from_slice(&replacement);
+            out.extend_from_slice(text.as_bytes().get(at..start).unwrap_or_default());
+            out.extend_from_slice(replacement.as_bytes());
             at = end;
         }
-        out.extend_from_slice(&text[at..]);
+        out.extend_from_slice(text.as_bytes().get(at..).unwrap_or_default());
         Ok(Rewritten {
             text: out,
             kept,
             removed,
         })
     }
+}
+
+/// The string member `key` of the JSON object `text`; `None` if `text` is
+/// not an object or the member is absent or not a string. Other members are
+/// skipped unread.
+fn member_str<'a>(text: &'a str, key: &str) -> Option<Cow<'a, str>> {
+    struct Find<'k>(&'k str);
+    impl<'de> Visitor<'de> for Find<'_> {
+        type Value = Option<Cow<'de, str>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut found = None;
+            while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+                if k == self.0 {
+                    found = Some(map.next_value::<Key<'de>>()?.0);
+                } else {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(found)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    de.deserialize_map(Find(key)).ok().flatten()
 }
 
 /// Whether some rule lets the caller use the item named `name`.
@@ -301,18 +296,4 @@ fn visible(rules: &[&Rule], kind: ListKind, name: &str) -> bool {
         ListKind::ResourceTemplates => return rules.iter().any(|r| r.covers_template(name)),
     };
     rules.iter().any(|r| r.covers(&target))
-}
-
-/// The byte range of the array whose items are `items`, inside `text`:
-/// from its `[` before the first item (or the empty array) to past its `]`.
-/// Found from the items' own positions, which borrow `text`.
-fn spans_of(text: &[u8], items: &[&RawValue]) -> Option<(usize, usize)> {
-    let base = text.as_ptr() as usize;
-    let offset = |raw: &RawValue| (raw.get().as_ptr() as usize).checked_sub(base);
-    let (first, last) = (items.first()?, items.last()?);
-    let start = offset(first)?;
-    let end = offset(last)? + last.get().len();
-    let open = text[..start].iter().rposition(|&b| b == b'[')?;
-    let close = end + text.get(end..)?.iter().position(|&b| b == b']')?;
-    Some((open, close + 1))
 }
