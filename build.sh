@@ -3,7 +3,7 @@
 #
 #   build    the filter (dist/custody.wasm) and the CLI (dist/custody)
 #   test     formatting, lints, unit tests (native and wasm32), end-to-end tests in real Envoy
-#   demo     Envoy + the filter + an MCP server on loopback; one allowed and two denied calls
+#   demo     the refund story: Envoy + the filter + an MCP server on loopback, nine attempts, one table
 #   bench    Envoy alone vs Envoy + Custody, side by side; `bench micro` for micro-benchmarks,
 #            `bench wasm` for the pure stages inside V8 (Node) beside native
 #   package  the filter as an OCI image layout and tarball (Istio WasmPlugin), and its SHA-256

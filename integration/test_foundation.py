@@ -85,7 +85,8 @@ def upstream_saw(tool_server, text: str) -> bool:
 
 def test_allowed_caller_lists_and_calls_a_tool(enforcing_envoy, pki):
     names, result = sdk_call(enforcing_envoy, pki, "agent", "add", {"a": 2, "b": 3})
-    assert {"add", "delete_records", "refund"} <= set(names)
+    # The server offers add, delete_records, refund, wire_refund: the agent sees what it may call.
+    assert names == ["add"]
     assert not result.is_error
     assert result.content[0].text == "5"
 

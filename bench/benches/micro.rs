@@ -142,12 +142,14 @@ fn bench_policy(c: &mut Criterion) {
             result: "approved",
             signer: &fraud,
             iat: NOW - 100,
+            call: None,
         },
         Step {
             step: "human_approval",
             result: "approved",
             signer: &approvals,
             iat: NOW - 50,
+            call: None,
         },
     ];
     let req = PolicyRequest {
@@ -157,6 +159,7 @@ fn bench_policy(c: &mut Criterion) {
         history: &steps,
         now: NOW,
         input: None,
+        call: None,
     };
     c.bench_function(
         "Policy::evaluate (21 rules, last matches, 2 require clauses)",
@@ -281,6 +284,56 @@ fn bench_request(c: &mut Criterion) {
     g.finish();
 }
 
+fn bench_lists(c: &mut Criterion) {
+    use custody_core::listing::{Format, ListResponse};
+    use custody_core::lists::{Expect, ListKind, Listing};
+    let (json_body, sse_body) = thousand_tools();
+    let policy = list_policy();
+    let caller = SpiffeId::parse(&sa("refund-agent")).unwrap();
+    let listing = Listing {
+        policy: &policy,
+        caller: &caller,
+        max_depth: 64,
+    };
+    let expect = Expect::Response {
+        id: Some(json!(2)),
+        kind: ListKind::Tools,
+    };
+    let mut g = c.benchmark_group("lists");
+    g.bench_function(
+        format!(
+            "tools/list, 1,000 tools ({} KB JSON), 1 kept",
+            json_body.len() / 1000
+        ),
+        |b| {
+            b.iter(|| {
+                let mut r = ListResponse::new(expect.clone(), Format::Json, true, "d");
+                let out = r.json(&listing, black_box(&json_body), 1 << 20);
+                assert_eq!(r.removed, 999);
+                out
+            })
+        },
+    );
+    g.bench_function(
+        "tools/list, 1,000 tools as SSE in 16 KiB chunks, 1 kept",
+        |b| {
+            b.iter(|| {
+                let mut r = ListResponse::new(expect.clone(), Format::Sse, true, "d");
+                let chunks: Vec<&[u8]> = sse_body.chunks(16384).collect();
+                let mut out = 0;
+                for (i, chunk) in chunks.iter().enumerate() {
+                    out += r
+                        .sse(&listing, black_box(chunk), i + 1 == chunks.len(), 1 << 20)
+                        .len();
+                }
+                assert_eq!(r.removed, 999);
+                out
+            })
+        },
+    );
+    g.finish();
+}
+
 fn config() -> Criterion {
     Criterion::default()
         .warm_up_time(Duration::from_millis(300))
@@ -288,5 +341,5 @@ fn config() -> Criterion {
         .sample_size(20)
 }
 
-criterion_group!(name = benches; config = config(); targets = bench_parsing, bench_history, bench_policy, bench_request);
+criterion_group!(name = benches; config = config(); targets = bench_parsing, bench_history, bench_policy, bench_request, bench_lists);
 criterion_main!(benches);

@@ -1,6 +1,7 @@
 //! `custody history append | prove | verify`: sign, bind and check a
 //! workflow history (`docs/history-format.md`) from the shell.
 
+use crate::bind;
 use crate::fail::{error, Failure, Result};
 use crate::headers::{last_entry_member, merge_certs, HeaderSet, ParseError};
 use crate::pki::{load_bundle, load_signer, parse_spiffe_id, parse_trust_domain};
@@ -9,6 +10,7 @@ use crate::util::{
     read_text, unix_now, write_text,
 };
 use clap::{Subcommand, ValueEnum};
+use custody_core::call::CALL_CLAIM;
 use custody_history::sign::{self, EntryFields, ProofFields, SignError};
 use custody_history::{
     b64url, Headers, Limits, Refusal, Request, SpiffeId, VerifiedHistory, Verifier,
@@ -54,6 +56,11 @@ pub enum HistoryCommand {
         /// Claims, a JSON object (at most 2 KiB), or @FILE to read it from a file.
         #[arg(long, value_name = "JSON")]
         claims: Option<String>,
+        /// Bind the entry to one call: adds `claims.call`, computed from FILE
+        /// (- for standard input), a JSON-RPC request (tools/call, prompts/get,
+        /// resources/read) or {"name": TOOL, "arguments": {...}}.
+        #[arg(long, value_name = "FILE")]
+        bind_call: Option<PathBuf>,
         /// Entry lifetime (exp - iat), e.g. 1h, 30m.
         #[arg(long, value_name = "D", default_value = "1h", value_parser = parse_duration)]
         ttl: u64,
@@ -147,6 +154,7 @@ pub fn run(cmd: HistoryCommand) -> Result<()> {
             result,
             next,
             claims,
+            bind_call,
             ttl,
             age,
             wid,
@@ -159,6 +167,7 @@ pub fn run(cmd: HistoryCommand) -> Result<()> {
             result: &result,
             next: &next,
             claims: claims.as_deref(),
+            bind_call: bind_call.as_deref(),
             ttl,
             age,
             wid: wid.as_deref(),
@@ -265,6 +274,28 @@ pub fn parse_claims(arg: &str) -> Result<Value> {
     Ok(v)
 }
 
+/// `claims` (or `{}`) with `call` set to the call claim of `call_file`;
+/// a `call` member already in `--claims` is refused, never overwritten.
+fn with_call(claims: Option<Value>, call_file: &[u8]) -> Result<Value> {
+    let mut claims = claims.unwrap_or_else(|| Value::Object(Default::default()));
+    let Some(members) = claims.as_object_mut() else {
+        return Err(error("--claims must be a JSON object"));
+    };
+    if members.contains_key(CALL_CLAIM) {
+        return Err(error(
+            "--claims already has a `call` member; --bind-call sets it",
+        ));
+    }
+    members.insert(CALL_CLAIM.to_owned(), bind::call_claim(call_file)?);
+    let (len, max) = (claims.to_string().len(), Limits::default().max_claims_bytes);
+    if len > max {
+        return Err(error(format!(
+            "the claims with `call` are {len} bytes compact, over the cap of {max}"
+        )));
+    }
+    Ok(claims)
+}
+
 struct AppendArgs<'a> {
     cert: &'a Path,
     key: &'a Path,
@@ -272,6 +303,7 @@ struct AppendArgs<'a> {
     result: &'a str,
     next: &'a SpiffeId,
     claims: Option<&'a str>,
+    bind_call: Option<&'a Path>,
     ttl: u64,
     age: u64,
     wid: Option<&'a str>,
@@ -283,7 +315,10 @@ fn append(a: &AppendArgs<'_>) -> Result<()> {
     if a.step.is_empty() {
         return Err(error("--step must not be empty"));
     }
-    let claims = a.claims.map(parse_claims).transpose()?;
+    let mut claims = a.claims.map(parse_claims).transpose()?;
+    if let Some(path) = a.bind_call {
+        claims = Some(with_call(claims, &read_bytes_or_stdin(path)?)?);
+    }
     let (signer, chain) = load_signer(a.cert, a.key)?;
     let existing = a.input.map(read_history).transpose()?;
     let wid = match (&existing, a.wid) {
@@ -567,6 +602,22 @@ mod tests {
             parse_claims(&format!("@{}", f.display())).unwrap(),
             serde_json::json!({"k": "v"})
         );
+    }
+
+    #[test]
+    fn bind_call_adds_the_call_claim_beside_the_other_claims() {
+        let call =
+            br#"{"name":"refund","arguments":{"order_id":"o-1","amount":12000,"currency":"USD"}}"#;
+        let c = with_call(Some(serde_json::json!({"amount": 12000})), call).unwrap();
+        assert_eq!(c["amount"], 12000);
+        assert_eq!(c["call"]["tool"], "refund");
+        assert_eq!(
+            c["call"]["args_sha256"],
+            "pKfMX11tpCs7e2dLXkAmu9klG_G7gIHQf5VmjcEzz_U"
+        );
+        assert_eq!(with_call(None, call).unwrap().as_object().unwrap().len(), 1);
+        let clash = with_call(Some(serde_json::json!({"call": 1})), call).unwrap_err();
+        assert!(clash.to_string().contains("already"), "{clash}");
     }
 
     #[test]

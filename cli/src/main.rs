@@ -6,6 +6,7 @@
 //! a `policy test` failure; 2 any other error of the `ca`, `history` and
 //! `policy eval`/`test` commands, and every usage error.
 
+mod bind;
 mod ca_cmd;
 mod config_check;
 mod fail;

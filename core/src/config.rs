@@ -26,6 +26,9 @@ pub struct Config {
     pub headers: HeaderMode,
     #[serde(default)]
     pub limits: Limits,
+    /// Whether list results are filtered per caller (see [`Lists`]).
+    #[serde(default)]
+    pub lists: Lists,
     /// This tool server's SPIFFE ID: the `aud` every history proof must name.
     #[serde(default)]
     pub audience: Option<String>,
@@ -207,6 +210,18 @@ pub enum HeaderMode {
     Stream,
 }
 
+/// What happens to the results of `tools/list`, `prompts/list`,
+/// `resources/list` and `resources/templates/list`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lists {
+    /// Each caller sees only the items some rule lets it use.
+    #[default]
+    Filter,
+    /// Responses pass untouched.
+    Pass,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum IdentitySource {
@@ -222,8 +237,11 @@ pub enum IdentitySource {
 pub struct Limits {
     /// Largest request body accepted, in bytes (1 KiB to 64 MiB; default 1 MiB).
     pub max_body_bytes: usize,
-    /// Deepest JSON nesting accepted (1 to 128; default 64).
+    /// Deepest JSON nesting accepted (1 to 128; default 64), in requests and list responses.
     pub max_json_depth: usize,
+    /// Largest list response filtered: a JSON body, or one SSE event
+    /// (1 KiB to 64 MiB; default 1 MiB). A larger one is refused.
+    pub max_list_bytes: usize,
 }
 
 impl Default for Limits {
@@ -231,6 +249,7 @@ impl Default for Limits {
         Limits {
             max_body_bytes: 1 << 20,
             max_json_depth: 64,
+            max_list_bytes: 1 << 20,
         }
     }
 }
@@ -307,6 +326,9 @@ impl Config {
         if !(1..=128).contains(&self.limits.max_json_depth) {
             return Err("limits.max_json_depth must be between 1 and 128".into());
         }
+        if !(1024..=64 << 20).contains(&self.limits.max_list_bytes) {
+            return Err("limits.max_list_bytes must be between 1024 and 67108864".into());
+        }
         if let Some(p) = self
             .paths
             .iter()
@@ -375,14 +397,16 @@ mod tests {
         assert_eq!(c.headers, HeaderMode::Auto);
         assert_eq!(c.limits.max_body_bytes, 1 << 20);
         assert_eq!(c.limits.max_json_depth, 64);
+        assert_eq!(c.limits.max_list_bytes, 1 << 20);
+        assert_eq!(c.lists, Lists::Filter);
         assert!(c.paths.is_empty());
     }
 
     #[test]
     fn reads_every_key() {
         let c = Config::from_json(
-            br#"{"mode":"audit","identity":"istio_peer_principal","paths":["/mcp"],"headers":"stream",
-                 "limits":{"max_body_bytes":4096,"max_json_depth":8},"policy":{"version":1,"default":"deny","rules":[]}}"#,
+            br#"{"mode":"audit","identity":"istio_peer_principal","paths":["/mcp"],"headers":"stream","lists":"pass",
+                 "limits":{"max_body_bytes":4096,"max_json_depth":8,"max_list_bytes":2048},"policy":{"version":1,"default":"deny","rules":[]}}"#,
         )
         .unwrap();
         assert_eq!(c.mode, Mode::Audit);
@@ -393,6 +417,7 @@ mod tests {
             (c.limits.max_body_bytes, c.limits.max_json_depth),
             (4096, 8)
         );
+        assert_eq!((c.lists, c.limits.max_list_bytes), (Lists::Pass, 2048));
     }
 
     #[test]
@@ -493,6 +518,8 @@ mod tests {
             (br#"{"policy":{"rules":[]},"limits":{"max_body_bytes":10}}"#, "max_body_bytes"),
             (br#"{"policy":{"rules":[]},"limits":{"max_json_depth":0}}"#, "max_json_depth"),
             (br#"{"policy":{"rules":[]},"limits":{"max_body":10}}"#, "unknown field"),
+            (br#"{"policy":{"rules":[]},"lists":"hide"}"#, "unknown variant"),
+            (br#"{"policy":{"rules":[]},"limits":{"max_list_bytes":1023}}"#, "max_list_bytes"),
             (br#"{"policy":{"rules":[]},"paths":["mcp"]}"#, "paths"),
             (br#"{"policy":{"rules":[{"name":"x","callers":["spiffe://A/x"],"methods":["ping"]}]}}"#, "trust domain"),
         ] {

@@ -5,6 +5,7 @@
 //! those claims in a local store at once. All return plain data; the filter
 //! only applies it.
 
+use crate::call;
 use crate::config::Config;
 use crate::identity::IdentityError;
 use crate::input;
@@ -190,8 +191,15 @@ impl Pending {
                 result: &e.result,
                 signer: e.iss.as_str(),
                 iat: e.iat,
+                call: e.claims.get(call::CALL_CLAIM),
             })
             .collect();
+        // Only computed (JCS and SHA-256 of the arguments) when a clause binds calls.
+        let call = config
+            .policy
+            .binds_calls()
+            .then(|| call::of_message(&msg).ok())
+            .flatten();
         let input = config.policy.uses_rego().then(|| {
             input::rego_document(&input::Facts {
                 caller: &self.caller,
@@ -211,6 +219,7 @@ impl Pending {
             history: &steps,
             now: env.now,
             input: input.as_ref(),
+            call: call.as_ref(),
         };
         decision.verdict = match config.policy.evaluate(&request) {
             Verdict::Allow { rule } => {

@@ -8,6 +8,7 @@
 //! [`reason`] is the one table of refusal reasons, their HTTP status and JSON-RPC code.
 
 pub mod act;
+pub mod call;
 pub mod config;
 pub mod decide;
 pub mod duration;
@@ -15,6 +16,8 @@ pub mod glob;
 pub mod identity;
 pub mod input;
 pub mod ledger;
+pub mod listing;
+pub mod lists;
 pub mod log;
 pub mod mcp;
 pub mod peer_chain;
@@ -23,6 +26,7 @@ pub mod proof;
 pub mod reason;
 pub mod rego;
 pub mod reply;
+pub mod sse;
 pub mod transport;
 
 pub use custody_json as json;

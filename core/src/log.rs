@@ -1,7 +1,9 @@
-//! Stage 6 (record): the one structured log line written per decision.
+//! Stage 6 (record): the one structured log line written per decision, and
+//! for a list response a second line once its body was filtered.
 
 use crate::config::Mode;
 use crate::decide::Decision;
+use crate::listing::{ListResponse, Outcome};
 use serde::Serialize;
 
 /// Facts about a decision that only the host knows.
@@ -62,6 +64,66 @@ pub fn filter_state(d: &Decision, decision_id: &str) -> [(&'static str, String);
     ]
 }
 
+/// The list line's fields, in the order they are written.
+#[derive(Serialize)]
+struct ListLine<'a> {
+    custody: &'static str,
+    decision_id: &'a str,
+    method: &'a str,
+    mode: &'static str,
+    outcome: &'static str,
+    reason: Option<&'static str>,
+    format: &'static str,
+    status: u32,
+    kept: usize,
+    removed: usize,
+    latency_us: u64,
+    detail: Option<&'static str>,
+}
+
+/// `{"custody":"list", …}`: how one list response was filtered, written when
+/// its body ended (after the request's decision line, same `decision_id`).
+/// `status` is the HTTP status the client received.
+pub fn list_line(r: &ListResponse, method: &str, mode: Mode, status: u32, ctx: &Context) -> String {
+    let line = ListLine {
+        custody: "list",
+        decision_id: ctx.decision_id,
+        method,
+        mode: mode_name(mode),
+        outcome: match r.outcome() {
+            Outcome::Filtered => "filtered",
+            Outcome::Refused(_) => "refused",
+        },
+        reason: r.reason().map(|r| r.code()),
+        format: r.format().as_str(),
+        status,
+        kept: r.kept,
+        removed: r.removed,
+        latency_us: ctx.latency_us,
+        detail: r.refused.map(|e| e.detail()),
+    };
+    serde_json::to_string(&line).unwrap_or_default()
+}
+
+/// The list response as filter state, for the access log:
+/// `custody_list_removed` (items removed) and `custody_list_reason` (`-` unless refused).
+pub fn list_filter_state(r: &ListResponse) -> [(&'static str, String); 2] {
+    [
+        ("custody_list_removed", r.removed.to_string()),
+        (
+            "custody_list_reason",
+            r.reason().map_or("-", |r| r.code()).to_owned(),
+        ),
+    ]
+}
+
+fn mode_name(mode: Mode) -> &'static str {
+    match mode {
+        Mode::Enforce => "enforce",
+        Mode::Audit => "audit",
+    }
+}
+
 /// `{"custody":"decision", …}` as one line of JSON.
 pub fn decision_line(d: &Decision, mode: Mode, ctx: &Context) -> String {
     let line = Line {
@@ -70,10 +132,7 @@ pub fn decision_line(d: &Decision, mode: Mode, ctx: &Context) -> String {
         decision: if d.is_allowed() { "allow" } else { "deny" },
         reason: d.reason().map(|r| r.code()),
         rule: d.verdict.as_deref().ok(),
-        mode: match mode {
-            Mode::Enforce => "enforce",
-            Mode::Audit => "audit",
-        },
+        mode: mode_name(mode),
         caller: d.caller.as_deref(),
         method: d.method.as_deref(),
         target: d.target.as_ref().map(|t| Target {
@@ -119,5 +178,37 @@ mod tests {
         assert_eq!(v["target"], json!({"kind":"tool","name":"rm"}));
         assert_eq!(v["latency_us"], 12);
         assert_eq!(v["decision_id"], "abc");
+    }
+
+    #[test]
+    fn a_list_line_says_how_many_items_were_removed() {
+        use crate::listing::Format;
+        use crate::lists::{Expect, ListError, ListKind};
+        let expect = Expect::Response {
+            id: Some(json!(1)),
+            kind: ListKind::Tools,
+        };
+        let mut r = ListResponse::new(expect, Format::Sse, true, "abc");
+        r.kept = 1;
+        r.removed = 999;
+        let ctx = Context {
+            decision_id: "abc",
+            latency_us: 40,
+            http_status: None,
+        };
+        let v: Value =
+            serde_json::from_str(&list_line(&r, "tools/list", Mode::Enforce, 200, &ctx)).unwrap();
+        assert_eq!(
+            v,
+            json!({"custody":"list","decision_id":"abc","method":"tools/list","mode":"enforce",
+                   "outcome":"filtered","reason":null,"format":"sse","status":200,"kept":1,
+                   "removed":999,"latency_us":40,"detail":null})
+        );
+        let _ = r.refuse(ListError::Encoded, b"");
+        let v: Value =
+            serde_json::from_str(&list_line(&r, "tools/list", Mode::Audit, 502, &ctx)).unwrap();
+        assert_eq!(v["outcome"], "refused");
+        assert_eq!(v["reason"], "list_encoded");
+        assert_eq!(list_filter_state(&r)[1].1, "list_encoded");
     }
 }

@@ -192,15 +192,20 @@ fn completion_target(
 /// (`file:///docs/../etc/passwd`, also percent-encoded) is refused: patterns
 /// match URIs as written, and the server may normalise them.
 fn resource_uri(uri: String, id: Option<&Value>) -> Result<String, McpError> {
-    let path = uri.split(['?', '#']).next().unwrap_or_default();
-    let climbs = path.split(['/', '\\']).any(|segment| {
-        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
-        decoded == "." || decoded == ".."
-    });
-    if climbs {
+    if uri_climbs(&uri) {
         return Err(invalid(id, "resource URI has a '.' or '..' segment"));
     }
     Ok(uri)
+}
+
+/// Whether a URI's path has a `.` or `..` segment (also percent-encoded, or
+/// between backslashes): such a URI is never matched against a pattern.
+pub fn uri_climbs(uri: &str) -> bool {
+    let path = uri.split(['?', '#']).next().unwrap_or_default();
+    path.split(['/', '\\']).any(|segment| {
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    })
 }
 
 fn response(obj: &Map<String, Value>, id: Option<&Value>) -> Result<McpMessage, McpError> {

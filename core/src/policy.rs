@@ -3,12 +3,14 @@
 //! filter), so both apply exactly the same validation: a pattern that would
 //! not compile ahead of time is also refused at load time.
 
+use crate::call::CALL_METHODS;
 use crate::glob::Glob;
 use crate::mcp::Target;
 use crate::reason::Reason;
 use crate::rego::{RegoModules, RegoOutcome, RegoRule};
 use crate::SpiffeId;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::HashSet;
 
 /// The bundle format version this filter reads.
@@ -133,6 +135,20 @@ impl TryFrom<RawRule> for Rule {
         if r.methods.is_empty() {
             return Err(format!("rule '{}' lists no methods", r.name));
         }
+        // A bound approval names one call: only rules for calls can check it.
+        let binds = r.require.iter().any(|q| q.binds.is_some());
+        if let Some(m) = r
+            .methods
+            .iter()
+            .find(|m| binds && !CALL_METHODS.contains(&m.0.as_str()))
+        {
+            return Err(format!(
+                "rule '{}' has a `binds: call` clause, so its methods must each be one of {}; '{}' is not",
+                r.name,
+                CALL_METHODS.join(", "),
+                m.0.as_str()
+            ));
+        }
         Ok(Rule {
             name: r.name,
             callers: r.callers,
@@ -160,7 +176,7 @@ impl Rule {
     fn requirements_met(&self, req: &Request) -> Result<(), Reason> {
         self.require
             .iter()
-            .try_for_each(|r| r.met_by(req.history, req.now).map(|_| ()))
+            .try_for_each(|r| r.met_by(req).map(|_| ()))
     }
 
     /// A rule without target lists covers every target of its methods. A rule
@@ -180,6 +196,55 @@ impl Rule {
     }
 }
 
+impl Rule {
+    /// Whether this rule covers `target` (caller and method checked apart).
+    pub fn covers(&self, target: &Target) -> bool {
+        self.matches_target(Some(target))
+    }
+
+    /// Whether this rule covers every URI an RFC 6570 `uriTemplate` can
+    /// expand to (failing toward hiding): a rule without target lists covers
+    /// all; a template without `{` is a URI; otherwise a resource pattern
+    /// `<literal prefix>/**` covers it when the template's text before its
+    /// first `{` starts with that prefix (every expansion then does too).
+    pub fn covers_template(&self, template: &str) -> bool {
+        if self.tools.is_empty() && self.resources.is_empty() && self.prompts.is_empty() {
+            return true;
+        }
+        let Some(brace) = template.find('{') else {
+            return !crate::mcp::uri_climbs(template)
+                && self.covers(&Target::Resource(template.to_owned()));
+        };
+        let literal = &template[..brace];
+        !crate::mcp::uri_climbs(literal)
+            && self.resources.iter().any(|p| {
+                p.0.as_str().strip_suffix("**").is_some_and(|prefix| {
+                    // `**` alone matches every URI.
+                    prefix.is_empty()
+                        || (prefix.ends_with('/')
+                            && !prefix.contains('*')
+                            && literal.starts_with(prefix))
+                })
+            })
+    }
+}
+
+impl Policy {
+    /// The rules that may allow `caller` to call `method`, whatever the
+    /// target (their `require` and `rego` are not looked at: they depend on
+    /// a future request's history). List filtering keeps an item if one of
+    /// them covers it.
+    pub fn rules_for<'p>(&'p self, caller: &SpiffeId, method: &str) -> Vec<&'p Rule> {
+        self.rules
+            .iter()
+            .filter(|r| {
+                r.callers.iter().any(|c| c.0.matches(caller.as_str()))
+                    && r.methods.iter().any(|m| m.0.matches(method))
+            })
+            .collect()
+    }
+}
+
 /// What the rules are matched against.
 #[derive(Debug, Clone, Copy)]
 pub struct Request<'a> {
@@ -193,6 +258,10 @@ pub struct Request<'a> {
     pub now: u64,
     /// The Rego input document, built when the policy has Rego rules.
     pub input: Option<&'a regorus::Value>,
+    /// The request's call claim ([`crate::call::claim`]), computed when the
+    /// policy has `binds: call` clauses; `None` if it is not a call or its
+    /// arguments cannot be bound.
+    pub call: Option<&'a Value>,
 }
 
 /// One verified history entry, as rules see it.
@@ -203,6 +272,8 @@ pub struct Step<'a> {
     /// The SPIFFE ID that signed the entry.
     pub signer: &'a str,
     pub iat: u64,
+    /// The entry's `claims.call`, if any.
+    pub call: Option<&'a Value>,
 }
 
 /// A `require` clause: some verified entry must have this `step`, be signed
@@ -221,20 +292,33 @@ pub struct Requirement {
     /// across replicas with the etcd ledger; see `crate::ledger`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub single_use: bool,
+    /// `call`: the entry's `claims.call` must equal the request's call claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binds: Option<Binds>,
 }
 
 fn approved() -> String {
     "approved".to_owned()
 }
 
+/// What a `require` clause's entry is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Binds {
+    /// The exact call: tool, prompt or resource, and the hash of its arguments.
+    Call,
+}
+
 impl Requirement {
-    /// The most specific reason when unmet: a step by the wrong signer
-    /// (`step_signer`), with another result (`step_result`), too old
-    /// (`stale_step`), or absent (`missing_step`).
-    /// The index of the first step that meets the clause.
-    fn met_by(&self, history: &[Step], now: u64) -> Result<usize, Reason> {
+    /// The index of the first (oldest) step that meets the clause. When
+    /// none does, the most specific reason: a step bound to another call
+    /// (`step_call_mismatch`), too old (`stale_step`), with another result
+    /// (`step_result`), by the wrong signer (`step_signer`), or absent
+    /// (`missing_step`).
+    fn met_by(&self, req: &Request) -> Result<usize, Reason> {
         let mut closest = Reason::MissingStep;
-        for (i, s) in history
+        for (i, s) in req
+            .history
             .iter()
             .enumerate()
             .filter(|(_, s)| s.step == self.step.0)
@@ -243,8 +327,13 @@ impl Requirement {
                 Reason::StepSigner
             } else if self.result != "*" && s.result != self.result {
                 Reason::StepResult
-            } else if self.within.is_some_and(|w| now.saturating_sub(s.iat) > w.0) {
+            } else if self
+                .within
+                .is_some_and(|w| req.now.saturating_sub(s.iat) > w.0)
+            {
                 Reason::StaleStep
+            } else if self.binds == Some(Binds::Call) && !same_call(s.call, req.call) {
+                Reason::StepCallMismatch
             } else {
                 return Ok(i);
             };
@@ -256,12 +345,19 @@ impl Requirement {
     }
 }
 
+/// An entry's `claims.call` names the request's call: equal JSON values
+/// (members in any order), and the request is a call that can be bound.
+fn same_call(entry: Option<&Value>, request: Option<&Value>) -> bool {
+    matches!((entry, request), (Some(e), Some(r)) if e == r)
+}
+
 /// How near an unmet clause came to being met, to report the most telling reason.
 fn closeness(reason: Reason) -> u8 {
     match reason {
         Reason::StepSigner => 1,
         Reason::StepResult => 2,
         Reason::StaleStep => 3,
+        Reason::StepCallMismatch => 4,
         _ => 0,
     }
 }
@@ -368,8 +464,17 @@ impl Policy {
         rule.require
             .iter()
             .filter(|r| r.single_use)
-            .filter_map(|r| r.met_by(req.history, req.now).ok())
+            .filter_map(|r| r.met_by(req).ok())
             .collect()
+    }
+
+    /// Whether any `require` clause binds the call (so the request's call
+    /// claim must be computed).
+    pub fn binds_calls(&self) -> bool {
+        self.rules
+            .iter()
+            .flat_map(|r| &r.require)
+            .any(|q| q.binds.is_some())
     }
 
     /// Prepares the Rego engine for every rule that names one.
@@ -505,6 +610,7 @@ mod tests {
             history: &[],
             now: 0,
             input: None,
+            call: None,
         };
         match p.evaluate(&req) {
             Verdict::Allow { rule } => Verdict::Allow {
@@ -705,6 +811,7 @@ mod tests {
             result,
             signer,
             iat,
+            call: None,
         }
     }
 
@@ -718,6 +825,7 @@ mod tests {
             history,
             now,
             input: None,
+            call: None,
         };
         match p.evaluate(&req) {
             Verdict::Allow { rule } => Ok(rule.to_owned()),
@@ -779,6 +887,163 @@ mod tests {
         .unwrap();
         let s = step("review", FRAUD, "needs-work", 0);
         assert_eq!(with_history(&p, &[s], 5), Ok("r".into()));
+    }
+
+    fn bound_policy(single_use: bool) -> Policy {
+        policy(json!({"rules": [
+            {"name": "refunds", "callers": ["spiffe://example.org/ns/payments/sa/refund-agent"],
+             "methods": ["tools/call"], "tools": ["refund"],
+             "require": [{"step": "human_approval", "by": [APPROVALS], "within": "30m",
+                          "binds": "call", "single_use": single_use}]}
+        ]}))
+        .unwrap()
+    }
+
+    fn bound(
+        p: &Policy,
+        history: &[Step],
+        call: Option<&Value>,
+        now: u64,
+    ) -> Result<String, Reason> {
+        let caller = SpiffeId::parse("spiffe://example.org/ns/payments/sa/refund-agent").unwrap();
+        let target = Target::Tool("refund".into());
+        let req = Request {
+            caller: &caller,
+            method: "tools/call",
+            target: Some(&target),
+            history,
+            now,
+            input: None,
+            call,
+        };
+        match p.evaluate(&req) {
+            Verdict::Allow { rule } => Ok(rule.to_owned()),
+            Verdict::Deny { reason } => Err(reason),
+        }
+    }
+
+    #[test]
+    fn a_bound_clause_is_met_only_by_an_entry_naming_this_call() {
+        let p = bound_policy(false);
+        let now = 10_000;
+        let o1 = json!({"tool": "refund", "args_sha256": "o-1"});
+        let o2 = json!({"tool": "refund", "args_sha256": "o-2"});
+        let mut approval = step("human_approval", APPROVALS, "approved", now - 60);
+        approval.call = Some(&o1);
+        assert_eq!(bound(&p, &[approval], Some(&o1), now), Ok("refunds".into()));
+        // The same approval for another call, or for a request that is not a bindable call.
+        assert_eq!(
+            bound(&p, &[approval], Some(&o2), now),
+            Err(Reason::StepCallMismatch)
+        );
+        assert_eq!(
+            bound(&p, &[approval], None, now),
+            Err(Reason::StepCallMismatch)
+        );
+        // An approval without a call claim binds nothing.
+        let unbound = step("human_approval", APPROVALS, "approved", now - 60);
+        assert_eq!(
+            bound(&p, &[unbound], Some(&o1), now),
+            Err(Reason::StepCallMismatch)
+        );
+        // Extra members, or another kind with the same name, are another call.
+        let extra = json!({"tool": "refund", "args_sha256": "o-1", "note": "x"});
+        let prompt = json!({"prompt": "refund", "args_sha256": "o-1"});
+        for other in [&extra, &prompt] {
+            let mut a = approval;
+            a.call = Some(other);
+            assert_eq!(
+                bound(&p, &[a], Some(&o1), now),
+                Err(Reason::StepCallMismatch)
+            );
+        }
+        // Without `binds`, the call claim is not looked at.
+        assert_eq!(
+            with_history(
+                &refund_policy(),
+                &[step("fraud_check_passed", FRAUD, "approved", now), approval],
+                now
+            ),
+            Ok("refunds".into())
+        );
+    }
+
+    #[test]
+    fn among_several_approvals_the_oldest_naming_this_call_meets_the_clause() {
+        let now = 10_000;
+        let (o1, o2) = (
+            json!({"tool": "refund", "args_sha256": "o-1"}),
+            json!({"tool": "refund", "args_sha256": "o-2"}),
+        );
+        let mut first = step("human_approval", APPROVALS, "approved", now - 90);
+        first.call = Some(&o1);
+        let mut second = step("human_approval", APPROVALS, "approved", now - 60);
+        second.call = Some(&o2);
+        let mut stale_o2 = step("human_approval", APPROVALS, "approved", now - 4000);
+        stale_o2.call = Some(&o2);
+        let history = [stale_o2, first, second];
+        let p = bound_policy(true);
+        let caller = SpiffeId::parse("spiffe://example.org/ns/payments/sa/refund-agent").unwrap();
+        let target = Target::Tool("refund".into());
+        let req = |call| Request {
+            caller: &caller,
+            method: "tools/call",
+            target: Some(&target),
+            history: &history,
+            now,
+            input: None,
+            call,
+        };
+        assert_eq!(p.single_use_steps("refunds", &req(Some(&o1))), vec![1]);
+        assert_eq!(p.single_use_steps("refunds", &req(Some(&o2))), vec![2]);
+        // A mismatch is closer than a stale entry: the reason says the approval was for another call.
+        let mut old = stale_o2;
+        old.call = Some(&o1);
+        assert_eq!(
+            bound(&p, &[old, second], Some(&o1), now),
+            Err(Reason::StepCallMismatch)
+        );
+        assert_eq!(bound(&p, &[old], Some(&o1), now), Err(Reason::StaleStep));
+    }
+
+    #[test]
+    fn binds_call_is_checked_when_the_policy_loads() {
+        let rule = |methods: Value, binds: Value| {
+            policy(
+                json!({"rules": [{"name": "r", "callers": ["spiffe://example.org/x"], "methods": methods,
+                "require": [{"step": "a", "by": ["spiffe://example.org/x"], "binds": binds}]}]}),
+            )
+        };
+        assert!(rule(
+            json!(["tools/call", "prompts/get", "resources/read"]),
+            json!("call")
+        )
+        .is_ok());
+        for (methods, binds, want) in [
+            (
+                json!(["tools/call", "ping"]),
+                json!("call"),
+                "'ping' is not",
+            ),
+            (json!(["tools/*"]), json!("call"), "'tools/*' is not"),
+            (
+                json!(["resources/subscribe"]),
+                json!("call"),
+                "must each be one of",
+            ),
+            (json!(["tools/call"]), json!("args"), "unknown variant"),
+            (json!(["tools/call"]), json!(true), "invalid type"),
+        ] {
+            let err = rule(methods.clone(), binds.clone()).unwrap_err();
+            assert!(err.contains(want), "{methods} {binds}: {err}");
+        }
+        let p = bound_policy(false);
+        assert!(p.binds_calls());
+        assert!(!refund_policy().binds_calls());
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["rules"][0]["require"][0]["binds"], "call");
+        let again: Policy = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(serde_json::to_value(&again).unwrap(), json);
     }
 
     #[test]

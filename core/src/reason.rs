@@ -47,19 +47,27 @@ pub enum Reason {
     SingleUseTooLong,
     /// The shared ledger (etcd) did not answer, or not usably, in time.
     LedgerUnavailable,
+    /// The required step is there, but bound (`binds: call`) to another call.
+    StepCallMismatch,
     /// History headers were sent, but no `audience`/`trust_domains` are configured.
     HistoryUnconfigured,
     /// The rule's Rego rule is `false`, undefined or not `true`.
     RegoDenied,
     /// The rule's Rego rule failed to evaluate.
     RegoError,
+    /// A list response that cannot be read with certainty (response side).
+    ListMalformed,
+    /// A compressed list response (response side).
+    ListEncoded,
+    /// A list response (or one of its SSE events) over `limits.max_list_bytes`.
+    ListTooLarge,
     /// The signed workflow history or its proof failed a check; the code is
     /// the history verifier's own (see docs/history-format.md).
     History(Code),
 }
 
 impl Reason {
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 26] = [
         Reason::ConfigInvalid,
         Reason::NoIdentity,
         Reason::MethodNotAllowed,
@@ -79,9 +87,13 @@ impl Reason {
         Reason::StepConsumed,
         Reason::SingleUseTooLong,
         Reason::LedgerUnavailable,
+        Reason::StepCallMismatch,
         Reason::HistoryUnconfigured,
         Reason::RegoDenied,
         Reason::RegoError,
+        Reason::ListMalformed,
+        Reason::ListEncoded,
+        Reason::ListTooLarge,
     ];
 
     /// Every reason, including each code of the history verifier.
@@ -224,6 +236,12 @@ impl Reason {
                 -32011,
                 "The replay ledger is unavailable; retry shortly",
             ),
+            Reason::StepCallMismatch => (
+                "step_call_mismatch",
+                403,
+                -32005,
+                "A required workflow step approved another call than this one",
+            ),
             Reason::HistoryUnconfigured => (
                 "history_unconfigured",
                 403,
@@ -241,6 +259,27 @@ impl Reason {
                 403,
                 -32006,
                 "Policy could not be evaluated; request refused",
+            ),
+            // Response side: the server's list cannot be filtered, so the
+            // caller gets this error instead of it (502 when the response
+            // headers are still held, else in the body of the upstream's 2xx).
+            Reason::ListMalformed => (
+                "list_malformed",
+                502,
+                -32007,
+                "The server's list response could not be filtered; withheld",
+            ),
+            Reason::ListEncoded => (
+                "list_encoded",
+                502,
+                -32007,
+                "The server's list response is compressed and could not be filtered; withheld",
+            ),
+            Reason::ListTooLarge => (
+                "list_too_large",
+                502,
+                -32007,
+                "The server's list response is too large to filter; withheld",
             ),
             // Not the caller's fault: every live proof id is remembered, and
             // the cache is full of them. Retry later.

@@ -14,7 +14,7 @@ use custody_core::transport::Head;
 use custody_core::SpiffeId;
 use custody_history::sign::{append_entry, certs_header, make_proof, EntryFields, ProofFields};
 use custody_history::{Code, P256Verifier, ReplayCache, VerifyCache};
-use serde_json::json;
+use serde_json::{json, Value};
 
 use custody_testkit::{fixtures, sa, signer, AUD, NOW};
 
@@ -404,4 +404,118 @@ fn rules_with_requirements_need_trust_configuration() {
     )
     .unwrap_err();
     assert!(err.contains("audience and trust_domains"), "{err}");
+}
+
+/// fraud-agent's check, then one approval per call claim, the last handing the chain to refund-agent.
+fn approvals_for(calls: &[Value]) -> (String, String) {
+    let mut certs = vec![signer("fraud-agent").cert_der().to_vec()];
+    let fraud = EntryFields {
+        wid: "wf-bound",
+        nxt: &sa("approvals"),
+        step: "fraud_check_passed",
+        result: "approved",
+        iat: NOW - 100,
+        exp: NOW + 3600,
+        claims: None,
+    };
+    let mut chain = append_entry(None, &signer("fraud-agent"), &fraud).unwrap();
+    for (i, call) in calls.iter().enumerate() {
+        let next = if i + 1 == calls.len() {
+            "refund-agent"
+        } else {
+            "approvals"
+        };
+        let claims = json!({"amount": 12000, "call": call});
+        let fields = EntryFields {
+            wid: "wf-bound",
+            nxt: &sa(next),
+            step: "human_approval",
+            result: "approved",
+            iat: NOW - 50 + i as u64,
+            exp: NOW + 3600,
+            claims: Some(&claims),
+        };
+        chain = append_entry(Some(&chain), &signer("approvals"), &fields).unwrap();
+    }
+    certs.push(signer("approvals").cert_der().to_vec());
+    certs.push(signer("refund-agent").cert_der().to_vec());
+    (chain, certs_header(certs.iter().map(Vec::as_slice)))
+}
+
+fn refund_body(order: &str) -> Vec<u8> {
+    format!(r#"{{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{{"name":"refund","arguments":{{"order_id":"{order}","amount":12000}}}}}}"#).into_bytes()
+}
+
+fn call_of(body: &[u8]) -> Value {
+    custody_core::call::of_message(&custody_core::mcp::parse(body, 64).unwrap()).unwrap()
+}
+
+#[test]
+fn a_bound_approval_authorises_exactly_the_call_it_names() {
+    let mut c = json!({
+        "audience": AUD,
+        "trust_domains": {"example.org": {"spiffe_bundle": fixtures()["cas"]["example"]["spiffe_bundle"]}},
+        "policy": {"rules": [
+            {"name": "refunds", "callers": [sa("refund-agent")], "methods": ["tools/call"], "tools": ["refund"],
+             "require": [
+                {"step": "fraud_check_passed", "by": [sa("fraud-*")]},
+                {"step": "human_approval", "by": [sa("approvals")], "within": "30m", "binds": "call", "single_use": true}]}
+        ]},
+    });
+    let config = Config::from_json(c.to_string().as_bytes()).unwrap();
+    let caller = sa("refund-agent");
+    let (o1, o2) = (refund_body("o-1"), refund_body("o-2"));
+    let (h, certs) = approvals_for(&[call_of(&o1)]);
+    let mut host = Host::new();
+    // The approval of o-1 does not authorise o-2, even for the same amount.
+    let d = host.decide(
+        &config,
+        &caller,
+        headers(&h, &certs, "refund-agent", &o2, 40),
+        &o2,
+    );
+    assert_eq!(d.verdict, Err(Reason::StepCallMismatch));
+    let d = host.decide(
+        &config,
+        &caller,
+        headers(&h, &certs, "refund-agent", &o1, 41),
+        &o1,
+    );
+    assert!(d.is_allowed(), "{:?}", d.detail);
+    // Single use: the o-1 approval is spent.
+    let d = host.decide(
+        &config,
+        &caller,
+        headers(&h, &certs, "refund-agent", &o1, 42),
+        &o1,
+    );
+    assert_eq!(d.verdict, Err(Reason::StepConsumed));
+
+    // Two approvals in one history: each call uses its own.
+    let (h, certs) = approvals_for(&[call_of(&o1), call_of(&o2)]);
+    let mut host = Host::new();
+    for (body, jti) in [(&o2, 43), (&o1, 44)] {
+        let d = host.decide(
+            &config,
+            &caller,
+            headers(&h, &certs, "refund-agent", body, jti),
+            body,
+        );
+        assert!(d.is_allowed(), "{:?}", d.detail);
+    }
+
+    // Without `binds`, the o-1 approval lets o-2 through: what binding prevents.
+    c["policy"]["rules"][0]["require"][1]
+        .as_object_mut()
+        .unwrap()
+        .remove("binds");
+    let unbound = Config::from_json(c.to_string().as_bytes()).unwrap();
+    let (h, certs) = approvals_for(&[call_of(&o1)]);
+    let d = Host::new().decide(
+        &unbound,
+        &caller,
+        headers(&h, &certs, "refund-agent", &o2, 45),
+        &o2,
+    );
+    assert!(d.is_allowed());
 }

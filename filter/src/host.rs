@@ -101,6 +101,32 @@ pub fn call_response(body_size: usize, max: usize) -> (Option<u32>, Option<Vec<u
     (status, body)
 }
 
+/// One response header, if present and UTF-8.
+pub fn response_header(name: &str) -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpResponseHeaders, name)
+        .ok()
+        .flatten()
+}
+
+/// Sets (or with `None` removes) a response header; best effort.
+pub fn set_response_header(name: &str, value: Option<&str>) -> bool {
+    hostcalls::set_map_value(MapType::HttpResponseHeaders, name, value).is_ok()
+}
+
+/// The response body Envoy holds for this callback (the whole buffered
+/// body after earlier `Pause`s, else this chunk).
+pub fn response_body(size: usize) -> Vec<u8> {
+    hostcalls::get_buffer(BufferType::HttpResponseBody, 0, size)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// Replaces the first `size` bytes of that body with `data`.
+pub fn set_response_body(size: usize, data: &[u8]) -> bool {
+    hostcalls::set_buffer(BufferType::HttpResponseBody, 0, size, data).is_ok()
+}
+
 pub fn send_reply(status: u32, headers: &[(&str, &str)], body: &[u8]) -> bool {
     hostcalls::send_http_response(status, headers.to_vec(), Some(body)).is_ok()
 }

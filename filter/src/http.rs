@@ -1,17 +1,20 @@
 //! One HTTP request through the filter, top to bottom:
-//! headers → (identity, transport) → body → (mcp, decide) → ledger → forward or refuse.
-//! With the etcd ledger, a request that must claim something waits (paused)
-//! for etcd's answer in `on_http_call_response`.
+//! headers → (identity, transport) → body → (mcp, decide) → ledger → forward or refuse;
+//! then, for a list request only, its response (`crate::response`). With the
+//! etcd ledger, a request that must claim something waits (paused) for etcd's
+//! answer in `on_http_call_response`.
 
 use crate::host;
 use crate::ledger::{self, Next, Waiting};
 use crate::replay::SharedReplay;
+use crate::response::ListCall;
 use crate::shared::Shared;
 use custody_core::act::{self, CALLER_HEADER, OWN_HEADER_PREFIX};
-use custody_core::config::{Config, IdentitySource, Mode};
+use custody_core::config::{Config, IdentitySource, Lists, Mode};
 use custody_core::decide::{self, Decision, Pending};
 use custody_core::identity::{self, IdentityError, PeerFacts};
 use custody_core::ledger::{Judged, Plan};
+use custody_core::lists::{Expect, ListKind};
 use custody_core::peer_chain::XFCC_HEADER;
 use custody_core::proof::ProofEnv;
 use custody_core::reason::Reason;
@@ -32,6 +35,10 @@ pub struct Request {
     busy_us: u64,
     /// The headers went upstream before the decision (`headers: stream`).
     headers_sent: bool,
+    /// The request resumes an event stream (`last-event-id`).
+    resumes: bool,
+    /// A forwarded list request (or resumed stream): its response is filtered.
+    list: Option<ListCall>,
 }
 
 impl Request {
@@ -43,6 +50,8 @@ impl Request {
             waiting: None,
             busy_us: 0,
             headers_sent: false,
+            resumes: false,
+            list: None,
         }
     }
 }
@@ -98,12 +107,35 @@ impl HttpContext for Request {
         self.pending = None;
         self.settle(config, judged, started)
     }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        match self.list.as_mut() {
+            None => Action::Continue, // not a list: untouched, unbuffered
+            Some(list) => list.on_headers(&self.shared, end_of_stream),
+        }
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        match self.list.as_mut() {
+            None => Action::Continue,
+            Some(list) => list.on_body(&self.shared, body_size, end_of_stream),
+        }
+    }
+
+    /// The stream is over: a list response cut short (a client that closed
+    /// an event stream after its response) is logged now.
+    fn on_log(&mut self) {
+        if let Some(list) = self.list.as_mut() {
+            list.on_end(&self.shared);
+        }
+    }
 }
 
 impl Request {
     fn on_head(&mut self, config: &Config, end_of_stream: bool, started: u64) -> Action {
         let headers = host::request_headers();
         strip_own_headers(&headers);
+        self.resumes = headers.iter().any(|(n, _)| n == "last-event-id");
         let value = |name: &str| {
             headers
                 .iter()
@@ -174,10 +206,15 @@ impl Request {
         }
         let next = match outcome.action {
             act::Action::Forward { headers } => {
+                self.list = config.and_then(|c| self.list_call(c, &decision));
                 // Headers already sent upstream (`headers: stream`) cannot change.
                 if !self.headers_sent {
                     for (name, value) in &headers {
                         host::add_request_header(name, value);
+                    }
+                    if self.list.is_some() {
+                        // A compressed list could not be filtered: ask for none.
+                        host::set_request_header("accept-encoding", Some("identity"));
                     }
                 }
                 Action::Continue
@@ -199,6 +236,28 @@ impl Request {
             host::log(LogLevel::Info, &log::decision_line(&decision, mode, &ctx));
         }
         next
+    }
+}
+
+impl Request {
+    /// Whether the response of this forwarded request is a list to filter:
+    /// a list method, or a resumed stream (which may replay one).
+    fn list_call(&self, config: &Config, decision: &Decision) -> Option<ListCall> {
+        if config.lists != Lists::Filter {
+            return None;
+        }
+        let method = decision.method.as_deref()?;
+        let expect = match ListKind::of_method(method) {
+            Some(kind) => Expect::Response {
+                id: decision.id.clone(),
+                kind,
+            },
+            None if self.resumes => Expect::Replay,
+            None => return None,
+        };
+        // Only a refusal has no caller; in audit mode it is forwarded as is.
+        let caller = SpiffeId::parse(decision.caller.as_deref()?).ok()?;
+        Some(ListCall::new(expect, method, caller, &self.decision_id))
     }
 }
 

@@ -9,6 +9,7 @@ mod http;
 mod ledger;
 mod metrics;
 mod replay;
+mod response;
 mod root;
 mod sequence;
 mod shared;

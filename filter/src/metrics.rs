@@ -1,5 +1,7 @@
 //! Envoy counters: `custody_allowed`, `custody_denied_<reason>` and
-//! `custody_audit_forwarded` (denied, but forwarded because `mode: audit`).
+//! `custody_audit_forwarded` (denied, but forwarded because `mode: audit`);
+//! `custody_list_filtered` (list responses filtered) and
+//! `custody_list_items_removed` (items they lost).
 //! Envoy shows wasm counters under the `wasmcustom.` stat prefix.
 
 use custody_core::act::Count;
@@ -13,6 +15,8 @@ pub struct Metrics {
     allowed: Option<u32>,
     audit_forwarded: Option<u32>,
     denied: HashMap<Reason, u32>,
+    list_filtered: Option<u32>,
+    list_items_removed: Option<u32>,
 }
 
 impl Metrics {
@@ -25,6 +29,16 @@ impl Metrics {
             denied: Reason::all()
                 .filter_map(|r| Some((r, counter(&format!("custody_denied_{}", r.code()))?)))
                 .collect(),
+            list_filtered: counter("custody_list_filtered"),
+            list_items_removed: counter("custody_list_items_removed"),
+        }
+    }
+
+    /// A list response filtered to its end, and how many items it lost.
+    pub fn count_list(&self, removed: usize) {
+        bump(self.list_filtered);
+        if let Some(id) = self.list_items_removed {
+            let _ = hostcalls::increment_metric(id, i64::try_from(removed).unwrap_or(i64::MAX));
         }
     }
 

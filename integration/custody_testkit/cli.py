@@ -54,7 +54,7 @@ class History:
     def __init__(self, path: Path):
         self.path = path
 
-    def append(self, by: Workload, step: str, next_holder: Workload | str, *, result="approved", claims=None, ttl=None, wid=None, age=None) -> "History":
+    def append(self, by: Workload, step: str, next_holder: Workload | str, *, result="approved", claims=None, ttl=None, wid=None, age=None, bind_call=None) -> "History":
         nxt = next_holder if isinstance(next_holder, str) else next_holder.spiffe_id
         args = ["history", "append", "--cert", by.cert, "--key", by.key, "--step", step, "--result", result, "--next", nxt]
         if claims is not None:
@@ -67,7 +67,11 @@ class History:
             args += ["--age", age]
         if self.path.exists():
             args += ["--in", self.path]
-        custody(*args, "--out", self.path)
+        if bind_call is None:
+            custody(*args, "--out", self.path)
+            return self
+        # `--bind-call -`: the call (a JSON-RPC request or {"name", "arguments"}) on stdin.
+        custody(*args, "--bind-call", "-", "--out", self.path, stdin=json.dumps(bind_call).encode())
         return self
 
     def headers(self) -> dict:

@@ -4,8 +4,9 @@ Envoy runs the Custody filter with the payments policy in front of a real MCP
 tool server offering `refund`. Workloads get X.509-SVIDs from `custody ca`,
 sign workflow history with `custody history`, and call the tool through the
 official MCP Python client and the Custody client library (clients/python),
-which signs every request over mTLS. Seven attempts, one table; exits
-non-zero if any outcome differs from the expected one."""
+which signs every request over mTLS. Nine attempts, one table; exits
+non-zero if any outcome differs from the expected one. The last two use
+`wire_refund`, whose approvals are bound to the exact call (`binds: call`)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,11 @@ def tamper_claims(history: History, index: int, **changes) -> None:
     history.path.write_text(json.dumps(headers))
 
 
+def o1(amount: int) -> dict:
+    """refund's arguments for order o-1."""
+    return {"order_id": "o-1", "amount": amount}
+
+
 def main() -> int:
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
@@ -71,7 +77,7 @@ def main() -> int:
         stack.callback(proc.wait, 10)
         stack.callback(proc.terminate)
         wait_for_port(port)
-        step(f"MCP tool server (official Python SDK, tool `refund`) on 127.0.0.1:{port}")
+        step(f"MCP tool server (official Python SDK, tools `refund` and `wire_refund`) on 127.0.0.1:{port}")
         envoy = stack.enter_context(
             Envoy(
                 WORK / "envoy",
@@ -103,24 +109,32 @@ def main() -> int:
         tampered = history("tampered").append(fraud, "fraud_check_passed", approvals)
         tampered.append(approvals, "human_approval", refund, claims={"amount": 12000})
         tamper_claims(tampered, 1, amount=90000)
+        # `custody history append --bind-call`: this approval names one call, wire_refund(o-1, 12000).
+        wire_o1 = {"order_id": "o-1", "amount": 12000}
+        bound = history("bound").append(fraud, "fraud_check_passed", approvals)
+        bound.append(approvals, "human_approval", refund, claims={"amount": 12000},
+                     bind_call={"name": "wire_refund", "arguments": wire_o1})
 
         attempts = [
-            # (what, caller, history, amount, expected decision, expected reason)
-            ("refund with no history", refund, None, 12000, "deny", "missing_step"),
-            ("fraud check only", refund, fraud_only, 12000, "deny", "missing_step"),
-            ("fraud check + approval of 12000", refund, approved, 12000, "allow", None),
-            ("amount above the approved 12000", refund, approved, 15000, "deny", "rego_denied"),
-            ("approval presented by another agent", reporting, approved, 12000, "deny", "proof_holder",
+            # (what, caller, history, tool, arguments, expected decision, expected reason)
+            ("refund with no history", refund, None, "refund", o1(12000), "deny", "missing_step"),
+            ("fraud check only", refund, fraud_only, "refund", o1(12000), "deny", "missing_step"),
+            ("fraud check + approval of 12000", refund, approved, "refund", o1(12000), "allow", None),
+            ("amount above the approved 12000", refund, approved, "refund", o1(15000), "deny", "rego_denied"),
+            ("approval presented by another agent", reporting, approved, "refund", o1(12000), "deny", "proof_holder",
              proving_anyway(approved, reporting)),
-            ("approval signed 31 minutes ago", refund, stale, 12000, "deny", "stale_step"),
-            ("approval amount edited after signing", refund, tampered, 90000, "deny", "signature_invalid"),
+            ("approval signed 31 minutes ago", refund, stale, "refund", o1(12000), "deny", "stale_step"),
+            ("approval amount edited after signing", refund, tampered, "refund", o1(90000), "deny", "signature_invalid"),
+            ("wire refund approved for o-1 (bound), o-1", refund, bound, "wire_refund", wire_o1, "allow", None),
+            ("same approval, order o-2, same amount", refund, bound, "wire_refund", {**wire_o1, "order_id": "o-2"},
+             "deny", "step_call_mismatch"),
         ]
         rows, failures = [], 0
-        for i, (what, caller, hist, amount, want, want_reason, *prover) in enumerate(attempts, 1):
+        for i, (what, caller, hist, tool, arguments, want, want_reason, *prover) in enumerate(attempts, 1):
             before = len(envoy.decisions())
             try:
                 outcome = call_tool(
-                    envoy.url, td.bundle, caller, "refund", {"order_id": "o-1", "amount": amount},
+                    envoy.url, td.bundle, caller, tool, arguments,
                     history=hist, audience=server.spiffe_id, prover=prover[0] if prover else None,
                 )
                 decision, reason = "allow", None
@@ -146,7 +160,7 @@ def main() -> int:
     if failures:
         print(f"\n{failures} outcome(s) differ from the expected ones")
         return 1
-    print("\nAll seven outcomes as expected. Envoy and the MCP server are stopped.")
+    print(f"\nAll {len(rows)} outcomes as expected. Envoy and the MCP server are stopped.")
     return 0
 
 

@@ -37,6 +37,12 @@ def refund(order_id: str, amount: int, currency: str = "USD") -> str:
     return f"refunded {amount} {currency} on order {order_id}"
 
 
+@server.tool()
+def wire_refund(order_id: str, amount: int, currency: str = "USD") -> str:
+    """Refund an order by wire transfer (each call needs its own approval)."""
+    return f"wired {amount} {currency} back for order {order_id}"
+
+
 class Recorder:
     """ASGI middleware: records method, path, headers and body of each request."""
 

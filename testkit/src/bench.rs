@@ -5,7 +5,7 @@
 
 use crate::{sa, signer, AUD, NOW};
 use custody_history::sign::{append_entry, certs_header, EntryFields, Signer};
-use serde_json::json;
+use serde_json::{json, Value};
 
 pub const BODY: &[u8] = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"refund","arguments":{"amount":1200,"order":"A-1001","reason":"damaged"}}}"#;
 
@@ -146,4 +146,31 @@ impl custody_core::proof::ReplayGuard for NoReplay {
     fn admit(&mut self, _: &str, _: u64, _: u64) -> Result<(), custody_history::Refusal> {
         Ok(())
     }
+}
+
+/// A `tools/list` response of 1,000 tools with small JSON schemas (about
+/// 200 KB), of which a caller allowed `tool_0500` keeps one; as one JSON body
+/// and as an SSE stream (a priming event, then the response event).
+pub fn thousand_tools() -> (Vec<u8>, Vec<u8>) {
+    let tools: Vec<Value> = (0..1000)
+        .map(|i| {
+            json!({"name": format!("tool_{i:04}"), "description": format!("Tool number {i}: does one thing well."),
+                   "inputSchema": {"type": "object", "properties": {"order_id": {"type": "string"},
+                   "amount": {"type": "integer", "minimum": 0}}, "required": ["order_id"]}})
+        })
+        .collect();
+    let body = json!({"jsonrpc": "2.0", "id": 2, "result": {"tools": tools, "nextCursor": "p2"}})
+        .to_string();
+    let sse = format!("id: 0\r\ndata:\r\n\r\nevent: message\r\ndata: {body}\r\n\r\n");
+    (body.into_bytes(), sse.into_bytes())
+}
+
+/// The policy of [`thousand_tools`]: 20 other rules, then the caller's one tool.
+pub fn list_policy() -> custody_core::policy::Policy {
+    let mut rules: Vec<Value> = (0..20)
+        .map(|i| json!({"name": format!("other-{i}"), "callers": [format!("spiffe://example.org/ns/team{i}/sa/*")],
+                        "methods": ["tools/call"], "tools": [format!("team{i}_*")]}))
+        .collect();
+    rules.push(json!({"name": "one", "callers": [sa("refund-agent")], "methods": ["tools/call"], "tools": ["tool_0500"]}));
+    serde_json::from_value(json!({"rules": rules})).unwrap()
 }

@@ -207,4 +207,37 @@ fn main() {
             ));
         },
     );
+
+    let (json_body, sse_body) = thousand_tools();
+    let policy = list_policy();
+    let listing = custody_core::lists::Listing {
+        policy: &policy,
+        caller: &peer,
+        max_depth: 64,
+    };
+    let expect = custody_core::lists::Expect::Response {
+        id: Some(json!(2)),
+        kind: custody_core::lists::ListKind::Tools,
+    };
+    use custody_core::listing::{Format, ListResponse};
+    time(
+        &format!(
+            "lists: tools/list, 1,000 tools ({} KB JSON), 1 kept",
+            json_body.len() / 1000
+        ),
+        20,
+        || {
+            let mut r = ListResponse::new(expect.clone(), Format::Json, true, "d");
+            black_box(r.json(&listing, black_box(&json_body), 1 << 20));
+            assert_eq!(r.removed, 999);
+        },
+    );
+    time("lists: the same as SSE in 16 KiB chunks", 20, || {
+        let mut r = ListResponse::new(expect.clone(), Format::Sse, true, "d");
+        let chunks: Vec<&[u8]> = sse_body.chunks(16384).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            black_box(r.sse(&listing, black_box(chunk), i + 1 == chunks.len(), 1 << 20));
+        }
+        assert_eq!(r.removed, 999);
+    });
 }

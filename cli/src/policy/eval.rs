@@ -6,6 +6,7 @@
 use crate::fail::{error, Failure};
 use crate::output::Format;
 use crate::util::{read_bytes_or_stdin, unix_now};
+use custody_core::call;
 use custody_core::mcp::Target;
 use custody_core::policy::{Policy, Request, Step, Verdict};
 use custody_core::reason::Reason;
@@ -106,8 +107,10 @@ pub fn decide(
             result: e["result"].as_str().unwrap_or_default(),
             signer: e["agent"].as_str().unwrap_or_default(),
             iat: e["iat"].as_u64().unwrap_or_default(),
+            call: e.get("claims").and_then(|c| c.get(call::CALL_CLAIM)),
         })
         .collect();
+    let call = call::claim(&method, target.as_ref(), doc_ref["mcp"].get("arguments")).ok();
     let rego_input = regorus::Value::from(doc_ref.clone());
     let request = Request {
         caller: &caller,
@@ -116,6 +119,7 @@ pub fn decide(
         history: &steps,
         now,
         input: Some(&rego_input),
+        call: call.as_ref(),
     };
     Ok(match policy.evaluate(&request) {
         Verdict::Allow { rule } => Ok(rule.to_owned()),

@@ -5,6 +5,7 @@
 
 import { randomBytes, verify as cryptoVerify, X509Certificate } from "node:crypto";
 
+import { CALL_CLAIM, callClaim } from "./call.js";
 import {
   b64u,
   b64uDecode,
@@ -222,6 +223,8 @@ export interface AppendOptions {
   wid?: string;
   /** Issued at, Unix seconds; default now. */
   iat?: number;
+  /** Bind the entry to exactly this call (a JSON-RPC request or `{name, arguments}`): adds `claims.call`. */
+  bindCall?: JsonObject;
 }
 
 /**
@@ -321,7 +324,18 @@ export class History implements Iterable<Entry> {
    * the signer must be the holder it named (else `NotHolderError`).
    */
   append(svid: Svid, opts: AppendOptions): History {
-    const { step, result = "approved", next, claims, ttl = 3600 } = opts;
+    const { step, result = "approved", next, ttl = 3600 } = opts;
+    let claims = opts.claims;
+    if (opts.bindCall !== undefined) {
+      if (claims !== undefined && CALL_CLAIM in claims) throw new HistoryError("claims already has a `call` member; bindCall sets it");
+      let call: Record<string, string>;
+      try {
+        call = callClaim(opts.bindCall);
+      } catch (e) {
+        throw new HistoryError(`bindCall: ${(e as Error).message}`);
+      }
+      claims = { ...(claims ?? {}), [CALL_CLAIM]: call };
+    }
     let wid = opts.wid;
     if (typeof step !== "string" || !step) throw new HistoryError("step must be a non-empty string");
     if (typeof result !== "string") throw new HistoryError("result must be a string");

@@ -7,6 +7,7 @@
  *     const headers = prove(h, svid, { audience: "spiffe://example.org/ns/payments/sa/refund-tool", body: "..." });
  */
 
+export { CALL_CLAIM, CallError, argsSha256, callClaim, canonical } from "./call.js";
 export { EncodingError, b64u, b64uDecode, canonicalJson, isSpiffeId, sha256B64u, strictJsonObject, type JsonObject } from "./codec.js";
 export {
   CERTS_HEADER,

@@ -7,6 +7,7 @@ calls through the Custody Envoy filter.
 """
 
 from custody_client._codec import EncodingError, b64u, b64u_decode, canonical_json, is_spiffe_id, sha256_b64u
+from custody_client.call import CALL_CLAIM, CallError, args_sha256, call_claim
 from custody_client.history import (
     CERTS_HEADER,
     HISTORY_HEADER,
@@ -29,7 +30,9 @@ from custody_client.svid import Svid, SvidError
 __version__ = "0.1.0"
 
 __all__ = [
+    "CALL_CLAIM",
     "CERTS_HEADER",
+    "CallError",
     "HISTORY_HEADER",
     "PROOF_HEADER",
     "EncodingError",
@@ -41,8 +44,10 @@ __all__ = [
     "Svid",
     "SvidError",
     "VerificationError",
+    "args_sha256",
     "b64u",
     "b64u_decode",
+    "call_claim",
     "canonical_json",
     "check_proof",
     "client",

@@ -23,6 +23,7 @@ from custody_client._codec import (
     sha256_b64u,
     strict_json_object,
 )
+from custody_client.call import CALL_CLAIM, CallError, call_claim
 from custody_client.svid import P256_N, Svid, SvidError, spiffe_id_of
 
 HISTORY_HEADER = "workflow-history"
@@ -284,11 +285,14 @@ class History:
         ttl: int = 3600,
         wid: str | None = None,
         iat: int | None = None,
+        bind_call: Mapping[str, Any] | None = None,
     ) -> "History":
         """Signs one entry by `svid` handing the chain to `next` and returns the
         longer history. An empty history starts a chain (`seq` 0, `wid` given
         or 128 random bits). Otherwise `seq`/`prev`/`wid` follow the last entry,
-        and the signer must be the holder it named (else `NotHolderError`)."""
+        and the signer must be the holder it named (else `NotHolderError`).
+        `bind_call` (a JSON-RPC request or `{"name", "arguments"}`) adds
+        `claims["call"]`, binding the entry to exactly that call."""
         if not step:
             raise HistoryError("step must be a non-empty string")
         if not isinstance(result, str):
@@ -317,6 +321,14 @@ class History:
             "v": 1, "wid": wid, "seq": seq, "prev": prev, "iss": iss, "nxt": next,
             "step": step, "result": result, "iat": iat, "exp": iat + ttl,
         }
+        if bind_call is not None:
+            if claims is not None and CALL_CLAIM in claims:
+                raise HistoryError("claims already has a `call` member; bind_call sets it")
+            try:
+                call = call_claim(bind_call)
+            except CallError as e:
+                raise HistoryError(f"bind_call: {e}") from e
+            claims = {**(claims or {}), CALL_CLAIM: call}
         if claims is not None:
             if not isinstance(claims, Mapping):
                 raise HistoryError("claims must be a JSON object")
