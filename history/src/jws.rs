@@ -27,7 +27,7 @@ pub const PROOF_MEMBERS: &[&str] = &[
 ];
 
 /// Longest `jti` accepted, in characters.
-const MAX_JTI_CHARS: usize = 256;
+pub const MAX_JTI_CHARS: usize = 256;
 /// Largest integer member value (2^53 − 1, I-JSON's safe range).
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 

@@ -37,12 +37,14 @@ pub mod sign;
 pub use bundle::TrustBundle;
 pub use cache::{CacheStats, ReplayCache, VerifyCache};
 pub use caller::{caller_path, CallerPath};
-pub use codec::{b64url, b64url_decode, sha256};
+pub use codec::{b64url, b64url_decode, sha256, MAX_JSON_DEPTH};
 pub use ecdsa::{
     check_es256_signature, EcdsaP256Verifier, P256Verifier, SigFormat, P256_HALF_N, P256_N,
 };
 pub use error::{CheckedAt, Code, Group, Header, Part, Refusal};
-pub use jws::{ALG, ENTRY_MEMBERS, ENTRY_TYP, PROOF_MEMBERS, PROOF_TYP, X5T};
+pub use jws::{
+    ALG, ENTRY_MEMBERS, ENTRY_TYP, MAX_JTI_CHARS, MAX_SAFE_INTEGER, PROOF_MEMBERS, PROOF_TYP, X5T,
+};
 pub use spiffe::{SpiffeId, SpiffeIdError};
 pub use verify::{
     entry_hash, Headers, Limits, Request, VerifiedEntry, VerifiedHistory, VerifiedProof, Verifier,
