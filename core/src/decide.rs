@@ -3,6 +3,7 @@
 //! body is buffered. Both return plain data; the filter only applies it.
 
 use crate::config::Config;
+use crate::explain::{Outcome, Unmet, Why};
 use crate::identity::IdentityError;
 use crate::input;
 use crate::mcp::{self, Target};
@@ -30,6 +31,13 @@ pub struct Decision {
     pub workflow: Option<String>,
     /// Entries in the verified history.
     pub history_len: usize,
+    /// For a denial by the rules: the closest rule (docs/policy.md).
+    pub closest_rule: Option<String>,
+    /// What the closest rule lacked, in words safe to hand the upstream
+    /// (`x-custody-decision` in audit mode): policy names and numbers only.
+    pub public_detail: Option<String>,
+    /// The Rego input document, redacted, with `debug.log_input`.
+    pub input: Option<Value>,
 }
 
 impl Decision {
@@ -43,6 +51,9 @@ impl Decision {
             detail: None,
             workflow: None,
             history_len: 0,
+            closest_rule: None,
+            public_detail: None,
+            input: None,
         }
     }
 
@@ -69,7 +80,8 @@ pub struct Pending {
     pub history: HistoryHeaders,
     pub http_method: String,
     pub path: String,
-    /// Request headers for the Rego input (kept only if the policy uses Rego;
+    /// Request headers for the Rego input (kept only if the policy uses Rego
+    /// or `debug.log_input` is set;
     /// without the history headers, which reach Rego verified, as `history`).
     pub headers: Vec<(String, String)>,
 }
@@ -92,7 +104,7 @@ pub fn on_head(
         },
     )?;
     let history = HistoryHeaders::collect(headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())));
-    let headers = if config.policy.uses_rego() {
+    let headers = if config.policy.uses_rego() || config.debug.log_input {
         headers
             .iter()
             .filter(|(n, _)| !n.starts_with(':') && !proof::is_history_header(n))
@@ -163,7 +175,7 @@ impl Pending {
                 iat: e.iat,
             })
             .collect();
-        let input = config.policy.uses_rego().then(|| {
+        let input = (config.policy.uses_rego() || config.debug.log_input).then(|| {
             input::rego_document(&input::Facts {
                 caller: &self.caller,
                 target: config.audience.as_deref(),
@@ -183,13 +195,22 @@ impl Pending {
             now: env.now,
             input: input.as_ref(),
         };
-        decision.verdict = match config.policy.evaluate(&request) {
+        let outcome = config.policy.decide(&request);
+        decision.verdict = match outcome.verdict {
             Verdict::Allow { rule } => {
                 consume_single_use(config, rule, &request, history.as_ref(), env)
                     .map(|()| rule.to_owned())
             }
             Verdict::Deny { reason } => Err(reason),
         };
+        if decision.verdict.is_err() {
+            explain(&mut decision, config, &request, outcome);
+        }
+        if config.debug.log_input {
+            decision.input = input
+                .as_ref()
+                .map(|doc| input::for_log(doc, config.debug.log_claims));
+        }
         if let Some(h) = &history {
             decision.workflow = Some(h.wid.clone());
             decision.history_len = h.entries.len();
@@ -209,6 +230,35 @@ impl Pending {
         d.caller = Some(self.caller.to_string());
         d.id = id;
         d
+    }
+}
+
+/// Names the closest rule and what it lacked. A rule that allowed but whose
+/// `single_use` entry was already used is the closest rule of `step_consumed`.
+fn explain(decision: &mut Decision, config: &Config, request: &Request, outcome: Outcome) {
+    let why = match (outcome.verdict, decision.reason()) {
+        (Verdict::Allow { rule }, Some(Reason::StepConsumed)) => {
+            decision.closest_rule = Some(rule.to_owned());
+            let steps: Vec<&str> = config
+                .policy
+                .single_use_steps(rule, request)
+                .into_iter()
+                .filter_map(|i| request.history.get(i).map(|s| s.step))
+                .collect();
+            Some(Why::Step {
+                step: steps.join(", "),
+                unmet: Unmet::Consumed,
+            })
+        }
+        (Verdict::Allow { .. }, _) => None,
+        (Verdict::Deny { .. }, _) => {
+            decision.closest_rule = outcome.closest.map(str::to_owned);
+            outcome.why
+        }
+    };
+    if let Some(why) = why {
+        decision.detail = Some(why.log());
+        decision.public_detail = Some(why.public());
     }
 }
 
@@ -366,5 +416,37 @@ mod tests {
         );
         let big = vec![b' '; 4096];
         assert_eq!(body(&p, &c, &big).verdict, Err(Reason::BodyTooLarge));
+    }
+
+    #[test]
+    fn the_input_document_is_kept_for_the_log_only_when_asked() {
+        let call = br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"rm","arguments":{"card":"4111"}}}"#;
+        let c = config();
+        let p = start(&c, Ok(agent()), &post()).unwrap();
+        let d = body(&p, &c, call);
+        assert_eq!(d.input, None);
+        assert_eq!(d.closest_rule.as_deref(), Some("calc"));
+        assert_eq!(
+            d.detail.as_deref(),
+            Some("tool 'rm' matches none of its patterns")
+        );
+        assert_eq!(
+            d.public_detail.as_deref(),
+            Some("the tool matches none of its patterns")
+        );
+        let mut c = config();
+        c.debug.log_input = true;
+        let p = start(&c, Ok(agent()), &post()).unwrap();
+        let d = body(&p, &c, call);
+        let input = d.input.unwrap();
+        assert_eq!(input["calling_agent"], "spiffe://example.org/ns/a/sa/agent");
+        assert_eq!(input["mcp"]["tool"], "rm");
+        assert_eq!(input["mcp"]["arguments"], crate::input::REDACTED);
+        c.debug.log_claims = true;
+        let d = body(&p, &c, call);
+        assert_eq!(
+            d.input.unwrap()["mcp"]["arguments"],
+            json!({"card": "4111"})
+        );
     }
 }

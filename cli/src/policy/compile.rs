@@ -4,7 +4,6 @@
 
 use super::lint;
 use super::rego_lint;
-use crate::fail::{error, Failure};
 use crate::finding::{Finding, Severity};
 use crate::yaml_pos::{Pos, Positions};
 use custody_core::policy::{CallerPattern, MethodPattern, NamePattern, Policy};
@@ -122,13 +121,6 @@ fn refine(f: &mut Finding, at: &Positions) {
             .to_owned();
         f.path = rule;
     }
-}
-
-/// The bundle as the filter reads it (pretty JSON, newline-terminated).
-pub fn bundle_json(policy: &Policy) -> Result<String, Failure> {
-    let mut json = serde_json::to_string_pretty(policy).map_err(|e| error(e.to_string()))?;
-    json.push('\n');
-    Ok(json)
 }
 
 /// Compiles a policy file (`-`: standard input, without Rego files): the
