@@ -171,7 +171,7 @@ def test_envoyfilter_patch_is_a_filter_envoy_accepts(doc, tmp_path):
         path.write_text(yaml.safe_dump(bootstrap))
         result = validate(path, tmp_path)
         assert result.returncode == 0, result.stdout + result.stderr
-        assert "custody: configured" in result.stdout + result.stderr
+        assert "configured: version=" in result.stdout + result.stderr
         assert "configuration refused" not in result.stdout + result.stderr
 
 

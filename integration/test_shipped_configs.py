@@ -39,7 +39,7 @@ def test_shipped_bootstrap_validates_and_the_filter_accepts_its_configuration(bo
     result = validate(bootstrap, envoy_cwd)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK" in result.stdout
-    assert "custody: configured" in result.stdout + result.stderr
+    assert "configured: version=" in result.stdout + result.stderr
     assert "configuration refused" not in result.stdout + result.stderr
 
 

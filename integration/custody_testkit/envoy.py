@@ -72,6 +72,13 @@ def set_trust_bundle(validation_context: dict, bundle: Path) -> None:
         validation_context["trusted_ca"]["filename"] = str(bundle)
 
 
+ECDS_NAME = "custody"
+
+
+def _http_filters(listener: dict) -> list[dict]:
+    return listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+
+
 def plugin_configs_of(bootstrap: dict) -> list[dict]:
     """Every wasm filter's PluginConfig in a bootstrap, in filter-chain order."""
     found = []
@@ -107,6 +114,7 @@ class Envoy:
         wasm: Path = WASM,
         mutate=None,
         dynamic: bool = False,
+        ecds: bool = False,
     ):
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
@@ -131,6 +139,30 @@ class Envoy:
         endpoint["address"]["socket_address"]["port_value"] = upstream_port
         if mutate:
             mutate(boot)
+        self.ecds_path: Path | None = None
+        if ecds:
+            # The wasm filter comes from a watched file (ECDS), so `update()`
+            # replaces only its configuration, not the listener.
+            self.ecds_path = workdir / "ecds" / "custody.yaml"
+            self.ecds_path.parent.mkdir(exist_ok=True)
+            http_filters = _http_filters(boot["static_resources"]["listeners"][0])
+            index = next(i for i, f in enumerate(http_filters) if f.get("typed_config", {}).get("@type") == WASM_TYPE)
+            self.wasm_filter = http_filters[index]["typed_config"]
+            http_filters[index] = {
+                "name": ECDS_NAME,
+                "config_discovery": {
+                    "config_source": {
+                        "resource_api_version": "V3",
+                        "path_config_source": {
+                            "path": str(self.ecds_path),
+                            "watched_directory": {"path": str(self.ecds_path.parent)},
+                        },
+                    },
+                    "type_urls": [WASM_TYPE],
+                },
+            }
+            self._write_ecds()
+            boot["node"] = {"id": "custody-test", "cluster": "custody-test"}
         self.lds_path: Path | None = None
         if dynamic:
             # The listener comes from a watched file (LDS), so `update()` can
@@ -159,12 +191,33 @@ class Envoy:
         tmp.write_text(yaml.safe_dump({"resources": [resource]}))
         tmp.rename(self.lds_path)  # an atomic move is what Envoy watches for
 
+    def _write_ecds(self) -> None:
+        assert self.ecds_path is not None
+        resource = {"@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+                    "name": ECDS_NAME, "typed_config": self.wasm_filter}
+        tmp = self.ecds_path.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump({"resources": [resource]}))
+        tmp.rename(self.ecds_path)
+
     def update(self, plugin_config: dict | str) -> None:
-        """A new plugin configuration through LDS (needs `dynamic=True`):
-        Envoy builds a new listener and drains the old one's requests."""
+        """A new plugin configuration through LDS (`dynamic=True`: Envoy builds
+        a new listener and drains the old one's requests) or ECDS (`ecds=True`:
+        only the filter's configuration is replaced)."""
         value = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
+        if self.ecds_path is not None:
+            self.wasm_filter["config"]["configuration"]["value"] = value
+            self._write_ecds()
+            return
         plugin_config_of({"static_resources": {"listeners": [self.listener]}})["configuration"]["value"] = value
         self._write_listener()
+
+    def stat(self, name: str) -> int:
+        """One counter or gauge from /stats, 0 when Envoy does not list it (yet)."""
+        for line in self.admin(f"/stats?filter=^{re.escape(name)}$").splitlines():
+            key, _, value = line.partition(": ")
+            if key == name and value.strip().lstrip("-").isdigit():
+                return int(value)
+        return 0
 
     @property
     def url(self) -> str:
