@@ -133,7 +133,7 @@ def test_validate_fails_on_a_configuration_the_filter_refuses(make_envoy, case):
     good = make_envoy(policy("ok"), name="good")
     result = validate(good.config_path, good.workdir)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-    assert "configured: version=" in result.stdout + result.stderr
+    assert "configured: plugin=" in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("via", ["lds", "ecds"])

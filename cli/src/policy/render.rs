@@ -76,7 +76,7 @@ pub fn render(policy: &Policy, o: &Options) -> Result<String, String> {
                     "url": o.url,
                     "pluginName": "custody",
                     "phase": "AUTHZ",
-                    "failStrategy": "FAIL_CLOSE",
+                    "failStrategy": "FAIL_RELOAD",
                     "pluginConfig": config,
                 }
             });
