@@ -480,3 +480,66 @@ fn a_custom_method_is_a_warning_and_strict_makes_it_an_error() {
     );
     assert_eq!(finding["path"], "rules[0].methods[1]");
 }
+
+#[test]
+fn bundle_and_plugin_configuration_flags_read_standard_input() {
+    use std::io::Write;
+    let run = |args: &[&str], stdin: &[u8]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_custody"))
+            .args(args)
+            .current_dir(root())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let bundle = custody(&["policy", "compile", "policies/payments/policy.yaml"]).stdout;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.json");
+    std::fs::write(&input, refund_input(12_000)).unwrap();
+    let out = run(
+        &[
+            "policy",
+            "eval",
+            "--bundle",
+            "-",
+            "--input",
+            input.to_str().unwrap(),
+        ],
+        &bundle,
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "allow (rule refunds)\n",
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(
+        &[
+            "policy",
+            "render",
+            "policies/payments/policy.yaml",
+            "--as",
+            "plugin-json",
+            "--config",
+            "-",
+        ],
+        br#"{"mode": "audit"}"#,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["mode"], "audit", "{}", text(&out.stderr));
+    // `-` for both the bundle and the input: standard input is read once.
+    let out = run(
+        &["policy", "eval", "--bundle", "-", "--input", "-"],
+        &bundle,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("standard input was already read"),
+        "{}",
+        text(&out.stderr)
+    );
+}
