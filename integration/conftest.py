@@ -13,13 +13,17 @@ from pathlib import Path
 
 import pytest
 
-from custody_testkit.envoy import REPO, Envoy, free_port, wait_for_port
+from custody_testkit.envoy import REPO, Envoy, envoy_description, free_port, wait_for_port
 from custody_testkit.pki import TrustDomain
 
 CUSTODY = REPO / "dist" / "custody"
 AGENT = "spiffe://example.org/ns/demo/sa/agent"
 INTRUDER = "spiffe://example.org/ns/other/sa/intruder"
 SERVER = "spiffe://example.org/ns/tools/sa/mcp-server"
+
+
+def pytest_report_header(config):
+    return envoy_description()
 
 
 @pytest.fixture(scope="session")

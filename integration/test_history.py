@@ -14,6 +14,7 @@ from mcp.shared.exceptions import MCPError
 from conftest import tls_context
 from custody_testkit.agent import call_tool, proving_anyway
 from custody_testkit.cli import History
+from custody_testkit.envoy import Envoy
 
 
 def approved_history(td, path) -> History:
@@ -117,6 +118,9 @@ def test_a_missing_required_step_is_refused(envoy, td, tmp_path, tool_server):
     h.append(td.fraud, "fraud_check_passed", td.refund, claims={"order": marker})
     assert refused_reason(envoy, td, td.refund, h) == "missing_step"
     assert not any(marker in r["body"] for r in tool_server.seen())
+    # The decision log names the closest rule and the step it lacks.
+    denied = [d for d in envoy.decisions() if d["reason"] == "missing_step"][-1]
+    assert (denied["rule"], denied["detail"]) == ("refunds", "human_approval is not in the verified history")
 
 
 def test_an_approval_by_the_wrong_workload_is_refused(envoy, td, tmp_path):
@@ -124,6 +128,38 @@ def test_an_approval_by_the_wrong_workload_is_refused(envoy, td, tmp_path):
     h.append(td.fraud, "fraud_check_passed", td.mallory)
     h.append(td.mallory, "human_approval", td.refund)
     assert refused_reason(envoy, td, td.refund, h) == "step_signer"
+    denied = [d for d in envoy.decisions() if d["reason"] == "step_signer"][-1]
+    assert denied["rule"] == "refunds"
+    assert denied["detail"] == f"human_approval is signed only by {td.mallory.spiffe_id}, none of which its `by` accepts"
+
+
+def test_the_input_document_of_live_decisions_is_logged_only_when_asked(td, policy, tool_server, tmp_path):
+    """`debug.log_input`: the decision line carries the Rego input document;
+    claims, tool arguments and credentials redacted unless `log_claims`."""
+    base = {"audience": td.server.spiffe_id, "trust_domains": {"example.org": {"bundle_pem": td.bundle.read_text()}},
+            "policy": policy}
+    h = approved_history(td, tmp_path / "h.json")
+    for debug, claims_shown in [({"log_input": True}, False), ({"log_input": True, "log_claims": True}, True), (None, None)]:
+        config = dict(base, **({"debug": debug} if debug else {}))
+        with Envoy(tmp_path / f"envoy-{claims_shown}", bundle=td.bundle, server_cert=td.server.cert,
+                   server_key=td.server.key, upstream_port=tool_server.port, plugin_config=config) as envoy:
+            assert call_refund(envoy, td, td.refund, h, amount=11) == "refunded 11 USD on order o-1"
+            (decision,) = [d for d in envoy.decisions() if d["method"] == "tools/call"]
+            if debug is None:
+                assert "input" not in decision
+                continue
+            doc = decision["input"]
+            assert doc["calling_agent"] == td.refund.spiffe_id and doc["target"] == td.server.spiffe_id
+            assert doc["mcp"]["tool"] == "refund"
+            assert [e["step"] for e in doc["history"]] == ["fraud_check_passed", "human_approval"]
+            assert "workflow-history" not in doc["request"]["headers"]
+            if claims_shown:
+                assert doc["history"][1]["claims"] == {"amount": 12000}
+                assert doc["mcp"]["arguments"] == {"order_id": "o-1", "amount": 11}
+            else:
+                assert [e["claims"] for e in doc["history"]] == ["<redacted>", "<redacted>"]
+                assert doc["mcp"]["arguments"] == "<redacted>"
+                assert "12000" not in json.dumps(decision)
 
 
 def test_three_steps_built_from_the_shell_are_accepted(envoy, td, tmp_path):

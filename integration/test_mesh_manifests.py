@@ -88,7 +88,7 @@ def test_wasmplugin(doc):
     spec = doc["spec"]
     assert spec["url"].startswith(("oci://", "https://", "http://", "file://"))
     assert spec["phase"] == "AUTHZ"
-    assert spec["failStrategy"] == "FAIL_CLOSE"
+    assert spec["failStrategy"] == "FAIL_RELOAD"  # Istio 1.27+; never FAIL_OPEN
     assert spec["selector"]["matchLabels"] == SELECTOR
     assert isinstance(spec["pluginConfig"], dict)
     assert spec["pluginConfig"]["identity"] == "istio_peer_principal"
@@ -105,75 +105,132 @@ def test_peerauthentication_is_strict_for_the_same_workloads(doc):
 
 @pytest.mark.parametrize("doc", _of_kind("EnvoyFilter"))
 def test_envoyfilter(doc):
+    """An extension configuration (ECDS) whose module is a `remote` data source with
+    its SHA-256, and an HTTP filter before the router that waits for it."""
     assert doc["apiVersion"] == "networking.istio.io/v1alpha3"
     assert doc["spec"]["workloadSelector"]["labels"] == SELECTOR
-    patches = doc["spec"]["configPatches"]
-    assert patches
-    for patch in patches:
-        assert patch["applyTo"] == "HTTP_FILTER"
-        assert patch["match"]["context"] == "SIDECAR_INBOUND"
-        hcm = patch["match"]["listener"]["filterChain"]["filter"]
-        assert hcm["name"] == "envoy.filters.network.http_connection_manager"
-        assert hcm["subFilter"]["name"] == "envoy.filters.http.router"
-        assert patch["patch"]["operation"] == "INSERT_BEFORE"
-    wasms = _envoyfilter_wasm(doc)
-    assert len(wasms) == 1
-    wasm = wasms[0]
+    extension, http_filter = doc["spec"]["configPatches"]
+    assert extension["applyTo"] == "EXTENSION_CONFIG"
+    assert extension["patch"]["operation"] == "ADD"
+    assert http_filter["applyTo"] == "HTTP_FILTER"
+    assert http_filter["match"]["context"] == "SIDECAR_INBOUND"
+    hcm = http_filter["match"]["listener"]["filterChain"]["filter"]
+    assert hcm["name"] == "envoy.filters.network.http_connection_manager"
+    assert hcm["subFilter"]["name"] == "envoy.filters.http.router"
+    assert http_filter["patch"]["operation"] == "INSERT_BEFORE"
+    discovery = http_filter["patch"]["value"]
+    assert discovery["name"] == extension["patch"]["value"]["name"]
+    assert discovery["config_discovery"]["type_urls"] == [WASM_TYPE]
+    # The listener waits for the filter: no request is served without it.
+    assert discovery["config_discovery"]["config_source"] == {"ads": {}, "initial_fetch_timeout": "0s"}
+    assert "typed_config" not in discovery
+    (wasm,) = _envoyfilter_wasm(doc)
     assert wasm["allow_on_headers_stop_iteration"] is True
     assert wasm["failure_policy"] in ("FAIL_RELOAD", "FAIL_CLOSED")
     assert wasm.get("fail_open") in (None, False)
-    assert wasm["vm_config"]["code"]["local"]["filename"].startswith("/")
+    remote = wasm["vm_config"]["code"]["remote"]
+    assert set(wasm["vm_config"]["code"]) == {"remote"}, "no ConfigMap or local file route"
+    assert remote["http_uri"]["uri"].startswith(("https://", "oci://"))
+    assert remote["sha256"], "the module is checked against its SHA-256"
     assert json.loads(wasm["configuration"]["value"])["identity"] == "istio_peer_principal"
 
 
+def _remote_filter_bootstrap(doc: dict, module_port: int, sha256: str, listen_port: int, admin_port: int) -> dict:
+    """The EnvoyFilter's extension configuration as an inline HTTP filter of a
+    plain-HTTP listener, its module fetched by Envoy itself from a local server."""
+    (wasm,) = _envoyfilter_wasm(doc)
+    wasm = json.loads(json.dumps(wasm))
+    wasm["vm_config"]["code"]["remote"]["http_uri"] = {
+        "uri": f"http://127.0.0.1:{module_port}/custody.wasm", "cluster": "module_server", "timeout": "10s"}
+    wasm["vm_config"]["code"]["remote"]["sha256"] = sha256
+    cluster = lambda name, port: {  # noqa: E731
+        "name": name, "type": "STATIC", "connect_timeout": "2s",
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [
+            {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": port}}}}]}]}}
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
+        "static_resources": {
+            "listeners": [{
+                "name": "inbound",
+                "address": {"socket_address": {"address": "127.0.0.1", "port_value": listen_port}},
+                "filter_chains": [{"filters": [{
+                    "name": "envoy.filters.network.http_connection_manager",
+                    "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                        "stat_prefix": "inbound",
+                        "route_config": {"virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+                            {"match": {"prefix": "/"}, "route": {"cluster": "module_server"}}]}]},
+                        "http_filters": [
+                            {"name": "custody", "typed_config": {"@type": WASM_TYPE, "config": wasm}},
+                            {"name": "envoy.filters.http.router", "typed_config": {
+                                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
+                        ],
+                    },
+                }]}],
+            }],
+            "clusters": [cluster("module_server", module_port)],
+        },
+    }
+
+
 @pytest.mark.parametrize("doc", _of_kind("EnvoyFilter"))
-def test_envoyfilter_patch_is_a_filter_envoy_accepts(doc, tmp_path):
-    """The patched-in HttpFilter, in a minimal bootstrap, passes `envoy --mode
-    validate` (which also runs the plugin's on_configure)."""
+def test_the_envoyfilter_module_runs_from_its_url_and_a_wrong_sha256_serves_nothing(doc, tmp_path):
+    """Envoy's `remote` data source in a real Envoy: the module served over HTTP
+    with its SHA-256 loads and decides (a POST without mTLS is Custody's
+    no_identity); with another SHA-256 it is not loaded and every request is
+    refused by Envoy (503), never forwarded. (In Istio the pod's agent does the
+    download and the check, then hands Envoy a local file.)"""
+    import hashlib
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    from custody_testkit.envoy import envoy_binary, free_port, wait_for_port
+
     if not WASM.exists():
         pytest.skip(f"{WASM} not built")
-    for patch in doc["spec"]["configPatches"]:
-        http_filter = json.loads(json.dumps(patch["patch"]["value"]))
-        http_filter["typed_config"]["config"]["vm_config"]["code"]["local"]["filename"] = str(WASM)
-        bootstrap = {
-            "static_resources": {
-                "listeners": [
-                    {
-                        "name": "inbound",
-                        "address": {"socket_address": {"address": "127.0.0.1", "port_value": 15006}},
-                        "filter_chains": [
-                            {
-                                "filters": [
-                                    {
-                                        "name": "envoy.filters.network.http_connection_manager",
-                                        "typed_config": {
-                                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                                            "stat_prefix": "inbound",
-                                            "route_config": {"virtual_hosts": []},
-                                            "http_filters": [
-                                                http_filter,
-                                                {
-                                                    "name": "envoy.filters.http.router",
-                                                    "typed_config": {
-                                                        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-                                                    },
-                                                },
-                                            ],
-                                        },
-                                    }
-                                ]
-                            }
-                        ],
-                    }
-                ]
-            }
-        }
-        path = tmp_path / "bootstrap.yaml"
-        path.write_text(yaml.safe_dump(bootstrap))
-        result = validate(path, tmp_path)
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert "custody: configured" in result.stdout + result.stderr
-        assert "configuration refused" not in result.stdout + result.stderr
+    module_port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(module_port), "--bind", "127.0.0.1", "--directory", str(WASM.parent)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(module_port)
+        good = hashlib.sha256(WASM.read_bytes()).hexdigest()
+        for sha256, want in [(good, 403), ("0" * 64, 503)]:
+            listen, admin = free_port(), free_port()
+            path = tmp_path / f"bootstrap-{want}.yaml"
+            path.write_text(yaml.safe_dump(_remote_filter_bootstrap(doc, module_port, sha256, listen, admin)))
+            log = tmp_path / f"envoy-{want}.log"
+            envoy = subprocess.Popen([envoy_binary(), "-c", str(path), "--disable-hot-restart", "--concurrency", "1",
+                                      "--component-log-level", "wasm:info"], stdout=log.open("w"), stderr=subprocess.STDOUT)
+            try:
+                wait_for_port(listen, timeout=60)
+                deadline = time.monotonic() + 30
+                while True:  # the module is fetched after the listener opens
+                    request = urllib.request.Request(f"http://127.0.0.1:{listen}/mcp", data=b"{}",
+                                                     headers={"content-type": "application/json"})
+                    try:
+                        status, body = 200, urllib.request.urlopen(request, timeout=10).read()
+                    except urllib.error.HTTPError as e:
+                        status, body = e.code, e.read()
+                    if status == want or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.5)
+                assert status == want, (status, body, log.read_text()[-3000:])
+                if want == 403:
+                    assert json.loads(body)["error"]["data"]["reason"] == "no_identity"
+                    assert "configured: plugin=custody" in log.read_text()
+                else:
+                    assert b"custody" not in body and b"Directory listing" not in body
+                    assert "Plugin configured to fail closed failed to load" in log.read_text()
+            finally:
+                envoy.terminate()
+                envoy.wait(timeout=15)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 @pytest.mark.parametrize("config", _plugin_configs())

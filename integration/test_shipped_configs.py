@@ -82,7 +82,7 @@ def test_shipped_bootstrap_validates_and_the_filter_accepts_its_configuration(bo
     result = validate(bootstrap, envoy_cwd)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK" in result.stdout
-    assert "custody: configured" in result.stdout + result.stderr
+    assert "configured: plugin=" in result.stdout + result.stderr
     assert "configuration refused" not in result.stdout + result.stderr
 
 
@@ -157,3 +157,58 @@ def test_the_shipped_policy_matches_the_demo_policy():
         ).stdout
     )
     assert inline == compiled
+
+
+LOCAL = REPO / "envoy" / "local" / "envoy.yaml"
+
+
+def test_the_local_bootstrap_verifies_history_once_its_placeholder_ca_is_replaced(td, tool_server, tmp_path):
+    """envoy/local/envoy.yaml's own plugin configuration (audience and
+    trust_domains set): as shipped, its placeholder CA (whose key nobody has)
+    refuses every caller; with the listener's CA pasted in as the docs say
+    (`jq -Rs . certs/bundle.pem`), it verifies signed history."""
+    from mcp.shared.exceptions import MCPError
+
+    from custody_testkit.agent import call_tool
+    from custody_testkit.cli import History
+    from custody_testkit.envoy import Envoy
+
+    shipped = plugin_config_of(yaml.safe_load(LOCAL.read_text()))["configuration"]["value"]
+    config = json.loads(shipped)
+    audience = config["audience"]
+    placeholder = config["trust_domains"]["example.org"]["bundle_pem"]
+    assert placeholder.startswith("-----BEGIN CERTIFICATE-----") and placeholder != td.bundle.read_text()
+    jq = json.dumps(td.bundle.read_text())  # what `jq -Rs . certs/bundle.pem` prints
+    filled = shipped.replace(json.dumps(placeholder), jq)
+    assert filled != shipped and json.loads(filled)["trust_domains"]["example.org"]["bundle_pem"] == td.bundle.read_text()
+
+    agent = td.issue("demo-agent", "/ns/demo/sa/agent")
+    reviewer = td.issue("reviewer", "/ns/demo/sa/reviewer")
+    history = History(tmp_path / "h.json").append(reviewer, "reviewed", agent, claims={"ticket": "t-1"})
+
+    def add(envoy, h=history) -> str:
+        try:
+            return call_tool(envoy.url, td.bundle, agent, "add", {"a": 20, "b": 22}, history=h, audience=audience)
+        except MCPError as err:
+            return err.error.data["reason"]
+
+    def start(value: str, name: str) -> Envoy:
+        return Envoy(tmp_path / name, bundle=td.bundle, server_cert=td.server.cert, server_key=td.server.key,
+                     upstream_port=tool_server.port, plugin_config=value)
+
+    with start(shipped, "as-shipped") as envoy:
+        assert add(envoy) == "no_identity"
+        denied = envoy.decisions()[-1]
+        assert denied["reason"] == "no_identity" and "cert_untrusted" in denied["detail"], denied
+    with start(filled, "filled-in") as envoy:
+        assert add(envoy) == "42"
+        call = [d for d in envoy.decisions() if d["method"] == "tools/call"][-1]
+        assert (call["decision"], call["rule"], call["history_len"]) == ("allow", "calculator", 1)
+        assert call["workflow"]
+        # A history signed by a CA the configuration does not list is refused.
+        from custody_testkit.cli import DevTrustDomain
+
+        other = DevTrustDomain(tmp_path / "other-ca")
+        stranger = other.issue("reviewer", "/ns/demo/sa/reviewer")
+        forged = History(tmp_path / "forged.json").append(stranger, "reviewed", agent)
+        assert add(envoy, forged) == "cert_untrusted"

@@ -3,6 +3,7 @@
 //! is no revocation.
 
 use crate::fail::{error, Result};
+use crate::output::Format;
 use crate::pki::{cert_info, parse_spiffe_id, parse_trust_domain, read_certs};
 use crate::util::{
     create_dir, format_utc, parse_duration, print, read_text, unix_now, write_secret, write_text,
@@ -10,6 +11,7 @@ use crate::util::{
 use clap::Subcommand;
 use custody_history::dev_ca::{self, CaOptions};
 use custody_history::SpiffeId;
+use serde_json::json;
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
@@ -35,6 +37,9 @@ pub enum CaCommand {
         /// Replace an existing DIR/ca.key (and with it every SVID it issued).
         #[arg(long)]
         force: bool,
+        /// How the result is printed.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Issue an X.509-SVID from a CA directory: DIR2/svid.pem (the leaf,
     /// then any intermediates) and DIR2/svid.key (PKCS#8 PEM, mode 0600).
@@ -61,6 +66,9 @@ pub enum CaCommand {
         /// Replace an existing DIR2/svid.key.
         #[arg(long)]
         force: bool,
+        /// How the result is printed.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
 }
 
@@ -73,7 +81,8 @@ pub fn run(cmd: CaCommand) -> Result<()> {
             ttl,
             backdate,
             force,
-        } => init(&trust_domain, &out, sequence, ttl, backdate, force),
+            format,
+        } => init(&trust_domain, &out, sequence, ttl, backdate, force, format),
         CaCommand::Issue {
             ca,
             id,
@@ -82,7 +91,8 @@ pub fn run(cmd: CaCommand) -> Result<()> {
             dns,
             backdate,
             force,
-        } => issue(&ca, &id, &out, ttl, &dns, backdate, force),
+            format,
+        } => issue(&ca, &id, &out, ttl, &dns, backdate, force, format),
     }
 }
 
@@ -96,7 +106,15 @@ fn refuse_overwrite(path: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
-fn init(td: &str, out: &Path, sequence: u64, ttl: u64, backdate: u64, force: bool) -> Result<()> {
+fn init(
+    td: &str,
+    out: &Path,
+    sequence: u64,
+    ttl: u64,
+    backdate: u64,
+    force: bool,
+    format: Format,
+) -> Result<()> {
     if ttl == 0 {
         return Err(error("--ttl must be longer than 0s"));
     }
@@ -118,13 +136,22 @@ fn init(td: &str, out: &Path, sequence: u64, ttl: u64, backdate: u64, force: boo
     let mut json = files.bundle_spiffe_json;
     json.push('\n');
     write_text(&out.join("bundle.spiffe.json"), &json)?;
-    print(&format!(
-        "CA for trust domain {td}, valid until {}\n  {}\n  {} (spiffe_sequence {sequence})\n  {} (mode 0600, keep it secret)\n",
-        format_utc(now.saturating_add(ttl)),
-        out.join("bundle.pem").display(),
-        out.join("bundle.spiffe.json").display(),
-        key_path.display(),
-    ))
+    let not_after = now.saturating_add(ttl);
+    let (bundle, spiffe) = (out.join("bundle.pem"), out.join("bundle.spiffe.json"));
+    print(&match format {
+        Format::Text => format!(
+            "CA for trust domain {td}, valid until {}\n  {}\n  {} (spiffe_sequence {sequence})\n  {} (mode 0600, keep it secret)\n",
+            format_utc(not_after),
+            bundle.display(),
+            spiffe.display(),
+            key_path.display(),
+        ),
+        Format::Json => format!(
+            "{}\n",
+            json!({"trust_domain": td, "not_after": not_after, "spiffe_sequence": sequence,
+                   "bundle_pem": bundle, "bundle_spiffe_json": spiffe, "ca_key": key_path})
+        ),
+    })
 }
 
 /// The signing CA of a CA directory: its certificate (PEM, DER) and the
@@ -164,6 +191,7 @@ fn signing_ca(dir: &Path) -> Result<SigningCa> {
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn issue(
     ca_dir: &Path,
     id: &SpiffeId,
@@ -172,6 +200,7 @@ fn issue(
     dns: &[String],
     backdate: u64,
     force: bool,
+    format: Format,
 ) -> Result<()> {
     if ttl == 0 {
         return Err(error("--ttl must be longer than 0s"));
@@ -218,12 +247,20 @@ fn issue(
     } else {
         format!(", DNS {}", dns.join(", "))
     };
-    print(&format!(
-        "X.509-SVID {id}{dns_note}, valid until {}\n  {}\n  {} (mode 0600, keep it secret)\n",
-        format_utc(not_after),
-        out.join("svid.pem").display(),
-        key_path.display(),
-    ))
+    let svid_path = out.join("svid.pem");
+    print(&match format {
+        Format::Text => format!(
+            "X.509-SVID {id}{dns_note}, valid until {}\n  {}\n  {} (mode 0600, keep it secret)\n",
+            format_utc(not_after),
+            svid_path.display(),
+            key_path.display(),
+        ),
+        Format::Json => format!(
+            "{}\n",
+            json!({"spiffe_id": id.as_str(), "dns": dns, "not_after": not_after,
+                   "svid": svid_path, "key": key_path})
+        ),
+    })
 }
 
 struct IssuedSvid {

@@ -4,6 +4,7 @@
 use crate::bind;
 use crate::fail::{error, Failure, Result};
 use crate::headers::{last_entry_member, merge_certs, HeaderSet, ParseError};
+use crate::output::Format as OutputFormat;
 use crate::pki::{load_bundle, load_signer, parse_spiffe_id, parse_trust_domain};
 use crate::util::{
     format_duration, format_utc, parse_duration, print, random_bytes, read_bytes_or_stdin,
@@ -15,7 +16,7 @@ use custody_history::sign::{self, EntryFields, ProofFields, SignError};
 use custody_history::{
     b64url, Headers, Limits, Refusal, Request, SpiffeId, VerifiedHistory, Verifier,
 };
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 /// Longest proof lifetime the verifier accepts (`exp - iat`, seconds).
@@ -78,6 +79,9 @@ pub enum HistoryCommand {
         /// Where to write the new history (may be the same as --in).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// How the summary of the new entry is printed.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
     },
     /// Sign the proof that binds a history to one request, and print the
     /// three request headers.
@@ -142,6 +146,9 @@ pub enum HistoryCommand {
         /// Verify as of this Unix time (seconds) instead of now.
         #[arg(long, value_name = "UNIX")]
         now: Option<u64>,
+        /// How the verified chain (or the refusal) is printed.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
     },
 }
 
@@ -160,6 +167,7 @@ pub fn run(cmd: HistoryCommand) -> Result<()> {
             wid,
             input,
             out,
+            format,
         } => append(&AppendArgs {
             cert: &cert,
             key: &key,
@@ -173,6 +181,7 @@ pub fn run(cmd: HistoryCommand) -> Result<()> {
             wid: wid.as_deref(),
             input: input.as_deref(),
             out: &out,
+            format,
         }),
         HistoryCommand::Prove {
             input,
@@ -202,6 +211,7 @@ pub fn run(cmd: HistoryCommand) -> Result<()> {
             peer,
             aud,
             now,
+            format,
         } => verify(&VerifyArgs {
             input: &input,
             bundle: &bundle,
@@ -211,6 +221,7 @@ pub fn run(cmd: HistoryCommand) -> Result<()> {
             peer: &peer,
             aud: &aud,
             now,
+            format,
         }),
     }
 }
@@ -309,6 +320,7 @@ struct AppendArgs<'a> {
     wid: Option<&'a str>,
     input: Option<&'a Path>,
     out: &'a Path,
+    format: OutputFormat,
 }
 
 fn append(a: &AppendArgs<'_>) -> Result<()> {
@@ -377,14 +389,22 @@ fn append(a: &AppendArgs<'_>) -> Result<()> {
         certs: Some(certs),
     };
     write_text(a.out, &out.to_json())?;
-    print(&format!(
-        "entry {seq} {:?} ({:?}) by {} -> next {}; workflow {wid}; wrote {}\n",
-        a.step,
-        a.result,
-        signer.spiffe_id(),
-        a.next,
-        a.out.display()
-    ))
+    print(&match a.format {
+        OutputFormat::Text => format!(
+            "entry {seq} {:?} ({:?}) by {} -> next {}; workflow {wid}; wrote {}\n",
+            a.step,
+            a.result,
+            signer.spiffe_id(),
+            a.next,
+            a.out.display()
+        ),
+        OutputFormat::Json => format!(
+            "{}\n",
+            json!({"seq": seq, "step": a.step, "result": a.result, "signer": signer.spiffe_id().as_str(),
+                   "next": a.next.as_str(), "workflow": wid, "iat": iat, "exp": iat.saturating_add(a.ttl),
+                   "out": a.out})
+        ),
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -458,6 +478,7 @@ struct VerifyArgs<'a> {
     peer: &'a SpiffeId,
     aud: &'a str,
     now: Option<u64>,
+    format: OutputFormat,
 }
 
 fn verify(a: &VerifyArgs<'_>) -> Result<()> {
@@ -475,19 +496,47 @@ fn verify(a: &VerifyArgs<'_>) -> Result<()> {
         proof: proof.proof.as_deref(),
         certs: proof.certs.as_deref().or(chain.certs.as_deref()),
     };
-    let verified = Verifier::new(&bundle, &limits)
-        .verify(
-            &Request {
-                headers,
-                peer: a.peer,
-                audience: a.aud,
-                body: &body,
-                now,
-            },
-            None,
-        )
-        .map_err(|r| Failure::refused(&r))?;
-    print(&render(&verified, a.aud, now))
+    let verified = Verifier::new(&bundle, &limits).verify(
+        &Request {
+            headers,
+            peer: a.peer,
+            audience: a.aud,
+            body: &body,
+            now,
+        },
+        None,
+    );
+    match (verified, a.format) {
+        (Ok(v), OutputFormat::Text) => print(&render(&v, a.aud, now)),
+        (Ok(v), OutputFormat::Json) => print(&format!("{}\n", render_json(&v, a.aud, now))),
+        (Err(r), OutputFormat::Text) => Err(Failure::refused(&r)),
+        (Err(r), OutputFormat::Json) => {
+            print(&format!(
+                "{}\n",
+                json!({"ok": false, "reason": r.reason(), "detail": r.detail()})
+            ))?;
+            Err(Failure::refused(&r))
+        }
+    }
+}
+
+/// The verified chain and proof as one JSON document.
+pub fn render_json(v: &VerifiedHistory, aud: &str, now: u64) -> Value {
+    let entries: Vec<Value> = v
+        .entries
+        .iter()
+        .map(|e| {
+            json!({"seq": e.seq, "step": e.step, "result": e.result, "signer": e.iss.as_str(),
+                   "next": e.nxt.as_str(), "iat": e.iat, "exp": e.exp,
+                   "age": now.saturating_sub(e.iat), "claims": e.claims})
+        })
+        .collect();
+    json!({
+        "ok": true, "workflow": v.wid, "verified_at": now, "entries": entries,
+        "proof": {"signer": v.proof.iss.as_str(), "audience": aud, "iat": v.proof.iat,
+                  "exp": v.proof.exp, "jti": v.proof.jti},
+        "replay_checked": false,
+    })
 }
 
 /// Control characters (e.g. terminal escapes in a signed `step`) shown escaped.

@@ -4,6 +4,7 @@
 use crate::fail::{error, Result};
 use std::io::{Read, Write};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Durations in Custody's one grammar (`30s`, `1h30m`, `2d`), shared with
 /// policy `within`.
@@ -50,13 +51,25 @@ pub fn random_bytes(n: usize) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// The text (UTF-8) of `path`, or of standard input for `-`.
 pub fn read_text(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).map_err(|e| error(format!("{}: {e}", path.display())))
+    String::from_utf8(read_bytes_or_stdin(path)?)
+        .map_err(|_| error(format!("{}: not UTF-8 text", shown(path))))
 }
 
-/// The bytes of `path`, or of standard input for `-`.
+/// Whether standard input was already read by an earlier `-` of this command.
+static STDIN_TAKEN: AtomicBool = AtomicBool::new(false);
+
+/// The bytes of `path`, or of standard input for `-`. Every flag that reads
+/// a file takes `-`; standard input can be read once, so a second `-` in one
+/// command is an error rather than an empty file.
 pub fn read_bytes_or_stdin(path: &Path) -> Result<Vec<u8>> {
     if path.as_os_str() == "-" {
+        if STDIN_TAKEN.swap(true, Ordering::SeqCst) {
+            return Err(error(
+                "standard input was already read: give `-` to one flag only",
+            ));
+        }
         let mut buf = Vec::new();
         std::io::stdin()
             .read_to_end(&mut buf)
@@ -64,6 +77,15 @@ pub fn read_bytes_or_stdin(path: &Path) -> Result<Vec<u8>> {
         return Ok(buf);
     }
     std::fs::read(path).map_err(|e| error(format!("{}: {e}", path.display())))
+}
+
+/// How a path is named in messages (`-` is standard input).
+pub fn shown(path: &Path) -> String {
+    if path.as_os_str() == "-" {
+        "standard input".to_owned()
+    } else {
+        path.display().to_string()
+    }
 }
 
 pub fn write_text(path: &Path, text: &str) -> Result<()> {

@@ -291,5 +291,5 @@ fn rendered_policies_pass_the_gate() {
         wasmplugin.contains("    custody.dev/policy-sha256: "),
         "{wasmplugin}"
     );
-    assert!(wasmplugin.contains("failStrategy: FAIL_CLOSE"));
+    assert!(wasmplugin.contains("failStrategy: FAIL_RELOAD"));
 }

@@ -871,3 +871,185 @@ fn the_cli_gives_every_vector_its_verdict() {
     }
     assert!(checked >= 30, "{checked}");
 }
+
+#[test]
+fn every_reporting_command_speaks_json() {
+    let env = Env::new();
+    let v = |s: String| -> serde_json::Value { serde_json::from_str(&s).unwrap() };
+    let init = v(env.ok(&[
+        "ca",
+        "init",
+        "--trust-domain",
+        TD,
+        "--out",
+        "ca",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(init["trust_domain"], TD);
+    assert_eq!(init["spiffe_sequence"], 1);
+    assert!(init["bundle_pem"]
+        .as_str()
+        .unwrap()
+        .ends_with("ca/bundle.pem"));
+    assert!(init["ca_key"].as_str().unwrap().ends_with("ca/ca.key"));
+    assert!(init["not_after"].as_u64().unwrap() > 1_700_000_000);
+    let issued = v(env.ok(&[
+        "ca",
+        "issue",
+        "--ca",
+        "ca",
+        "--id",
+        FRAUD,
+        "--out",
+        "fraud",
+        "--dns",
+        "localhost",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(issued["spiffe_id"], FRAUD);
+    assert_eq!(issued["dns"], serde_json::json!(["localhost"]));
+    assert!(issued["svid"].as_str().unwrap().ends_with("fraud/svid.pem"));
+    env.issue("ca", REFUND, "refund");
+    let appended = v(env.ok(&[
+        "history",
+        "append",
+        "--cert",
+        "fraud/svid.pem",
+        "--key",
+        "fraud/svid.key",
+        "--step",
+        "fraud_check_passed",
+        "--result",
+        "approved",
+        "--next",
+        REFUND,
+        "--wid",
+        "wf-9",
+        "--out",
+        "h.json",
+        "--format",
+        "json",
+    ]));
+    assert_eq!(appended["seq"], 0);
+    assert_eq!(appended["signer"], FRAUD);
+    assert_eq!(appended["next"], REFUND);
+    assert_eq!(appended["workflow"], "wf-9");
+    assert_eq!(appended["out"], "h.json");
+    std::fs::write(env.path("body.json"), BODY).unwrap();
+    env.prove("refund", "proof.txt");
+    let mut args = env.verify_args("h.json", "ca/bundle.pem", "proof.txt", REFUND);
+    args.extend(["--format", "json"]);
+    let verified = v(env.ok(&args));
+    assert_eq!(verified["ok"], true);
+    assert_eq!(verified["workflow"], "wf-9");
+    assert_eq!(verified["entries"][0]["step"], "fraud_check_passed");
+    assert_eq!(verified["proof"]["signer"], REFUND);
+    assert_eq!(verified["replay_checked"], false);
+    // A refusal: a JSON verdict on stdout, the one-line refusal on stderr, exit 1.
+    let mut args = env.verify_args("h.json", "ca/bundle.pem", "proof.txt", FRAUD);
+    args.extend(["--format", "json"]);
+    let out = env.run(&args);
+    assert_eq!(out.status.code(), Some(1));
+    let refused = v(String::from_utf8(out.stdout).unwrap());
+    assert_eq!(
+        (refused["ok"].as_bool(), refused["reason"].as_str()),
+        (Some(false), Some("proof_signer"))
+    );
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .starts_with("custody: refused: proof_signer: "));
+}
+
+#[test]
+fn every_file_flag_reads_standard_input_for_a_dash_once() {
+    let env = Env::new();
+    env.two_entries();
+    env.prove("refund", "proof.txt");
+    let read = |p: &str| std::fs::read(env.path(p)).unwrap();
+    let verified = |args: &[&str], stdin: &[u8]| {
+        let out = env.run_with_stdin(args, Some(stdin));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // Each input of verify in turn from standard input.
+    for (flag, file) in [
+        ("--in", "h.json"),
+        ("--bundle", "ca/bundle.pem"),
+        ("--proof-headers", "proof.txt"),
+        ("--body", "body.json"),
+    ] {
+        let mut args = env.verify_args("h.json", "ca/bundle.pem", "proof.txt", REFUND);
+        let at = args.iter().position(|a| *a == flag).unwrap();
+        args[at + 1] = "-";
+        assert!(
+            verified(&args, &read(file)).contains("ok (replay"),
+            "{flag}"
+        );
+    }
+    // The key of a signer from standard input (a secret manager's pipe), claims too.
+    let appended = verified(
+        &[
+            "history",
+            "append",
+            "--in",
+            "h.json",
+            "--cert",
+            "refund/svid.pem",
+            "--key",
+            "-",
+            "--step",
+            "refund_issued",
+            "--result",
+            "done",
+            "--next",
+            FRAUD,
+            "--out",
+            "h2.json",
+        ],
+        &read("refund/svid.key"),
+    );
+    assert!(appended.starts_with("entry 2 "), "{appended}");
+    verified(
+        &[
+            "history",
+            "append",
+            "--cert",
+            "fraud/svid.pem",
+            "--key",
+            "fraud/svid.key",
+            "--step",
+            "s",
+            "--result",
+            "r",
+            "--next",
+            REFUND,
+            "--claims",
+            "@-",
+            "--out",
+            "h3.json",
+        ],
+        br#"{"amount": 5}"#,
+    );
+    let h3: serde_json::Value = serde_json::from_slice(&read("h3.json")).unwrap();
+    let entry = h3["workflow-history"].as_str().unwrap();
+    assert_eq!(payload(entry)["claims"], serde_json::json!({"amount": 5}));
+    // Standard input is read once: a second `-` is an error (exit 2), never an empty file.
+    let mut args = env.verify_args("-", "ca/bundle.pem", "proof.txt", REFUND);
+    let at = args.iter().position(|a| *a == "--body").unwrap();
+    args[at + 1] = "-";
+    let out = env.run_with_stdin(&args, Some(&read("h.json")));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("standard input was already read"));
+    // A missing file is exit 2, as docs/cli.md says.
+    let args = env.verify_args("nope.json", "ca/bundle.pem", "proof.txt", REFUND);
+    let line = env.fails(&args, 2);
+    assert!(line.starts_with("custody: error: nope.json: "), "{line}");
+}

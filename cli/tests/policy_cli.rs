@@ -229,6 +229,90 @@ fn eval_reads_a_policy_yaml_too() {
     assert_eq!(text(&out.stdout), "allow (rule refunds)\n");
 }
 
+#[test]
+fn eval_explain_prints_the_input_and_every_rule_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.json");
+    let explain = |format: &str| {
+        let out = custody(&[
+            "policy",
+            "eval",
+            "--policy",
+            "policies/payments/policy.yaml",
+            "--input",
+            input.to_str().unwrap(),
+            "--explain",
+            "--format",
+            format,
+        ]);
+        (out.status.code(), text(&out.stdout))
+    };
+    // A stale approval: the closest rule, the clause, and by how much.
+    let mut stale: serde_json::Value = serde_json::from_str(&refund_input(12_000)).unwrap();
+    stale["history"][1]["iat"] = serde_json::json!(1_776_522_000u64 - 1860);
+    stale["history"][1].as_object_mut().unwrap().remove("age");
+    std::fs::write(&input, stale.to_string()).unwrap();
+    let (code, out) = explain("text");
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.starts_with("input:\n  {\n"), "{out}");
+    // The document as completed: `age` filled in from `iat`.
+    assert!(out.contains("\"age\": 1860"), "{out}");
+    assert!(
+        out.contains("  lifecycle: does not apply (caller yes, method no, target yes)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("    require fraud_check_passed: met by history[0]\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "    require human_approval: stale_step: human_approval is 1860 s old, within 1800 s\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("    rego data.payments.refund.allow: not evaluated\n"),
+        "{out}"
+    );
+    assert!(out.ends_with(
+        "deny (stale_step), closest rule refunds: human_approval is 1860 s old, within 1800 s\n"
+    ), "{out}");
+    // Over the approved amount: the Rego verdict.
+    std::fs::write(&input, refund_input(20_000)).unwrap();
+    let (code, out) = explain("json");
+    assert_eq!(code, Some(1));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["decision"], "deny");
+    assert_eq!(v["reason"], "rego_denied");
+    assert_eq!(v["closest_rule"], "refunds");
+    assert_eq!(v["detail"], "data.payments.refund.allow is false");
+    assert_eq!(v["input"]["mcp"]["arguments"]["amount"], 20_000);
+    let refunds = v["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "refunds")
+        .unwrap();
+    assert_eq!(refunds["applies"], true);
+    assert_eq!(
+        refunds["require"][1],
+        serde_json::json!({"step": "human_approval", "met": true, "entry": 1})
+    );
+    assert_eq!(refunds["rego"]["result"], "false");
+    assert_eq!(refunds["verdict"], "rego_denied");
+    // Allowed: no closest rule, no detail.
+    std::fs::write(&input, refund_input(12_000)).unwrap();
+    let (code, out) = explain("json");
+    assert_eq!(code, Some(0));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["rule"].as_str(), v["closest_rule"].is_null()),
+        (Some("refunds"), true)
+    );
+    assert_eq!(v["rules"][1]["rego"]["result"], "true");
+}
+
 /// A policy directory with one rule naming `rego` and one module.
 fn policy_dir(rego_rule: &str, module: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -395,4 +479,67 @@ fn a_custom_method_is_a_warning_and_strict_makes_it_an_error() {
         (Some(4), Some(19))
     );
     assert_eq!(finding["path"], "rules[0].methods[1]");
+}
+
+#[test]
+fn bundle_and_plugin_configuration_flags_read_standard_input() {
+    use std::io::Write;
+    let run = |args: &[&str], stdin: &[u8]| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_custody"))
+            .args(args)
+            .current_dir(root())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let bundle = custody(&["policy", "compile", "policies/payments/policy.yaml"]).stdout;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.json");
+    std::fs::write(&input, refund_input(12_000)).unwrap();
+    let out = run(
+        &[
+            "policy",
+            "eval",
+            "--bundle",
+            "-",
+            "--input",
+            input.to_str().unwrap(),
+        ],
+        &bundle,
+    );
+    assert_eq!(
+        text(&out.stdout),
+        "allow (rule refunds)\n",
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(
+        &[
+            "policy",
+            "render",
+            "policies/payments/policy.yaml",
+            "--as",
+            "plugin-json",
+            "--config",
+            "-",
+        ],
+        br#"{"mode": "audit"}"#,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["mode"], "audit", "{}", text(&out.stderr));
+    // `-` for both the bundle and the input: standard input is read once.
+    let out = run(
+        &["policy", "eval", "--bundle", "-", "--input", "-"],
+        &bundle,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("standard input was already read"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -65,11 +65,7 @@ pub fn act(decision: &Decision, mode: Mode, decision_id: &str) -> Outcome {
     match mode {
         Mode::Audit => Outcome {
             action: Action::Forward {
-                headers: forward_headers(
-                    decision,
-                    decision_id,
-                    format!("deny; reason={}; mode=audit", reason.code()),
-                ),
+                headers: forward_headers(decision, decision_id, audit_verdict(decision, reason)),
             },
             count: Count::AuditForwarded(reason),
             status: None,
@@ -83,6 +79,27 @@ pub fn act(decision: &Decision, mode: Mode, decision_id: &str) -> Outcome {
             status: Some(reason.http_status()),
         },
     }
+}
+
+/// `deny; reason=<code>; mode=audit`, then the closest rule and what it
+/// lacked when known: `; rule=refunds; detail="human_approval is 1860 s old,
+/// within 1800 s"`. Only policy names and numbers (`public_detail`): never
+/// what the caller sent nor a Rego error text.
+fn audit_verdict(decision: &Decision, reason: Reason) -> String {
+    let mut verdict = format!("deny; reason={}; mode=audit", reason.code());
+    if let Some(rule) = &decision.closest_rule {
+        verdict.push_str(&format!("; rule={rule}"));
+    }
+    if let Some(detail) = &decision.public_detail {
+        // A quoted-string (RFC 9110 §5.6.4) of visible ASCII: the policy's
+        // names are [A-Za-z0-9._:-]; anything else is dropped, never sent raw.
+        let safe: String = detail
+            .chars()
+            .filter(|c| (c.is_ascii_graphic() || *c == ' ') && !matches!(c, '"' | '\\'))
+            .collect();
+        verdict.push_str(&format!("; detail=\"{safe}\""));
+    }
+    verdict
 }
 
 fn forward_headers(
@@ -207,6 +224,36 @@ mod tests {
             assert!(headers.contains(&(DECISION_HEADER, verdict)));
             assert!(headers.contains(&(DECISION_ID_HEADER, "d-3".to_owned())));
         }
+    }
+
+    #[test]
+    fn audit_names_the_closest_rule_and_its_public_detail_never_the_log_detail() {
+        let mut d = refused(Reason::StaleStep);
+        d.closest_rule = Some("refunds".into());
+        d.detail = Some("secret rego error text".into());
+        d.public_detail = Some("human_approval is 1860 s old, within 1800 s\r\n\"x\\".into());
+        let Action::Forward { headers } = act(&d, Mode::Audit, "d-5").action else {
+            panic!("audit must forward");
+        };
+        let verdict = &headers
+            .iter()
+            .find(|(n, _)| *n == DECISION_HEADER)
+            .unwrap()
+            .1;
+        assert_eq!(
+            verdict,
+            "deny; reason=stale_step; mode=audit; rule=refunds; detail=\"human_approval is 1860 s old, within 1800 sx\""
+        );
+        assert!(!verdict.contains("secret"));
+        // Enforce mode tells the caller none of it.
+        let Action::Refuse { body, .. } = act(&d, Mode::Enforce, "d-5").action else {
+            panic!("enforce must refuse");
+        };
+        let body = String::from_utf8(body).unwrap();
+        assert!(
+            !body.contains("refunds") && !body.contains("1860") && !body.contains("secret"),
+            "{body}"
+        );
     }
 
     #[test]

@@ -42,6 +42,9 @@ pub struct Config {
     pub ledger: Ledger,
     /// The compiled policy bundle (`custody policy compile` output).
     pub policy: Policy,
+    /// Diagnostics, all off by default.
+    #[serde(default)]
+    pub debug: DebugOptions,
     /// `trust_domains` loaded, checked once at configuration time.
     #[serde(skip)]
     pub trust: TrustBundle,
@@ -186,6 +189,18 @@ impl Ledger {
     }
 }
 
+/// Diagnostics for finding out why requests are decided as they are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DebugOptions {
+    /// Write the Rego input document of each decision into its log line
+    /// (`input`), whether or not the policy uses Rego.
+    pub log_input: bool,
+    /// With `log_input`: keep history entries' `claims`, `mcp.arguments` and
+    /// credential headers; otherwise they are replaced by `"<redacted>"`.
+    pub log_claims: bool,
+}
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -242,6 +257,35 @@ pub struct Limits {
     /// Largest list response filtered: a JSON body, or one SSE event
     /// (1 KiB to 64 MiB; default 1 MiB). A larger one is refused.
     pub max_list_bytes: usize,
+}
+
+impl Mode {
+    /// The configuration's own word for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Audit => "audit",
+        }
+    }
+}
+
+impl IdentitySource {
+    pub fn name(self) -> &'static str {
+        match self {
+            IdentitySource::PeerCertificate => "peer_certificate",
+            IdentitySource::IstioPeerPrincipal => "istio_peer_principal",
+        }
+    }
+}
+
+impl HeaderMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            HeaderMode::Auto => "auto",
+            HeaderMode::Hold => "hold",
+            HeaderMode::Stream => "stream",
+        }
+    }
 }
 
 impl Default for Limits {
@@ -400,12 +444,15 @@ mod tests {
         assert_eq!(c.limits.max_list_bytes, 1 << 20);
         assert_eq!(c.lists, Lists::Filter);
         assert!(c.paths.is_empty());
+        assert_eq!(c.debug, DebugOptions::default());
+        assert!(!c.debug.log_input && !c.debug.log_claims);
     }
 
     #[test]
     fn reads_every_key() {
         let c = Config::from_json(
             br#"{"mode":"audit","identity":"istio_peer_principal","paths":["/mcp"],"headers":"stream","lists":"pass",
+                 "debug":{"log_input":true,"log_claims":true},
                  "limits":{"max_body_bytes":4096,"max_json_depth":8,"max_list_bytes":2048},"policy":{"version":1,"default":"deny","rules":[]}}"#,
         )
         .unwrap();
@@ -413,6 +460,13 @@ mod tests {
         assert_eq!(c.identity, IdentitySource::IstioPeerPrincipal);
         assert_eq!(c.paths, vec!["/mcp".to_owned()]);
         assert_eq!(c.headers, HeaderMode::Stream);
+        assert_eq!(
+            c.debug,
+            DebugOptions {
+                log_input: true,
+                log_claims: true
+            }
+        );
         assert_eq!(
             (c.limits.max_body_bytes, c.limits.max_json_depth),
             (4096, 8)
@@ -507,6 +561,36 @@ mod tests {
     }
 
     #[test]
+    fn names_are_the_configuration_words() {
+        for (json, mode, identity, headers) in [
+            (
+                r#"{"policy":{"rules":[]}}"#,
+                "enforce",
+                "peer_certificate",
+                "auto",
+            ),
+            (
+                r#"{"mode":"audit","identity":"istio_peer_principal","headers":"hold","policy":{"rules":[]}}"#,
+                "audit",
+                "istio_peer_principal",
+                "hold",
+            ),
+            (
+                r#"{"headers":"stream","policy":{"rules":[]}}"#,
+                "enforce",
+                "peer_certificate",
+                "stream",
+            ),
+        ] {
+            let c = Config::from_json(json.as_bytes()).unwrap();
+            assert_eq!(
+                (c.mode.name(), c.identity.name(), c.headers.name()),
+                (mode, identity, headers)
+            );
+        }
+    }
+
+    #[test]
     fn refuses_what_it_does_not_understand() {
         for (input, want) in [
             (&b""[..], "EOF"),
@@ -521,6 +605,8 @@ mod tests {
             (br#"{"policy":{"rules":[]},"lists":"hide"}"#, "unknown variant"),
             (br#"{"policy":{"rules":[]},"limits":{"max_list_bytes":1023}}"#, "max_list_bytes"),
             (br#"{"policy":{"rules":[]},"paths":["mcp"]}"#, "paths"),
+            (br#"{"policy":{"rules":[]},"debug":{"log_inputs":true}}"#, "unknown field `log_inputs`"),
+            (br#"{"policy":{"rules":[]},"debug":{"log_input":"yes"}}"#, "invalid type"),
             (br#"{"policy":{"rules":[{"name":"x","callers":["spiffe://A/x"],"methods":["ping"]}]}}"#, "trust domain"),
         ] {
             let err = Config::from_json(input).unwrap_err();

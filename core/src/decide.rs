@@ -7,6 +7,7 @@
 
 use crate::call;
 use crate::config::Config;
+use crate::explain::Outcome;
 use crate::identity::IdentityError;
 use crate::input;
 use crate::ledger::{self, Claim, Claims, Judged};
@@ -35,6 +36,13 @@ pub struct Decision {
     pub workflow: Option<String>,
     /// Entries in the verified history.
     pub history_len: usize,
+    /// For a denial by the rules: the closest rule (docs/policy.md).
+    pub closest_rule: Option<String>,
+    /// What the closest rule lacked, in words safe to hand the upstream
+    /// (`x-custody-decision` in audit mode): policy names and numbers only.
+    pub public_detail: Option<String>,
+    /// The Rego input document, redacted, with `debug.log_input`.
+    pub input: Option<Value>,
 }
 
 impl Decision {
@@ -48,6 +56,9 @@ impl Decision {
             detail: None,
             workflow: None,
             history_len: 0,
+            closest_rule: None,
+            public_detail: None,
+            input: None,
         }
     }
 
@@ -74,7 +85,8 @@ pub struct Pending {
     pub history: HistoryHeaders,
     pub http_method: String,
     pub path: String,
-    /// Request headers for the Rego input (kept only if the policy uses Rego;
+    /// Request headers for the Rego input (kept only if the policy uses Rego
+    /// or `debug.log_input` is set;
     /// without the history headers, which reach Rego verified, as `history`).
     pub headers: Vec<(String, String)>,
 }
@@ -97,7 +109,7 @@ pub fn on_head(
         },
     )?;
     let history = HistoryHeaders::collect(headers.iter().map(|(n, v)| (n.as_str(), v.as_slice())));
-    let headers = if config.policy.uses_rego() {
+    let headers = if config.policy.uses_rego() || config.debug.log_input {
         headers
             .iter()
             .filter(|(n, _)| !n.starts_with(':') && !proof::is_history_header(n))
@@ -200,7 +212,7 @@ impl Pending {
             .binds_calls()
             .then(|| call::of_message(&msg).ok())
             .flatten();
-        let input = config.policy.uses_rego().then(|| {
+        let input = (config.policy.uses_rego() || config.debug.log_input).then(|| {
             input::rego_document(&input::Facts {
                 caller: &self.caller,
                 target: config.audience.as_deref(),
@@ -221,7 +233,8 @@ impl Pending {
             input: input.as_ref(),
             call: call.as_ref(),
         };
-        decision.verdict = match config.policy.evaluate(&request) {
+        let outcome = config.policy.decide(&request);
+        decision.verdict = match outcome.verdict {
             Verdict::Allow { rule } => {
                 claims.shared = requires_history(config, rule);
                 single_use(config, rule, &request, history.as_ref(), &mut claims)
@@ -229,6 +242,14 @@ impl Pending {
             }
             Verdict::Deny { reason } => Err(reason),
         };
+        if decision.verdict.is_err() {
+            explain(&mut decision, outcome);
+        }
+        if config.debug.log_input {
+            decision.input = input
+                .as_ref()
+                .map(|doc| input::for_log(doc, config.debug.log_claims));
+        }
         if let Some(h) = &history {
             decision.workflow = Some(h.wid.clone());
             decision.history_len = h.entries.len();
@@ -259,6 +280,17 @@ fn requires_history(config: &Config, name: &str) -> bool {
         .rules
         .iter()
         .any(|r| r.name == name && !r.require.is_empty())
+}
+
+/// Names the closest rule of a denial by the rules, and what it lacked.
+/// (A `single_use` entry already used is found by the ledger, which names
+/// the rule that allowed it: [`crate::ledger`].)
+fn explain(decision: &mut Decision, outcome: Outcome) {
+    decision.closest_rule = outcome.closest.map(str::to_owned);
+    if let Some(why) = outcome.why {
+        decision.detail = Some(why.log());
+        decision.public_detail = Some(why.public());
+    }
 }
 
 /// The entries that met the allowing rule's `single_use` clauses, to be
@@ -409,5 +441,37 @@ mod tests {
         );
         let big = vec![b' '; 4096];
         assert_eq!(body(&p, &c, &big).verdict, Err(Reason::BodyTooLarge));
+    }
+
+    #[test]
+    fn the_input_document_is_kept_for_the_log_only_when_asked() {
+        let call = br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"rm","arguments":{"card":"4111"}}}"#;
+        let c = config();
+        let p = start(&c, Ok(agent()), &post()).unwrap();
+        let d = body(&p, &c, call);
+        assert_eq!(d.input, None);
+        assert_eq!(d.closest_rule.as_deref(), Some("calc"));
+        assert_eq!(
+            d.detail.as_deref(),
+            Some("tool 'rm' matches none of its patterns")
+        );
+        assert_eq!(
+            d.public_detail.as_deref(),
+            Some("the tool matches none of its patterns")
+        );
+        let mut c = config();
+        c.debug.log_input = true;
+        let p = start(&c, Ok(agent()), &post()).unwrap();
+        let d = body(&p, &c, call);
+        let input = d.input.unwrap();
+        assert_eq!(input["calling_agent"], "spiffe://example.org/ns/a/sa/agent");
+        assert_eq!(input["mcp"]["tool"], "rm");
+        assert_eq!(input["mcp"]["arguments"], crate::input::REDACTED);
+        c.debug.log_claims = true;
+        let d = body(&p, &c, call);
+        assert_eq!(
+            d.input.unwrap()["mcp"]["arguments"],
+            json!({"card": "4111"})
+        );
     }
 }

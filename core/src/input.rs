@@ -95,6 +95,50 @@ pub fn rego_document(f: &Facts) -> regorus::Value {
     ])
 }
 
+/// What redacted values read as in the log.
+pub const REDACTED: &str = "<redacted>";
+
+/// Request headers whose values are never logged: credentials.
+const CREDENTIAL_HEADERS: [&str; 4] = [
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+];
+
+/// The input document for the decision log (`debug.log_input`). Credential
+/// headers are always redacted; history entries' `claims` and
+/// `mcp.arguments` too, unless `keep_claims`.
+pub fn for_log(doc: &regorus::Value, keep_claims: bool) -> Value {
+    let mut v = serde_json::to_value(doc).unwrap_or(Value::Null);
+    if let Some(headers) = v
+        .pointer_mut("/request/headers")
+        .and_then(Value::as_object_mut)
+    {
+        for name in CREDENTIAL_HEADERS {
+            if let Some(value) = headers.get_mut(name) {
+                *value = Value::from(REDACTED);
+            }
+        }
+    }
+    if !keep_claims {
+        if let Some(args) = v.pointer_mut("/mcp/arguments").filter(|a| !a.is_null()) {
+            *args = Value::from(REDACTED);
+        }
+        for entry in v
+            .get_mut("history")
+            .and_then(Value::as_array_mut)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(claims) = entry.get_mut("claims") {
+                *claims = Value::from(REDACTED);
+            }
+        }
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -222,5 +266,42 @@ mod tests {
             assert_ne!(expected_value, regorus::Value::Undefined);
             assert_eq!(rego_document(&facts), expected_value, "{expected}");
         }
+    }
+
+    #[test]
+    fn the_logged_document_redacts_claims_arguments_and_credentials() {
+        let doc = regorus::Value::from(json!({
+            "calling_agent": "spiffe://example.org/a", "now": 5,
+            "request": {"http_method": "POST", "path": "/mcp",
+                        "headers": {"authorization": "Bearer s3cret", "cookie": "c=1", "accept": "x"}},
+            "mcp": {"method": "tools/call", "id": 1, "tool": "refund", "arguments": {"card": "4111"}},
+            "workflow": "w", "history": [{"step": "a", "claims": {"ssn": "123"}}, {"step": "b", "claims": {}}]}));
+        let logged = for_log(&doc, false);
+        assert_eq!(logged["request"]["headers"]["authorization"], REDACTED);
+        assert_eq!(logged["request"]["headers"]["cookie"], REDACTED);
+        assert_eq!(logged["request"]["headers"]["accept"], "x");
+        assert_eq!(logged["mcp"]["arguments"], REDACTED);
+        assert_eq!(logged["mcp"]["tool"], "refund");
+        assert_eq!(logged["history"][0]["claims"], REDACTED);
+        assert_eq!(logged["history"][1]["claims"], REDACTED);
+        assert_eq!(logged["history"][1]["step"], "b");
+        let text = for_log(&doc, false).to_string();
+        assert!(
+            !text.contains("s3cret") && !text.contains("4111") && !text.contains("123"),
+            "{text}"
+        );
+        let kept = for_log(&doc, true);
+        assert_eq!(kept["mcp"]["arguments"], json!({"card": "4111"}));
+        assert_eq!(kept["history"][0]["claims"], json!({"ssn": "123"}));
+        assert_eq!(
+            kept["request"]["headers"]["authorization"], REDACTED,
+            "credentials never"
+        );
+        // A message without arguments keeps its null.
+        let none = regorus::Value::from(
+            json!({"mcp": {"method": "ping", "arguments": null}, "history": []}),
+        );
+        let logged = for_log(&none, false);
+        assert_eq!(logged["mcp"]["arguments"], Value::Null);
     }
 }

@@ -137,11 +137,11 @@ pub fn settle_local(judged: Judged, store: &mut dyn ReplayGuard, now: u64) -> De
     };
     for claim in claims.proof.iter().chain(steps) {
         if let Err(refusal) = store.admit(&claim.key(), claim.horizon, now) {
-            decision.verdict = Err(match refusal {
+            let reason = match refusal {
                 Refusal::ProofReplayed => claim.taken(),
                 other => Reason::History(other.code()),
-            });
-            decision.detail = Some(format!("{} (this Envoy)", taken_detail(claim)));
+            };
+            refuse_taken(&mut decision, claim, reason, "this Envoy");
             break;
         }
     }
@@ -182,8 +182,7 @@ pub fn plan(config: &Config, judged: Judged, store: &mut dyn ReplayGuard, now: u
         claims,
     } = judged;
     if let Some(held) = claims.all().find(|c| store.holds(&c.key(), now)) {
-        decision.verdict = Err(held.taken());
-        decision.detail = Some(format!("{} (this Envoy)", taken_detail(held)));
+        refuse_taken(&mut decision, held, held.taken(), "this Envoy");
         return Plan::Done(decision);
     }
     Plan::Ask(Asking {
@@ -225,8 +224,7 @@ pub fn resolve(asking: Asking, answer: Answer, store: &mut dyn ReplayGuard, now:
             taken.iter().for_each(|c| record(store, c));
             match taken.first() {
                 Some(first) => {
-                    decision.verdict = Err(first.taken());
-                    decision.detail = Some(format!("{} (etcd)", taken_detail(first)));
+                    refuse_taken(&mut decision, first, first.taken(), "etcd");
                 }
                 None => {
                     decision.verdict = Err(Reason::LedgerUnavailable);
@@ -246,11 +244,21 @@ pub fn resolve(asking: Asking, answer: Answer, store: &mut dyn ReplayGuard, now:
     decision
 }
 
-fn taken_detail(claim: &Claim) -> &'static str {
-    match claim.kind {
+/// Refuses a request whose claim was already taken. The rule that allowed it
+/// becomes the closest rule of the refusal; the detail names the ledger
+/// (`place`) and holds no caller-supplied text, so audit mode may show it.
+fn refuse_taken(decision: &mut Decision, claim: &Claim, reason: Reason, place: &str) {
+    if let Ok(rule) = &decision.verdict {
+        decision.closest_rule = Some(rule.clone());
+    }
+    decision.verdict = Err(reason);
+    let what = match claim.kind {
         Kind::Proof => "proof jti already used",
         Kind::Step => "single_use entry already consumed",
-    }
+    };
+    let detail = format!("{what} ({place})");
+    decision.public_detail = Some(detail.clone());
+    decision.detail = Some(detail);
 }
 
 #[cfg(test)]

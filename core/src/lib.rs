@@ -8,10 +8,12 @@
 //! [`reason`] is the one table of refusal reasons, their HTTP status and JSON-RPC code.
 
 pub mod act;
+pub mod bundle;
 pub mod call;
 pub mod config;
 pub mod decide;
 pub mod duration;
+pub mod explain;
 pub mod glob;
 pub mod identity;
 pub mod input;

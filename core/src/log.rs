@@ -31,6 +31,9 @@ struct Line<'a> {
     status: Option<u32>,
     latency_us: u64,
     detail: Option<&'a str>,
+    /// Only with `debug.log_input`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input: Option<&'a serde_json::Value>,
 }
 
 #[derive(Serialize)]
@@ -131,8 +134,8 @@ pub fn decision_line(d: &Decision, mode: Mode, ctx: &Context) -> String {
         decision_id: ctx.decision_id,
         decision: if d.is_allowed() { "allow" } else { "deny" },
         reason: d.reason().map(|r| r.code()),
-        rule: d.verdict.as_deref().ok(),
-        mode: mode_name(mode),
+        rule: d.verdict.as_deref().ok().or(d.closest_rule.as_deref()),
+        mode: mode.name(),
         caller: d.caller.as_deref(),
         method: d.method.as_deref(),
         target: d.target.as_ref().map(|t| Target {
@@ -144,6 +147,7 @@ pub fn decision_line(d: &Decision, mode: Mode, ctx: &Context) -> String {
         status: ctx.http_status,
         latency_us: ctx.latency_us,
         detail: d.detail.as_deref(),
+        input: d.input.as_ref(),
     };
     serde_json::to_string(&line).unwrap_or_default()
 }
@@ -210,5 +214,26 @@ mod tests {
         assert_eq!(v["outcome"], "refused");
         assert_eq!(v["reason"], "list_encoded");
         assert_eq!(list_filter_state(&r)[1].1, "list_encoded");
+    }
+
+    #[test]
+    fn a_denial_names_its_closest_rule_and_the_input_only_when_asked() {
+        let mut d = Decision::refuse(Reason::StaleStep);
+        d.closest_rule = Some("refunds".into());
+        d.detail = Some("human_approval is 1860 s old, within 1800 s".into());
+        let ctx = Context::default();
+        let v: Value = serde_json::from_str(&decision_line(&d, Mode::Enforce, &ctx)).unwrap();
+        assert_eq!(v["rule"], "refunds");
+        assert_eq!(v["detail"], "human_approval is 1860 s old, within 1800 s");
+        assert!(v.get("input").is_none());
+        d.input = Some(json!({"calling_agent": "spiffe://example.org/a"}));
+        let v: Value = serde_json::from_str(&decision_line(&d, Mode::Enforce, &ctx)).unwrap();
+        assert_eq!(v["input"]["calling_agent"], "spiffe://example.org/a");
+        // An allowed request names the rule that allowed it.
+        let mut ok = Decision::refuse(Reason::NoRule);
+        ok.verdict = Ok("lifecycle".into());
+        ok.closest_rule = Some("ignored".into());
+        let v: Value = serde_json::from_str(&decision_line(&ok, Mode::Enforce, &ctx)).unwrap();
+        assert_eq!(v["rule"], "lifecycle");
     }
 }

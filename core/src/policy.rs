@@ -164,16 +164,22 @@ impl TryFrom<RawRule> for Rule {
 
 impl Rule {
     /// Caller, method and target: whether this rule is about this request at all.
-    fn applies_to(&self, req: &Request) -> bool {
-        self.callers
-            .iter()
-            .any(|c| c.0.matches(req.caller.as_str()))
-            && self.methods.iter().any(|m| m.0.matches(req.method))
+    pub(crate) fn applies_to(&self, req: &Request) -> bool {
+        self.matches_caller(req.caller)
+            && self.matches_method(req.method)
             && self.matches_target(req.target)
     }
 
+    pub(crate) fn matches_caller(&self, caller: &SpiffeId) -> bool {
+        self.callers.iter().any(|c| c.0.matches(caller.as_str()))
+    }
+
+    pub(crate) fn matches_method(&self, method: &str) -> bool {
+        self.methods.iter().any(|m| m.0.matches(method))
+    }
+
     /// Every `require` clause met by some verified history step.
-    fn requirements_met(&self, req: &Request) -> Result<(), Reason> {
+    pub(crate) fn requirements_met(&self, req: &Request) -> Result<(), Reason> {
         self.require
             .iter()
             .try_for_each(|r| r.met_by(req).map(|_| ()))
@@ -182,7 +188,7 @@ impl Rule {
     /// A rule without target lists covers every target of its methods. A rule
     /// with target lists covers only requests whose target is of a listed kind
     /// and matches; a request with no target never matches such a rule.
-    fn matches_target(&self, target: Option<&Target>) -> bool {
+    pub(crate) fn matches_target(&self, target: Option<&Target>) -> bool {
         if self.tools.is_empty() && self.resources.is_empty() && self.prompts.is_empty() {
             return true;
         }
@@ -315,7 +321,7 @@ impl Requirement {
     /// (`step_call_mismatch`), too old (`stale_step`), with another result
     /// (`step_result`), by the wrong signer (`step_signer`), or absent
     /// (`missing_step`).
-    fn met_by(&self, req: &Request) -> Result<usize, Reason> {
+    pub(crate) fn met_by(&self, req: &Request) -> Result<usize, Reason> {
         let mut closest = Reason::MissingStep;
         for (i, s) in req
             .history
@@ -383,6 +389,12 @@ impl TryFrom<String> for StepName {
     }
 }
 
+impl StepName {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl From<StepName> for String {
     fn from(s: StepName) -> String {
         s.0
@@ -422,37 +434,19 @@ impl Policy {
     /// The first rule that applies to the request and whose requirements are
     /// met allows it. Otherwise it is denied with the reason of the closest
     /// rule: the first that applied (e.g. `missing_step`), else `no_rule`.
+    /// [`Policy::decide`](crate::explain) also says which rule and why.
     pub fn evaluate(&self, req: &Request) -> Verdict<'_> {
-        let mut closest = None;
-        for rule in self.rules.iter().filter(|r| r.applies_to(req)) {
-            match rule
-                .requirements_met(req)
-                .and_then(|()| self.rego_allows(rule, req))
-            {
-                Ok(()) => return Verdict::Allow { rule: &rule.name },
-                Err(reason) => {
-                    closest.get_or_insert(reason);
-                }
-            }
-        }
-        Verdict::Deny {
-            reason: closest.unwrap_or(Reason::NoRule),
-        }
+        self.decide(req).verdict
     }
 
-    /// A rule's `rego`, if any, evaluated over the input document.
-    fn rego_allows(&self, rule: &Rule, req: &Request) -> Result<(), Reason> {
-        let (Some(name), Some(input)) = (&rule.rego, req.input) else {
-            return match rule.rego {
-                None => Ok(()),
-                Some(_) => Err(Reason::RegoError),
-            };
-        };
-        match self.modules.eval(name, input) {
-            RegoOutcome::Allow => Ok(()),
-            RegoOutcome::Denied(_) => Err(Reason::RegoDenied),
-            RegoOutcome::Error(_) => Err(Reason::RegoError),
-        }
+    /// A rule's `rego`, if any, evaluated over the input document
+    /// (`None`: the rule names none).
+    pub(crate) fn rego_outcome(&self, rule: &Rule, req: &Request) -> Option<RegoOutcome> {
+        let name = rule.rego.as_ref()?;
+        Some(match req.input {
+            Some(input) => self.modules.eval(name, input),
+            None => RegoOutcome::Error("no input document was built".into()),
+        })
     }
 
     /// The history steps that rule `name`'s `single_use` clauses consume

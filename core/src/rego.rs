@@ -171,6 +171,12 @@ impl TryFrom<String> for RegoRule {
     }
 }
 
+impl RegoRule {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl From<RegoRule> for String {
     fn from(r: RegoRule) -> String {
         r.0

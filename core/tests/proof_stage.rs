@@ -173,6 +173,12 @@ fn without_history_the_step_is_missing() {
     let c = config(true);
     let d = Host::new().decide(&c, &sa("refund-agent"), Vec::new(), BODY);
     assert_eq!(d.verdict, Err(Reason::MissingStep));
+    // The decision log names the rule and the first step it lacks.
+    assert_eq!(d.closest_rule.as_deref(), Some("refunds"));
+    assert_eq!(
+        d.detail.as_deref(),
+        Some("fraud_check_passed is not in the verified history")
+    );
     let (h, certs) = history(&STEPS[..1], 100);
     // A history that ends with approvals as holder cannot be presented by refund-agent.
     let d = Host::new().decide(
@@ -231,6 +237,12 @@ fn a_single_use_approval_authorises_one_request() {
         BODY,
     );
     assert_eq!(second.verdict, Err(Reason::StepConsumed));
+    // The log names the rule that would have allowed it and the used-up step.
+    assert_eq!(second.closest_rule.as_deref(), Some("refunds"));
+    assert_eq!(
+        second.detail.as_deref(),
+        Some("single_use entry already consumed (this Envoy)")
+    );
     // A new approval in a new workflow authorises again.
     let (h2, certs2) = history(&STEPS, 50);
     let third = host.decide(

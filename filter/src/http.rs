@@ -200,7 +200,6 @@ impl Request {
     fn finish(&mut self, config: Option<&Config>, decision: Decision, started: u64) -> Action {
         let mode = config.map_or(Mode::Enforce, |c| c.mode);
         let outcome = act::act(&decision, mode, &self.decision_id);
-        self.shared.metrics.count(outcome.count);
         for (name, value) in log::filter_state(&decision, &self.decision_id) {
             host::set_property(&[name], value.as_bytes());
         }
@@ -221,12 +220,13 @@ impl Request {
             }
             act::Action::Refuse { status, body } => {
                 if !host::send_reply(status, &reply::ERROR_HEADERS, &body) {
-                    host::log(LogLevel::Error, "custody: could not send the refusal reply");
+                    host::log(LogLevel::Error, "could not send the refusal reply");
                 }
                 Action::Pause // the local reply is sent after this callback returns
             }
         };
         self.busy_us += host::now_micros().saturating_sub(started);
+        self.shared.metrics.decided(outcome.count, self.busy_us);
         if host::logs(LogLevel::Info) {
             let ctx = log::Context {
                 decision_id: &self.decision_id,
@@ -283,7 +283,7 @@ fn test_panic() {
         .iter()
         .any(|(n, _)| n == "x-custody-test-panic")
     {
-        panic!("custody: test panic requested");
+        panic!("test panic requested");
     }
 }
 

@@ -19,7 +19,7 @@ use proxy_wasm::types::LogLevel;
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Trace);
     std::panic::set_hook(Box::new(|info| {
-        host::log(LogLevel::Critical, &format!("custody: panic: {info}"));
+        host::log(LogLevel::Critical, &format!("panic: {info}"));
     }));
     proxy_wasm::set_root_context(|_| -> Box<dyn proxy_wasm::traits::RootContext> {
         Box::new(root::Root::default())

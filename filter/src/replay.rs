@@ -38,7 +38,7 @@ pub fn create_slots() {
     if created > 0 {
         host::log(
             LogLevel::Info,
-            &format!("custody: created {created} replay cache slots"),
+            &format!("created {created} replay cache slots"),
         );
     }
 }

@@ -1,20 +1,34 @@
 //! The root context: one per VM (one per worker thread, plus the main
 //! thread). It parses the plugin configuration once and shares it with every
-//! request of its VM. A configuration that does not load is kept as an error:
-//! the filter then answers every request with 503 `config_invalid` rather
-//! than failing Envoy's startup, and says why in the log. With the etcd
-//! ledger, it also grants on a timer the leases requests will need.
+//! request of its VM.
+//!
+//! A configuration the filter's parser refuses makes `on_configure` return
+//! false. The verdict depends only on the configuration's bytes, so Envoy's
+//! first VM (its configuration check, on the main thread) gets it before any
+//! worker VM exists: Envoy does not start, `--mode validate` fails, and an
+//! LDS or ECDS update is rejected while the previous configuration keeps
+//! serving. Nothing that could differ between VMs (the SPIFFE bundle
+//! sequence kept in shared data) ever returns false: a worker VM whose
+//! `on_configure` fails would serve its requests without the filter. Such a
+//! failure is kept as an error instead, and every request of that VM gets
+//! 503 `config_invalid` (docs/configuration.md, "A configuration that does
+//! not load"). With the etcd ledger, the root context also grants on a
+//! timer the leases requests will need.
 
 use crate::http::Request;
 use crate::ledger::{self, Granter};
 use crate::metrics::Metrics;
 use crate::shared::Shared;
-use crate::{ecdsa, host, replay, sequence};
-use custody_core::act;
+use crate::{ecdsa, host, metrics, replay, sequence};
 use custody_core::config::{Backend, Config};
+use custody_core::{act, bundle};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 use std::rc::Rc;
+
+/// This build, for the configure log line and `custody_build_info`.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+const REVISION: &str = env!("CUSTODY_GIT_REVISION");
 
 #[derive(Default)]
 pub struct Root {
@@ -56,11 +70,21 @@ impl Root {
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let config = match host::plugin_configuration() {
+        let parsed = match host::plugin_configuration() {
             None => Err("no plugin configuration".to_owned()),
             Some(bytes) => Config::from_json(&bytes),
-        }
-        .and_then(|c| sequence::check_and_record(&c.trust).map(|()| c));
+        };
+        let config = match parsed {
+            Ok(config) => config,
+            Err(e) => {
+                host::log(
+                    LogLevel::Critical,
+                    &format!("configuration refused (Envoy keeps the previous configuration, or does not start): {e}"),
+                );
+                return false;
+            }
+        };
+        let config = sequence::check_and_record(&config.trust).map(|()| config);
         let (ecdsa, ecdsa_name) = ecdsa::detect();
         let under_istio = host::property(&["node", "metadata", "ISTIO_VERSION"]).is_some();
         let hold_headers = act::holds_headers(config.as_ref().ok().map(|c| c.headers), under_istio);
@@ -73,21 +97,31 @@ impl RootContext for Root {
                     Some(e) => format!("etcd(cluster={} prefix={})", e.cluster, e.prefix),
                     None => "local".to_owned(),
                 };
+                let policy_sha256 = bundle::sha256_hex(&c.policy);
+                let plugin = host::property(&["plugin_name"])
+                    .and_then(|p| String::from_utf8(p).ok())
+                    .unwrap_or_default();
+                let build_info =
+                    metrics::build_info_name(&plugin, VERSION, REVISION, &policy_sha256);
+                metrics::publish_build_info(&plugin, &build_info);
                 host::log(
                     LogLevel::Info,
                     &format!(
-                        "custody: configured: mode={:?} identity={:?} rules={} trust_domains={} ecdsa={ecdsa_name} headers={} ledger={ledger}",
-                        c.mode,
-                        c.identity,
+                        "configured: plugin={plugin} version={VERSION} git={REVISION} policy_sha256={policy_sha256} mode={} identity={} headers={} rules={} trust_domains={} debug_log_input={} ecdsa=\"{ecdsa_name}\" ledger={ledger}",
+                        c.mode.name(),
+                        c.identity.name(),
+                        if hold_headers { "hold" } else { "stream" },
                         c.policy.rules.len(),
                         c.trust_domains.len(),
-                        if hold_headers { "hold" } else { "stream" },
+                        c.debug.log_input,
                     ),
                 )
             }
             Err(e) => host::log(
                 LogLevel::Critical,
-                &format!("custody: configuration refused, every request will be denied (503 config_invalid): {e}"),
+                &format!(
+                    "configuration refused, every request will be denied (503 config_invalid): {e}"
+                ),
             ),
         }
         let etcd = config

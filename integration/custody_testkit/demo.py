@@ -20,7 +20,7 @@ from mcp.shared.exceptions import MCPError
 
 from custody_testkit.agent import call_tool, proving_anyway
 from custody_testkit.cli import DevTrustDomain, History, custody
-from custody_testkit.envoy import REPO, Envoy, envoy_version, free_port, wait_for_port
+from custody_testkit.envoy import REPO, Envoy, envoy_description, free_port, wait_for_port
 
 WORK = REPO / ".work" / "demo"
 POLICY = REPO / "policies" / "payments" / "policy.yaml"
@@ -94,7 +94,7 @@ def main() -> int:
                 },
             )
         )
-        step(f"Envoy {envoy_version()} with dist/custody.wasm on {envoy.url} (mTLS), admin 127.0.0.1:{envoy.admin_port}")
+        step(f"{envoy_description()} with dist/custody.wasm on {envoy.url} (mTLS), admin 127.0.0.1:{envoy.admin_port}")
         print()
 
         def history(name: str) -> History:

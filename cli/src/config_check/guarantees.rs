@@ -21,7 +21,7 @@ pub fn check(file: &str, filter: &Filter, config: &Config) -> Vec<Finding> {
         Source::WasmPlugin { spec } => {
             let at = &filter.location;
             if spec.get("failStrategy").and_then(Value::as_str) == Some("FAIL_OPEN") {
-                error(at, "failStrategy: FAIL_OPEN lets every request through when the module fails to load; use FAIL_CLOSE".into());
+                error(at, "failStrategy: FAIL_OPEN lets every request through when the module fails to load; use FAIL_RELOAD (Istio 1.27+) or FAIL_CLOSE".into());
             }
             if config.headers == HeaderMode::Hold {
                 error(at, "headers: hold needs the wasm filter's allow_on_headers_stop_iteration, which a WasmPlugin cannot set: use headers: stream (or auto), or envoy/istio/envoyfilter.yaml".into());

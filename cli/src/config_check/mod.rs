@@ -11,7 +11,7 @@ use crate::fail::{error, Failure};
 use crate::finding::{report, Finding, Severity};
 use crate::output::Format;
 use clap::Subcommand;
-use custody_core::config::{Config, HeaderMode, IdentitySource, Mode};
+use custody_core::config::Config;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::path::PathBuf;
@@ -103,8 +103,8 @@ pub fn run_config(cmd: ConfigCommand) -> Result<u8, Failure> {
             let filters: Vec<Value> = checked
                 .iter()
                 .map(|(f, parsed)| match parsed {
-                    Ok(c) => json!({"location": f.location, "ok": true, "mode": mode(c.mode),
-                        "identity": identity(c.identity), "headers": headers(c.headers),
+                    Ok(c) => json!({"location": f.location, "ok": true, "mode": c.mode.name(),
+                        "identity": c.identity.name(), "headers": c.headers.name(),
                         "rules": c.policy.rules.len(), "verifies_history": c.verifies_history()}),
                     Err(e) => json!({"location": f.location, "ok": false, "error": e}),
                 })
@@ -123,9 +123,9 @@ pub fn run_config(cmd: ConfigCommand) -> Result<u8, Failure> {
 fn summary(c: &Config) -> String {
     format!(
         "mode {}, identity {}, headers {}, {} rules{}",
-        mode(c.mode),
-        identity(c.identity),
-        headers(c.headers),
+        c.mode.name(),
+        c.identity.name(),
+        c.headers.name(),
         c.policy.rules.len(),
         if c.verifies_history() {
             ", verifies history"
@@ -133,28 +133,6 @@ fn summary(c: &Config) -> String {
             ""
         }
     )
-}
-
-fn mode(m: Mode) -> &'static str {
-    match m {
-        Mode::Enforce => "enforce",
-        Mode::Audit => "audit",
-    }
-}
-
-fn identity(i: IdentitySource) -> &'static str {
-    match i {
-        IdentitySource::PeerCertificate => "peer_certificate",
-        IdentitySource::IstioPeerPrincipal => "istio_peer_principal",
-    }
-}
-
-fn headers(h: HeaderMode) -> &'static str {
-    match h {
-        HeaderMode::Auto => "auto",
-        HeaderMode::Hold => "hold",
-        HeaderMode::Stream => "stream",
-    }
 }
 
 /// Every YAML (or JSON) document of `text`, empty ones skipped.

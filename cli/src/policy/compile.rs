@@ -4,7 +4,6 @@
 
 use super::lint;
 use super::rego_lint;
-use crate::fail::{error, Failure};
 use crate::finding::{Finding, Severity};
 use crate::yaml_pos::{Pos, Positions};
 use custody_core::policy::{CallerPattern, MethodPattern, NamePattern, Policy};
@@ -124,13 +123,6 @@ fn refine(f: &mut Finding, at: &Positions) {
     }
 }
 
-/// The bundle as the filter reads it (pretty JSON, newline-terminated).
-pub fn bundle_json(policy: &Policy) -> Result<String, Failure> {
-    let mut json = serde_json::to_string_pretty(policy).map_err(|e| error(e.to_string()))?;
-    json.push('\n');
-    Ok(json)
-}
-
 /// Compiles a policy file (`-`: standard input, without Rego files): the
 /// YAML, plus every `*.rego` file of its directory except `*_test.rego` as a
 /// module; checks that every rule's `rego` names a rule of those modules;
@@ -165,7 +157,7 @@ pub fn compile_file(path: &Path, strict: bool) -> Result<Compiled, CompileError>
                         "module '{name}' is given both in the policy and as a file"
                     )));
                 }
-                sources.insert(name.clone(), read(&f).map_err(unreadable)?);
+                sources.insert(name.clone(), read_input(&f).map_err(unreadable)?);
                 module_files.insert(name, f.display().to_string());
             }
             policy.modules = RegoModules::try_from(sources)
@@ -237,7 +229,7 @@ fn rego_error(e: &str, file: &str, module_files: &BTreeMap<String, String>) -> F
 
 /// Reads a compiled bundle and applies the filter's own checks.
 pub fn load_bundle(path: &Path) -> Result<Policy, String> {
-    let text = read(path)?;
+    let text = read_input(path)?;
     let at = |e: String| format!("{}: {e}", path.display());
     if let Err(custody_json::JsonError::DuplicateKey(key)) =
         custody_json::parse_strict(text.as_bytes(), 64)
@@ -273,17 +265,10 @@ pub fn file_name(path: &Path) -> String {
 
 /// The text of `path`, or of standard input for `-`.
 pub fn read_input(path: &Path) -> Result<String, String> {
-    if path.as_os_str() == "-" {
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
-            .map_err(|e| format!("standard input: {e}"))?;
-        return Ok(text);
-    }
-    read(path)
-}
-
-pub fn read(path: &Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))
+    crate::util::read_text(path).map_err(|f| match f {
+        crate::fail::Failure::Error(m) => m,
+        other => other.to_string(),
+    })
 }
 
 pub fn write(out: Option<&Path>, text: &str) -> Result<(), String> {

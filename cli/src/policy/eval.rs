@@ -1,21 +1,36 @@
 //! `custody policy eval`: one Rego input document decided by a policy, as the
 //! filter's decision stage does once the request and its history are
 //! verified: rules (caller, method, target) → `require` clauses over the
-//! history's steps → the rule's Rego over the document.
+//! history's steps → the rule's Rego over the document. `--explain` prints
+//! the document and every rule's verdict (`custody_core::explain`, the code
+//! that names the closest rule in the filter's decision log).
 
 use crate::fail::{error, Failure};
 use crate::output::Format;
 use crate::util::{read_bytes_or_stdin, unix_now};
 use custody_core::call;
+use custody_core::explain::{RuleReport, Why};
 use custody_core::mcp::Target;
 use custody_core::policy::{Policy, Request, Step, Verdict};
 use custody_core::reason::Reason;
+use custody_core::rego::RegoOutcome;
 use custody_core::SpiffeId;
 use serde_json::{json, Map, Value};
 use std::path::Path;
 
-/// Decides `input` and prints the decision. Exit 0 allow, 1 deny.
-pub fn run(policy: &Policy, input: &Path, format: Format) -> Result<u8, Failure> {
+/// A decision, with the closest rule and every rule's verdict.
+#[derive(Debug)]
+pub struct Evaluation {
+    pub verdict: Result<String, Reason>,
+    /// For a denial: the closest rule, if any, and what it lacked.
+    pub closest: Option<String>,
+    pub why: Option<Why>,
+    pub rules: Vec<RuleReport>,
+}
+
+/// Decides `input` and prints the decision (with `explain`: the completed
+/// input document and every rule's verdict too). Exit 0 allow, 1 deny.
+pub fn run(policy: &Policy, input: &Path, format: Format, explain: bool) -> Result<u8, Failure> {
     let bytes = read_bytes_or_stdin(input)?;
     let mut doc = custody_json::parse_strict(&bytes, 64).map_err(|e| {
         error(format!(
@@ -28,14 +43,24 @@ pub fn run(policy: &Policy, input: &Path, format: Format) -> Result<u8, Failure>
             }
         ))
     })?;
-    let verdict = decide(policy, &mut doc, unix_now()?)
+    let evaluation = evaluate(policy, &mut doc, unix_now()?)
         .map_err(|e| error(format!("{}: {e}", input.display())))?;
-    let line = match format {
-        Format::Text => text(&verdict),
-        Format::Json => verdict_json(&verdict).to_string(),
+    let out = match (format, explain) {
+        (Format::Text, false) => format!("{}\n", text(&evaluation.verdict)),
+        (Format::Text, true) => explanation_text(&doc, &evaluation),
+        (Format::Json, _) => {
+            let mut v = verdict_json(&evaluation.verdict);
+            if explain {
+                v["closest_rule"] = json!(evaluation.closest);
+                v["detail"] = json!(evaluation.why.as_ref().map(Why::log));
+                v["input"] = doc.clone();
+                v["rules"] = evaluation.rules.iter().map(rule_json).collect();
+            }
+            format!("{v}\n")
+        }
     };
-    crate::util::print(&format!("{line}\n"))?;
-    Ok(if verdict.is_ok() { 0 } else { 1 })
+    crate::util::print(&out)?;
+    Ok(if evaluation.verdict.is_ok() { 0 } else { 1 })
 }
 
 /// `allow (rule NAME)` or `deny (REASON)`.
@@ -53,16 +78,106 @@ fn verdict_json(verdict: &Result<String, Reason>) -> Value {
     }
 }
 
-/// Decides an input document (docs/policy.md) whose history is taken as
-/// verified. The document is completed first, so that Rego sees what the
-/// rules saw: a missing `now` becomes `default_now`, a missing `history`
-/// becomes `[]`, and each history entry's missing `iat` or `age` is computed
-/// from the other.
+/// The input document, then one block per rule, then the decision.
+fn explanation_text(doc: &Value, e: &Evaluation) -> String {
+    let mut out = String::from("input:\n");
+    for line in serde_json::to_string_pretty(doc)
+        .unwrap_or_default()
+        .lines()
+    {
+        out.push_str(&format!("  {line}\n"));
+    }
+    out.push_str("rules:\n");
+    for r in &e.rules {
+        let yes_no = |b: bool| if b { "yes" } else { "no" };
+        out.push_str(&format!(
+            "  {}: {} (caller {}, method {}, target {})\n",
+            r.name,
+            match r.verdict {
+                Ok(()) => "allows",
+                _ if !(r.caller && r.method && r.target) => "does not apply",
+                Err(reason) => reason.code(),
+            },
+            yes_no(r.caller),
+            yes_no(r.method),
+            yes_no(r.target),
+        ));
+        for c in &r.require {
+            match &c.met {
+                Ok(i) => out.push_str(&format!("    require {}: met by history[{i}]\n", c.step)),
+                Err((reason, why)) => out.push_str(&format!(
+                    "    require {}: {}: {}\n",
+                    c.step,
+                    reason.code(),
+                    why.log()
+                )),
+            }
+        }
+        if let Some(rego) = &r.rego {
+            let outcome = match &rego.outcome {
+                None => "not evaluated".to_owned(),
+                Some(RegoOutcome::Allow) => "true".to_owned(),
+                Some(RegoOutcome::Denied(v)) => v.clone(),
+                Some(RegoOutcome::Error(e)) => format!("error: {e}"),
+            };
+            out.push_str(&format!("    rego {}: {outcome}\n", rego.rule));
+        }
+    }
+    out.push_str(&text(&e.verdict));
+    if let Some(rule) = &e.closest {
+        out.push_str(&format!(", closest rule {rule}"));
+    }
+    if let Some(why) = &e.why {
+        out.push_str(&format!(": {}", why.log()));
+    }
+    out.push('\n');
+    out
+}
+
+fn rule_json(r: &RuleReport) -> Value {
+    let require: Vec<Value> = r
+        .require
+        .iter()
+        .map(|c| match &c.met {
+            Ok(i) => json!({"step": c.step, "met": true, "entry": i}),
+            Err((reason, why)) => {
+                json!({"step": c.step, "met": false, "reason": reason.code(), "detail": why.log()})
+            }
+        })
+        .collect();
+    let rego = r.rego.as_ref().map(|g| {
+        let (result, error) = match &g.outcome {
+            None => (Value::Null, Value::Null),
+            Some(RegoOutcome::Allow) => (json!("true"), Value::Null),
+            Some(RegoOutcome::Denied(v)) => (json!(v), Value::Null),
+            Some(RegoOutcome::Error(e)) => (json!("error"), json!(e)),
+        };
+        json!({"rule": g.rule, "evaluated": g.outcome.is_some(), "result": result, "error": error})
+    });
+    json!({
+        "name": r.name,
+        "verdict": match r.verdict { Ok(()) => "allow", Err(reason) => reason.code() },
+        "applies": r.caller && r.method && r.target,
+        "caller": r.caller, "method": r.method, "target": r.target,
+        "require": require, "rego": rego,
+    })
+}
+
+/// [`evaluate`]'s verdict alone.
 pub fn decide(
     policy: &Policy,
     doc: &mut Value,
     default_now: u64,
 ) -> Result<Result<String, Reason>, String> {
+    evaluate(policy, doc, default_now).map(|e| e.verdict)
+}
+
+/// Decides an input document (docs/policy.md) whose history is taken as
+/// verified. The document is completed first, so that Rego sees what the
+/// rules saw: a missing `now` becomes `default_now`, a missing `history`
+/// becomes `[]`, and each history entry's missing `iat` or `age` is computed
+/// from the other.
+pub fn evaluate(policy: &Policy, doc: &mut Value, default_now: u64) -> Result<Evaluation, String> {
     let obj = doc
         .as_object_mut()
         .ok_or("the input document must be a JSON object")?;
@@ -121,9 +236,15 @@ pub fn decide(
         input: Some(&rego_input),
         call: call.as_ref(),
     };
-    Ok(match policy.evaluate(&request) {
-        Verdict::Allow { rule } => Ok(rule.to_owned()),
-        Verdict::Deny { reason } => Err(reason),
+    let outcome = policy.decide(&request);
+    Ok(Evaluation {
+        verdict: match outcome.verdict {
+            Verdict::Allow { rule } => Ok(rule.to_owned()),
+            Verdict::Deny { reason } => Err(reason),
+        },
+        closest: outcome.closest.map(str::to_owned),
+        why: outcome.why,
+        rules: policy.explain(&request),
     })
 }
 

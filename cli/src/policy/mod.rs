@@ -15,7 +15,8 @@ use crate::fail::{error, Failure};
 use crate::finding::report;
 use crate::output::Format;
 use clap::Subcommand;
-use compile::{bundle_json, compile_file, load_bundle, write, CompileError, Compiled};
+use compile::{compile_file, load_bundle, write, CompileError, Compiled};
+use custody_core::bundle;
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
@@ -102,6 +103,10 @@ pub enum PolicyCommand {
         /// With --policy: treat lint warnings as errors.
         #[arg(long)]
         strict: bool,
+        /// Also print the input document (as completed) and every rule's verdict:
+        /// caller, method and target matched or not, each require clause, the Rego result.
+        #[arg(long)]
+        explain: bool,
     },
     /// Run the Rego unit tests and decision cases of every policy under DIR,
     /// like `opa test`.
@@ -144,7 +149,7 @@ pub fn run_policy(cmd: PolicyCommand) -> Result<u8, Failure> {
             for rule in prepared.interpreted_rego() {
                 eprintln!("custody: note: rule '{rule}': the Rego register VM cannot compile its rule; the filter evaluates it with regorus's interpreter (same verdicts, several times slower)");
             }
-            write(out.as_deref(), &bundle_json(&bundle)?).map_err(error)?;
+            write(out.as_deref(), &bundle::json(&bundle)).map_err(error)?;
             Ok(0)
         }
         PolicyCommand::Eval {
@@ -153,6 +158,7 @@ pub fn run_policy(cmd: PolicyCommand) -> Result<u8, Failure> {
             input,
             format,
             strict,
+            explain,
         } => {
             let loaded = match (bundle, policy) {
                 (Some(b), _) => load_bundle(&b).map_err(error)?,
@@ -163,7 +169,7 @@ pub fn run_policy(cmd: PolicyCommand) -> Result<u8, Failure> {
                 },
                 (None, None) => return Err(error("give --bundle or --policy")),
             };
-            eval::run(&loaded, &input, format)
+            eval::run(&loaded, &input, format, explain)
         }
         PolicyCommand::Render {
             policy,
@@ -194,7 +200,6 @@ pub fn run_policy(cmd: PolicyCommand) -> Result<u8, Failure> {
                     })?)
                 }
             };
-            let bundle = bundle_json(&compiled)?;
             let options = render::Options {
                 target,
                 base,
@@ -203,7 +208,7 @@ pub fn run_policy(cmd: PolicyCommand) -> Result<u8, Failure> {
                 url: &url,
                 module: &module,
             };
-            let text = render::render(&compiled, &bundle, &options).map_err(error)?;
+            let text = render::render(&compiled, &options).map_err(error)?;
             write(out.as_deref(), &text).map_err(error)?;
             Ok(0)
         }

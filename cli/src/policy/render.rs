@@ -35,12 +35,10 @@ pub struct Options<'a> {
     pub module: &'a str,
 }
 
-/// The rendered text. `bundle` is the compiled bundle's exact JSON text.
-pub fn render(policy: &Policy, bundle: &str, o: &Options) -> Result<String, String> {
-    let hash: String = custody_history::sha256(bundle.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+/// The rendered text, with the SHA-256 of the bundle exactly as `policy
+/// compile` writes it (the hash the filter logs and exports).
+pub fn render(policy: &Policy, o: &Options) -> Result<String, String> {
+    let hash = custody_core::bundle::sha256_hex(policy);
     let mut config = o.base.clone().unwrap_or_else(|| {
         match o.target {
             // A WasmPlugin cannot hold headers, and Istio names the peer.
@@ -78,7 +76,7 @@ pub fn render(policy: &Policy, bundle: &str, o: &Options) -> Result<String, Stri
                     "url": o.url,
                     "pluginName": "custody",
                     "phase": "AUTHZ",
-                    "failStrategy": "FAIL_CLOSE",
+                    "failStrategy": "FAIL_RELOAD",
                     "pluginConfig": config,
                 }
             });
