@@ -8,6 +8,7 @@
 //! [`reason`] is the one table of refusal reasons, their HTTP status and JSON-RPC code.
 
 pub mod act;
+pub mod bundles;
 pub mod config;
 pub mod decide;
 pub mod duration;

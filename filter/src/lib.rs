@@ -3,6 +3,7 @@
 //! time) and applies the decision. Host calls go through [`host`], which
 //! turns every host error into a value: a panic would kill the worker's VM.
 
+mod bundles;
 mod ecdsa;
 mod host;
 mod http;
@@ -10,7 +11,6 @@ mod ledger;
 mod metrics;
 mod replay;
 mod root;
-mod sequence;
 mod shared;
 
 use proxy_wasm::types::LogLevel;
