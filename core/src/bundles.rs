@@ -256,6 +256,9 @@ pub struct Watch {
     in_flight_until: Option<u64>,
     /// Whether the held bundle was fresh when last asked.
     was_fresh: bool,
+    /// The sequence of a record that did not check out: not read again
+    /// (a record's bundle changes only with a higher sequence).
+    refused: Option<u64>,
 }
 
 impl Watch {
@@ -278,6 +281,7 @@ impl Watch {
             next_fetch: now,
             in_flight_until: None,
             was_fresh,
+            refused: None,
         }
     }
 
@@ -306,8 +310,12 @@ impl Watch {
                 Adopted::Confirmed
             }
             (Some(_), Some(s)) if s > record.sequence => return Ok(Adopted::Unchanged),
+            _ if self.refused == Some(record.sequence) => return Ok(Adopted::Unchanged),
             _ => {
-                self.held = Some(Held::from_record(&self.trust_domain, record)?);
+                let held = Held::from_record(&self.trust_domain, record).inspect_err(|_| {
+                    self.refused = Some(record.sequence);
+                })?;
+                self.held = Some(held);
                 Adopted::Replaced {
                     from: held_sequence,
                     to: record.sequence,
@@ -569,13 +577,13 @@ mod tests {
         assert!(err.contains("spiffe_sequence"), "{err}");
         assert_eq!(w.held().unwrap().sequence, Some(2));
         assert_eq!(
-            w.adopt(&record(3, 9000, rotated(3))),
+            w.adopt(&record(4, 9000, rotated(4))),
             Ok(Adopted::Replaced {
                 from: Some(2),
-                to: 3
+                to: 4
             })
         );
-        assert_eq!(w.held().unwrap().source, Source::Spiffe(rotated(3)));
+        assert_eq!(w.held().unwrap().source, Source::Spiffe(rotated(4)));
     }
 
     #[test]

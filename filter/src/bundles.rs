@@ -133,7 +133,9 @@ impl Bundles {
         };
         let now = now_ms();
         let (status, body) = host::call_response(body_size, MAX_BUNDLE_BYTES);
-        let domain = self.watches[i].trust_domain.clone();
+        let Some(domain) = self.watches.get(i).map(|w| w.trust_domain.clone()) else {
+            return true;
+        };
         let kept = fetch::answer(&domain, status, body.as_deref()).and_then(|bundle| {
             let fetched = Held::fetched(bundle, now);
             let Some(offered) = fetched.record() else {
@@ -165,8 +167,7 @@ impl Bundles {
             }
             Err(why) => {
                 self.watches[i].failed(now);
-                let answered = status == Some(200);
-                let counter = if answered {
+                let counter = if status == Some(200) {
                     self.counters.rejected
                 } else {
                     self.counters.failed
