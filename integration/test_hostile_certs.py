@@ -479,9 +479,12 @@ def test_an_issuer_maze_is_answered_in_milliseconds_and_delays_no_one(federated_
         assert resp.status_code == 403
         assert resp.json()["error"]["data"]["reason"] == "cert_untrusted"
         hostile_ms.append(ms)
-    # Past the cap: refused before any certificate is decoded.
-    _, over = maze_signer(authority, 60)
-    over_ms, resp = timed(federated_envoy, ctx, *history_request(signer, caller, over))
+    # A header of ~48 KiB (the cap on header bytes), far past the certificate
+    # cap: refused before any certificate is decoded.
+    _, over = maze_signer(authority, 104)
+    body, headers = history_request(signer, caller, over)
+    assert 46_000 < len(headers["workflow-history-certs"]) <= 49_152
+    over_ms, resp = timed(federated_envoy, ctx, body, headers)
     assert resp.json()["error"]["data"]["reason"] == "certs_too_many"
     # Honest requests sent while hostile ones keep both workers busy.
     stop = threading.Event()
@@ -507,7 +510,7 @@ def test_an_issuer_maze_is_answered_in_milliseconds_and_delays_no_one(federated_
     with capsys.disabled():
         print(
             f"\n  issuer maze (30 forged CAs): {hostile:.1f} ms median; honest cold request {honest:.1f} ms; "
-            f"60 certificates (over the cap) {over_ms:.1f} ms; an honest request beside two attackers {beside:.1f} ms"
+            f"a 48 KiB certificate header (106 certificates) {over_ms:.1f} ms; an honest request beside two attackers {beside:.1f} ms"
         )
     # Generous bounds for a loaded 2-core machine (the old search took seconds).
     assert hostile < honest + 50, (hostile_ms, honest_ms)

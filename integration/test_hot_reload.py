@@ -51,7 +51,12 @@ def test_configuration_updates_under_load_drop_nothing(pki, tool_server, tmp_pat
         for i in range(5):
             time.sleep(0.8)
             envoy.update(policy("green" if i % 2 == 0 else "blue"))
-        time.sleep(1.5)
+        # The last update is green: keep calling until it serves (LDS file
+        # updates land later on a loaded machine), at most 30 s.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "green" not in {d["rule"] for d in envoy.decisions()[-20:]}:
+            time.sleep(0.3)
+        time.sleep(0.5)
         stop.set()
         for w in workers:
             w.join(30)
