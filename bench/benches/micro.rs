@@ -239,6 +239,7 @@ fn bench_request(c: &mut Criterion) {
         let mut replay = NoReplay;
         let mut env = ProofEnv {
             now: NOW,
+            trust: &config.trust,
             ecdsa: &verifier,
             cache: None,
             replay: &mut replay,

@@ -293,3 +293,73 @@ fn rendered_policies_pass_the_gate() {
     );
     assert!(wasmplugin.contains("failStrategy: FAIL_RELOAD"));
 }
+
+#[test]
+fn a_bundle_endpoint_cluster_must_exist_speak_tls_and_verify_the_endpoint() {
+    let text = std::fs::read_to_string(root().join("envoy/bundle-endpoint/envoy.yaml")).unwrap();
+    let shipped: serde_json::Value = serde_norway::from_str(&text).unwrap();
+    let with = |change: &dyn Fn(&mut serde_json::Value)| {
+        let mut doc = shipped.clone();
+        change(&mut doc);
+        check(&["-"], Some(&doc.to_string()))
+    };
+    let cluster = "/static_resources/clusters/1";
+    let (code, stdout, stderr) = with(&|_| {});
+    assert_eq!((code, stderr.as_str()), (Some(0), ""), "{stdout}");
+    for (change, want) in [
+        (
+            Box::new(|d: &mut serde_json::Value| {
+                d.pointer_mut(cluster).unwrap()["name"] = "elsewhere".into();
+            }) as Box<dyn Fn(&mut serde_json::Value)>,
+            "custody: error: -: static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0]: trust_domains.example.org.bundle_endpoint.cluster 'spire_bundle' is not among the bootstrap's static clusters",
+        ),
+        (
+            Box::new(|d: &mut serde_json::Value| {
+                d.pointer_mut(cluster).unwrap().as_object_mut().unwrap().remove("transport_socket");
+            }),
+            "custody: error: -: static_resources.clusters[1]: cluster 'spire_bundle' (the bundle endpoint of example.org) has no TLS transport socket",
+        ),
+        (
+            Box::new(|d: &mut serde_json::Value| {
+                let common = d
+                    .pointer_mut(&format!("{cluster}/transport_socket/typed_config/common_tls_context"))
+                    .unwrap();
+                common.as_object_mut().unwrap().remove("validation_context");
+            }),
+            "custody: error: -: static_resources.clusters[1]: cluster 'spire_bundle' (the bundle endpoint of example.org) does not verify the server's certificate",
+        ),
+    ] {
+        let (code, stdout, stderr) = with(&*change);
+        assert_eq!(code, Some(1), "{stdout}{stderr}");
+        assert!(stderr.starts_with(want), "{stderr}");
+    }
+    // Warnings: a cluster CDS may bring, a CA whose every certificate is accepted.
+    for (change, want) in [
+        (
+            Box::new(|d: &mut serde_json::Value| {
+                d.pointer_mut(cluster).unwrap()["name"] = "elsewhere".into();
+                d["dynamic_resources"] = serde_json::json!({"cds_config": {"ads": {}}});
+            }) as Box<dyn Fn(&mut serde_json::Value)>,
+            "unless CDS brings it",
+        ),
+        (
+            Box::new(|d: &mut serde_json::Value| {
+                let v = d
+                    .pointer_mut(&format!(
+                        "{cluster}/transport_socket/typed_config/common_tls_context/validation_context"
+                    ))
+                    .unwrap();
+                v.as_object_mut().unwrap().remove("match_typed_subject_alt_names");
+            }),
+            "custody: warning: -: static_resources.clusters[1]: cluster 'spire_bundle' (the bundle endpoint of example.org) accepts any certificate its CA issued",
+        ),
+    ] {
+        let (code, stdout, stderr) = with(&*change);
+        assert_eq!(code, Some(0), "{stdout}{stderr}");
+        assert!(stderr.contains(want), "{stderr}");
+        let mut doc = shipped.clone();
+        change(&mut doc);
+        let (strict, _, _) = check(&["--strict", "-"], Some(&doc.to_string()));
+        assert_eq!(strict, Some(1));
+    }
+}

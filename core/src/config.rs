@@ -3,6 +3,7 @@
 //! Parsed once per VM; anything unknown or invalid is an error, and the
 //! filter then refuses every request.
 
+use crate::bundles::fetch::{self, BundleEndpoint};
 use crate::policy::Policy;
 use crate::SpiffeId;
 use custody_history::TrustBundle;
@@ -45,12 +46,17 @@ pub struct Config {
     /// Diagnostics, all off by default.
     #[serde(default)]
     pub debug: DebugOptions,
-    /// `trust_domains` loaded, checked once at configuration time.
+    /// `trust_domains` as configured, checked once at configuration time.
+    /// A trust domain with a `bundle_endpoint` has only its starting bundle
+    /// here, if any: the filter checks requests against the bundle in effect
+    /// ([`crate::bundles::trust_in_effect`]).
     #[serde(skip)]
     pub trust: TrustBundle,
 }
 
-/// Where a trust domain's X.509 authorities come from: exactly one of these.
+/// Where a trust domain's X.509 authorities come from: exactly one of
+/// `bundle_pem` and `spiffe_bundle`, or a `bundle_endpoint` with at most one
+/// of them as the bundle to start from.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrustSource {
@@ -60,6 +66,27 @@ pub struct TrustSource {
     /// A SPIFFE bundle (JWKS with `x509-svid` keys and `spiffe_sequence`).
     #[serde(default)]
     pub spiffe_bundle: Option<serde_json::Value>,
+    /// Where newer SPIFFE bundles are fetched from ([`crate::bundles`]).
+    #[serde(default)]
+    pub bundle_endpoint: Option<BundleEndpoint>,
+}
+
+impl TrustSource {
+    /// Adds the configured authorities (`bundle_pem` or `spiffe_bundle`) to
+    /// `trust`; how many.
+    pub fn load_into(&self, domain: &str, trust: &mut TrustBundle) -> Result<usize, String> {
+        let loaded = match (&self.bundle_pem, &self.spiffe_bundle) {
+            (Some(pem), None) => trust.add_pem(domain, pem),
+            (None, Some(jwks)) => trust.load_spiffe_bundle(domain, &jwks.to_string()),
+            (None, None) => return Ok(0),
+            (Some(_), Some(_)) => {
+                return Err(format!(
+                    "trust_domains.{domain}: give exactly one of bundle_pem and spiffe_bundle"
+                ))
+            }
+        };
+        loaded.map_err(|e| format!("trust_domains.{domain}: {}: {}", e.reason(), e.detail()))
+    }
 }
 
 /// Caps and clock skew for the signed workflow history.
@@ -318,40 +345,49 @@ impl Config {
     fn load_trust(&self) -> Result<TrustBundle, String> {
         let mut trust = TrustBundle::new();
         for (domain, source) in &self.trust_domains {
-            let loaded = match (&source.bundle_pem, &source.spiffe_bundle) {
-                (Some(pem), None) => trust.add_pem(domain, pem),
-                (None, Some(jwks)) => trust.load_spiffe_bundle(domain, &jwks.to_string()),
-                _ => {
-                    return Err(format!(
-                        "trust_domains.{domain}: give exactly one of bundle_pem and spiffe_bundle"
-                    ))
+            let n = source.load_into(domain, &mut trust)?;
+            match &source.bundle_endpoint {
+                None if n == 0 => {
+                    if source.bundle_pem.is_none() && source.spiffe_bundle.is_none() {
+                        return Err(format!(
+                            "trust_domains.{domain}: give one of bundle_pem, spiffe_bundle and bundle_endpoint"
+                        ));
+                    }
+                    return Err(format!("trust_domains.{domain}: no X.509 authority"));
                 }
-            };
-            match loaded {
-                Ok(0) => return Err(format!("trust_domains.{domain}: no X.509 authority")),
-                Ok(_) => {}
-                Err(e) => {
-                    return Err(format!(
-                        "trust_domains.{domain}: {}: {}",
-                        e.reason(),
-                        e.detail()
-                    ))
+                None => {}
+                Some(endpoint) => {
+                    endpoint.check(&format!("trust_domains.{domain}.bundle_endpoint"))?;
+                    // The bundle to start from is read as a fetched one is.
+                    if let Some(json) = &source.spiffe_bundle {
+                        fetch::read(domain, &json.to_string(), fetch::Sequence::Optional)
+                            .map_err(|e| format!("trust_domains.{domain}.spiffe_bundle: {e}"))?;
+                    }
                 }
             }
         }
         Ok(trust)
     }
 
-    /// The authorities the caller's certificate must chain to (its own trust
-    /// domain's), when any are configured.
+    /// The trust domains whose bundles come from an endpoint.
+    pub fn bundle_endpoints(&self) -> impl Iterator<Item = (&str, &BundleEndpoint)> {
+        self.trust_domains
+            .iter()
+            .filter_map(|(d, s)| Some((d.as_str(), s.bundle_endpoint.as_ref()?)))
+    }
+
+    /// The authorities of `trust` (the bundle in effect) the caller's
+    /// certificate must chain to (its own trust domain's), when any trust
+    /// domains are configured.
     pub fn caller_authorities<'a>(
-        &'a self,
+        &self,
+        trust: &'a TrustBundle,
         limits: &'a custody_history::Limits,
         ecdsa: &'a dyn custody_history::EcdsaP256Verifier,
         now: u64,
     ) -> Option<crate::identity::Authorities<'a>> {
         (!self.trust_domains.is_empty()).then_some(crate::identity::Authorities {
-            bundle: &self.trust,
+            bundle: trust,
             limits,
             ecdsa,
             now,
@@ -558,6 +594,108 @@ mod tests {
         assert!(err.contains("more than 63 single_use clauses"), "{err}");
         let err = Config::from_json(rule(63).as_bytes()).unwrap_err();
         assert!(err.contains("audience and trust_domains"), "{err}");
+    }
+
+    fn with_domain(source: &str) -> Result<Config, String> {
+        Config::from_json(
+            format!(r#"{{"trust_domains":{{"example.org":{source}}},"policy":{{"rules":[]}}}}"#)
+                .as_bytes(),
+        )
+    }
+
+    #[test]
+    fn a_bundle_endpoint_has_defaults_and_may_start_from_a_configured_bundle() {
+        let c = with_domain(r#"{"bundle_endpoint":{"cluster":"spire"}}"#).unwrap();
+        let (domain, e) = c.bundle_endpoints().next().unwrap();
+        assert_eq!(domain, "example.org");
+        assert_eq!(
+            (
+                e.path.as_str(),
+                e.authority(),
+                e.refresh_seconds,
+                e.timeout_ms,
+                e.max_age_seconds
+            ),
+            ("/", "spire", 300, 1000, 86_400)
+        );
+        assert!(
+            c.trust.authorities("example.org").is_none(),
+            "nothing until fetched"
+        );
+        let pem = serde_json::to_string(&custody_testkit::ca_pem("example")).unwrap();
+        let c = with_domain(&format!(
+            r#"{{"bundle_pem":{pem},"bundle_endpoint":{{"cluster":"spire","path":"/bundle","authority":"spire.example.org","refresh_seconds":1,"timeout_ms":200,"max_age_seconds":2}}}}"#
+        ))
+        .unwrap();
+        assert!(c.trust.authorities("example.org").is_some());
+        let spiffe = custody_testkit::ca_spiffe_bundle("example");
+        let c = with_domain(&format!(
+            r#"{{"spiffe_bundle":{spiffe},"bundle_endpoint":{{"cluster":"spire"}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(c.trust.sequence("example.org"), Some(1));
+        assert_eq!(
+            with_domain(&format!(r#"{{"spiffe_bundle":{spiffe}}}"#))
+                .unwrap()
+                .bundle_endpoints()
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn refuses_a_trust_source_it_cannot_use() {
+        let pem = serde_json::to_string(&custody_testkit::ca_pem("example")).unwrap();
+        let spiffe = custody_testkit::ca_spiffe_bundle("example");
+        let mut many: serde_json::Value = serde_json::from_str(&spiffe).unwrap();
+        let keys = many["keys"].as_array_mut().unwrap();
+        keys.extend(vec![
+            serde_json::json!({"use": "jwt-svid", "kty": "EC"});
+            64
+        ]);
+        for (source, want) in [
+            ("{}".to_owned(), "give one of bundle_pem, spiffe_bundle and bundle_endpoint"),
+            (
+                format!(r#"{{"bundle_pem":{pem},"spiffe_bundle":{spiffe}}}"#),
+                "exactly one of bundle_pem and spiffe_bundle",
+            ),
+            (
+                format!(
+                    r#"{{"bundle_pem":{pem},"spiffe_bundle":{spiffe},"bundle_endpoint":{{"cluster":"c"}}}}"#
+                ),
+                "exactly one of bundle_pem and spiffe_bundle",
+            ),
+            (r#"{"bundle_endpoint":{}}"#.into(), "missing field `cluster`"),
+            (
+                r#"{"bundle_endpoint":{"cluster":"c","refresh":5}}"#.into(),
+                "unknown field `refresh`",
+            ),
+            (
+                r#"{"bundle_endpoint":{"cluster":"c","path":"bundle"}}"#.into(),
+                "trust_domains.example.org.bundle_endpoint.path",
+            ),
+            (
+                r#"{"bundle_endpoint":{"cluster":"c","refresh_seconds":0}}"#.into(),
+                "trust_domains.example.org.bundle_endpoint.refresh_seconds",
+            ),
+            (
+                r#"{"bundle_endpoint":{"cluster":"c","refresh_seconds":600,"max_age_seconds":900}}"#
+                    .into(),
+                "max_age_seconds must be between 2 × refresh_seconds (1200)",
+            ),
+            (
+                r#"{"bundle_endpoint":{"cluster":"c","timeout_ms":"1000"}}"#.into(),
+                "invalid type",
+            ),
+            // The bundle to start from is held to the rules of a fetched one.
+            (
+                format!(r#"{{"spiffe_bundle":{many},"bundle_endpoint":{{"cluster":"c"}}}}"#),
+                "65 keys, more than 64",
+            ),
+        ] {
+            let err = with_domain(&source).unwrap_err();
+            assert!(err.contains(want), "{source:.80}: {err}");
+        }
     }
 
     #[test]

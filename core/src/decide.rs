@@ -345,6 +345,7 @@ mod tests {
         let mut replay = ReplayCache::new(16, 30);
         let mut env = ProofEnv {
             now: 1_000,
+            trust: &c.trust,
             ecdsa: &P256Verifier,
             cache: None,
             replay: &mut replay,

@@ -179,6 +179,9 @@ pub fn from_istio_principal(
     Ok(principal)
 }
 
+/// The peer certificate's PEM, the forwarded chain's text, the trust bundle's fingerprint.
+type PathKey = (Vec<u8>, Vec<u8>, [u8; 32]);
+
 /// A peer certificate that passed the leaf rules.
 #[derive(Debug)]
 pub struct Leaf {
@@ -187,16 +190,18 @@ pub struct Leaf {
 }
 
 /// What peer certificates yielded, keyed by their exact PEM bytes (and, for
-/// paths, the forwarded chain's text): parsing costs about 0.1 ms inside V8,
-/// and a caller presents the same certificate on every request. A hit is
-/// exactly as strict as a miss: only work that depends on nothing but those
-/// bytes and the configuration is skipped (the cache lives as long as one
-/// configuration); the connection checks and the certificate times at now
-/// run on every request. Bounded: when full it starts over.
+/// paths, the forwarded chain's text and the trust bundle's fingerprint):
+/// parsing costs about 0.1 ms inside V8, and a caller presents the same
+/// certificate on every request. A hit is exactly as strict as a miss: only
+/// work that depends on nothing but those bytes, the configuration (the
+/// cache lives as long as one configuration) and the trust bundle is
+/// skipped, so a path to an authority that a newer bundle removed is not
+/// found again; the connection checks and the certificate times at now run
+/// on every request. Bounded: when full it starts over.
 #[derive(Debug, Default)]
 pub struct CertCache {
     leaves: HashMap<Vec<u8>, Result<Arc<Leaf>, IdentityError>>,
-    paths: HashMap<(Vec<u8>, Vec<u8>), Result<CallerPath, IdentityError>>,
+    paths: HashMap<PathKey, Result<CallerPath, IdentityError>>,
     capacity: usize,
 }
 
@@ -237,7 +242,7 @@ impl CertCache {
         forwarded: &[u8],
         auth: &Authorities,
     ) -> Result<CallerPath, IdentityError> {
-        let key = (pem.to_vec(), forwarded.to_vec());
+        let key = (pem.to_vec(), forwarded.to_vec(), auth.bundle.fingerprint());
         if let Some(known) = self.paths.get(&key) {
             return known.clone();
         }
@@ -533,6 +538,30 @@ mod tests {
         let third = peer(pem!("no-san"));
         assert!(from_peer_certificate(&third, None, &mut cache).is_err());
         assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn a_cached_path_does_not_outlive_the_bundle_it_was_found_in() {
+        // A bundle endpoint rotates the bundle under a live cache (one per VM).
+        let limits = Limits::default();
+        let mut cache = CertCache::new(16);
+        let good = peer(pem!("agent"));
+        let mut without = TrustBundle::new();
+        without.add_pem("example.org", pem!("other-ca")).unwrap();
+        let with_it = federation();
+        let seen = |bundle: &TrustBundle, cache: &mut CertCache| {
+            from_peer_certificate(&good, Some(&with(bundle, &limits, NOW)), cache).is_ok()
+        };
+        assert!(!seen(&without, &mut cache));
+        assert!(
+            seen(&with_it, &mut cache),
+            "an added authority is seen at once"
+        );
+        assert!(
+            !seen(&without, &mut cache),
+            "a removed authority is gone at once"
+        );
+        assert!(seen(&with_it, &mut cache));
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! [`reason`] is the one table of refusal reasons, their HTTP status and JSON-RPC code.
 
 pub mod act;
-pub mod bundle;
+pub mod bundles;
 pub mod call;
 pub mod config;
 pub mod decide;
@@ -24,6 +24,7 @@ pub mod log;
 pub mod mcp;
 pub mod peer_chain;
 pub mod policy;
+pub mod policy_bundle;
 pub mod proof;
 pub mod reason;
 pub mod rego;

@@ -8,8 +8,8 @@ use crate::config::Config;
 use crate::reason::Reason;
 use crate::SpiffeId;
 use custody_history::{
-    EcdsaP256Verifier, Header, Headers, Part, Refusal, ReplayCache, Request, VerifiedHistory,
-    Verifier, VerifyCache,
+    EcdsaP256Verifier, Header, Headers, Part, Refusal, ReplayCache, Request, TrustBundle,
+    VerifiedHistory, Verifier, VerifyCache,
 };
 
 pub const HISTORY_HEADER: &str = Header::History.name();
@@ -77,6 +77,9 @@ impl ReplayGuard for ReplayCache {
 pub struct ProofEnv<'a> {
     /// Unix time, seconds.
     pub now: u64,
+    /// The trust bundle in effect: the configured one (`Config::trust`), or
+    /// in the filter the one kept current from bundle endpoints.
+    pub trust: &'a TrustBundle,
     pub ecdsa: &'a dyn EcdsaP256Verifier,
     pub cache: Option<&'a mut VerifyCache>,
     /// This Envoy's store of claims ([`crate::ledger`]).
@@ -119,7 +122,7 @@ pub fn verify(
         body,
         now: env.now,
     };
-    Verifier::new(&config.trust, &limits)
+    Verifier::new(env.trust, &limits)
         .with_ecdsa(env.ecdsa)
         .verify(&request, env.cache.as_deref_mut())
         .map(Some)

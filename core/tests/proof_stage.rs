@@ -140,6 +140,7 @@ impl Host {
         let mut unused = ReplayCache::new(0, 0);
         let mut env = ProofEnv {
             now,
+            trust: &config.trust,
             ecdsa: &P256Verifier,
             cache: Some(&mut self.cache),
             replay: &mut unused,

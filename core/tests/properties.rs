@@ -53,6 +53,7 @@ fn decide(config: &Config, caller: &SpiffeId, method: &str, body: &[u8]) -> Deci
     let mut replay = ReplayCache::new(16, 30);
     let mut env = ProofEnv {
         now: custody_testkit::NOW,
+        trust: &config.trust,
         ecdsa: &P256Verifier,
         cache: None,
         replay: &mut replay,

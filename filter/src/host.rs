@@ -69,15 +69,38 @@ pub fn set_tick_period(period: Duration) -> bool {
 /// comes to the calling context's `on_http_call_response` with the token.
 /// Connection failures are retried (nothing was sent); nothing else is.
 pub fn post_json(cluster: &str, path: &str, body: &[u8], timeout: Duration) -> Result<u32, String> {
-    let headers = vec![
+    let headers = [
         (":method", "POST"),
         (":path", path),
         (":authority", cluster),
         ("content-type", "application/json"),
+    ];
+    call(cluster, &headers, Some(body), timeout)
+}
+
+/// GETs `path` from the Envoy cluster `cluster`, as `post_json` does.
+pub fn get(cluster: &str, authority: &str, path: &str, timeout: Duration) -> Result<u32, String> {
+    let headers = [
+        (":method", "GET"),
+        (":path", path),
+        (":authority", authority),
+        ("accept", "application/json"),
+    ];
+    call(cluster, &headers, None, timeout)
+}
+
+fn call(
+    cluster: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<u32, String> {
+    let mut headers = headers.to_vec();
+    headers.extend([
         ("x-envoy-retry-on", "connect-failure,refused-stream"),
         ("x-envoy-max-retries", "2"),
-    ];
-    hostcalls::dispatch_http_call(cluster, headers, Some(body), Vec::new(), timeout)
+    ]);
+    hostcalls::dispatch_http_call(cluster, headers, body, Vec::new(), timeout)
         .map_err(|status| format!("cannot call Envoy cluster '{cluster}': {status:?}"))
 }
 

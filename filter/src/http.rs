@@ -265,9 +265,11 @@ impl Request {
 /// left to [`Request::settle`].
 fn judge_body(shared: &Shared, config: &Config, pending: &Pending, body: &[u8]) -> Judged {
     let mut verified = shared.verified.borrow_mut();
+    let trust = shared.trust.borrow();
     let mut replay = SharedReplay;
     let mut env = ProofEnv {
         now: host::now_micros() / 1_000_000,
+        trust: &trust,
         ecdsa: shared.ecdsa.as_ref(),
         cache: Some(&mut verified),
         replay: &mut replay,
@@ -315,7 +317,9 @@ fn caller_identity(
             peer.mtls = peer.validated || host::property_bool(&["connection", "mtls"]);
             let limits = config.history.verifier_limits();
             let now = host::now_micros() / 1_000_000;
-            let authorities = config.caller_authorities(&limits, shared.ecdsa.as_ref(), now);
+            let trust = shared.trust.borrow();
+            let authorities =
+                config.caller_authorities(&trust, &limits, shared.ecdsa.as_ref(), now);
             identity::from_peer_certificate(&peer, authorities.as_ref(), &mut certs)
         }
         IdentitySource::IstioPeerPrincipal => {

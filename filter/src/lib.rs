@@ -3,6 +3,7 @@
 //! time) and applies the decision. Host calls go through [`host`], which
 //! turns every host error into a value: a panic would kill the worker's VM.
 
+mod bundles;
 mod ecdsa;
 mod host;
 mod http;
@@ -11,7 +12,6 @@ mod metrics;
 mod replay;
 mod response;
 mod root;
-mod sequence;
 mod shared;
 
 use proxy_wasm::types::LogLevel;

@@ -12,16 +12,19 @@
 //! `on_configure` fails would serve its requests without the filter. Such a
 //! failure is kept as an error instead, and every request of that VM gets
 //! 503 `config_invalid` (docs/configuration.md, "A configuration that does
-//! not load"). With the etcd ledger, the root context also grants on a
-//! timer the leases requests will need.
+//! not load"). On a timer (one tick handler for both) it keeps the trust
+//! bundles of bundle endpoints current and, with the etcd ledger, grants
+//! the leases requests will need.
 
+use crate::bundles::{self, Bundles};
 use crate::http::Request;
 use crate::ledger::{self, Granter};
 use crate::metrics::Metrics;
 use crate::shared::Shared;
-use crate::{ecdsa, host, metrics, replay, sequence};
-use custody_core::config::{Backend, Config};
-use custody_core::{act, bundle};
+use crate::{ecdsa, host, metrics, replay};
+use custody_core::config::Config;
+use custody_core::{act, policy_bundle};
+use custody_history::TrustBundle;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 use std::rc::Rc;
@@ -33,11 +36,15 @@ const REVISION: &str = env!("CUSTODY_GIT_REVISION");
 #[derive(Default)]
 pub struct Root {
     shared: Option<Rc<Shared>>,
+    bundles: Bundles,
     granter: Granter,
+    /// When the etcd leases are looked at next (Unix µs).
+    next_grant: u64,
     ticked: bool,
 }
 
 impl Context for Root {
+    /// A bundle fetch or a lease grant answered.
     fn on_http_call_response(
         &mut self,
         token: u32,
@@ -48,22 +55,14 @@ impl Context for Root {
         let Some(shared) = self.shared.clone() else {
             return;
         };
-        if let Some(etcd) = shared.config.as_ref().ok().and_then(|c| c.ledger.etcd()) {
-            self.granter.answered(&shared, etcd, token, body_size);
-        }
-    }
-}
-
-impl Root {
-    fn grant_ahead(&mut self) {
-        let Some(shared) = self.shared.clone() else {
+        let Ok(config) = &shared.config else {
             return;
         };
-        if let Ok(config) = &shared.config {
-            if let Some(etcd) = config.ledger.etcd() {
-                self.granter
-                    .grant_ahead(&shared, etcd, config.history.skew_seconds);
-            }
+        if self.bundles.answered(&shared, config, token, body_size) {
+            return;
+        }
+        if let Some(etcd) = config.ledger.etcd() {
+            self.granter.answered(&shared, etcd, token, body_size);
         }
     }
 }
@@ -84,7 +83,12 @@ impl RootContext for Root {
                 return false;
             }
         };
-        let config = sequence::check_and_record(&config.trust).map(|()| config);
+        // A SPIFFE bundle sequence lower than this Envoy's: kept as an error (above).
+        self.bundles = Bundles::new();
+        let (config, trust) = match self.bundles.start(&config, bundles::now_ms()) {
+            Ok(trust) => (Ok(config), trust),
+            Err(e) => (Err(e), TrustBundle::new()),
+        };
         let (ecdsa, ecdsa_name) = ecdsa::detect();
         let under_istio = host::property(&["node", "metadata", "ISTIO_VERSION"]).is_some();
         let hold_headers = act::holds_headers(config.as_ref().ok().map(|c| c.headers), under_istio);
@@ -97,7 +101,7 @@ impl RootContext for Root {
                     Some(e) => format!("etcd(cluster={} prefix={})", e.cluster, e.prefix),
                     None => "local".to_owned(),
                 };
-                let policy_sha256 = bundle::sha256_hex(&c.policy);
+                let policy_sha256 = policy_bundle::sha256_hex(&c.policy);
                 let plugin = host::property(&["plugin_name"])
                     .and_then(|p| String::from_utf8(p).ok())
                     .unwrap_or_default();
@@ -124,26 +128,45 @@ impl RootContext for Root {
                 ),
             ),
         }
-        let etcd = config
-            .as_ref()
-            .is_ok_and(|c| c.ledger.backend == Backend::Etcd);
+        let etcd = config.as_ref().is_ok_and(|c| c.ledger.etcd().is_some());
         self.shared = Some(Rc::new(Shared::new(
             config,
+            trust,
             Metrics::define(),
             ecdsa,
             hold_headers,
         )));
-        if etcd {
+        if etcd || self.bundles.any() {
+            // Envoy's clusters cannot be called while the plugin is configured.
             host::set_tick_period(ledger::FIRST_TICK);
         }
         true
     }
 
     fn on_tick(&mut self) {
-        self.grant_ahead();
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let Ok(config) = &shared.config else {
+            return;
+        };
+        self.bundles.tick(&shared, config);
+        let now = host::now_micros();
+        if let Some(etcd) = config.ledger.etcd() {
+            if now >= self.next_grant {
+                self.next_grant = now.saturating_add(ledger::TICK.as_micros() as u64);
+                self.granter
+                    .grant_ahead(&shared, etcd, config.history.skew_seconds);
+            }
+        }
         if !self.ticked {
             self.ticked = true;
-            host::set_tick_period(ledger::TICK);
+            let period = if self.bundles.any() {
+                bundles::TICK
+            } else {
+                ledger::TICK
+            };
+            host::set_tick_period(period);
         }
     }
 

@@ -1,16 +1,21 @@
 //! What every request of one VM shares: the configuration (or why it did not
-//! load), the counters, the caches, the ECDSA verifier and the etcd leases. Built by the root
-//! context at configure time, read by each HTTP context.
+//! load), the trust bundle in effect, the counters, the caches, the ECDSA
+//! verifier and the etcd leases. Built by the root context at configure
+//! time, read by each HTTP context.
 
 use crate::metrics::Metrics;
 use custody_core::config::Config;
 use custody_core::identity::CertCache;
 use custody_core::ledger::lease::LeaseBook;
-use custody_history::{EcdsaP256Verifier, P256Verifier, VerifyCache};
+use custody_history::{EcdsaP256Verifier, P256Verifier, TrustBundle, VerifyCache};
 use std::cell::RefCell;
 
 pub struct Shared {
     pub config: Result<Config, String>,
+    /// What history signers and callers must chain to: the configured
+    /// bundles, with those of bundle endpoints kept current by the root
+    /// context's timer (`crate::bundles`). Caches key on its fingerprint.
+    pub trust: RefCell<TrustBundle>,
     pub metrics: Metrics,
     /// Peer certificates already parsed (a VM serves one request at a time).
     pub certs: RefCell<CertCache>,
@@ -32,12 +37,14 @@ const VERIFIED_CERTS: usize = 1024;
 impl Shared {
     pub fn new(
         config: Result<Config, String>,
+        trust: TrustBundle,
         metrics: Metrics,
         ecdsa: Box<dyn EcdsaP256Verifier>,
         hold_headers: bool,
     ) -> Shared {
         Shared {
             config,
+            trust: RefCell::new(trust),
             metrics,
             certs: RefCell::new(CertCache::new(CERT_CACHE_SIZE)),
             verified: RefCell::new(VerifyCache::new(VERIFIED_ENTRIES, VERIFIED_CERTS)),
@@ -51,6 +58,7 @@ impl Shared {
     pub fn unconfigured() -> Shared {
         Shared {
             config: Err("plugin was never configured".to_owned()),
+            trust: RefCell::default(),
             metrics: Metrics::default(),
             certs: RefCell::default(),
             verified: RefCell::new(VerifyCache::new(0, 0)),

@@ -240,6 +240,7 @@ fuzz_target!(|input: Input| {
         let mut replay = ReplayCache::new(16, 30);
         let mut env = ProofEnv {
             now: 1_776_522_000,
+            trust: &config.trust,
             ecdsa: &P256Verifier,
             cache: None,
             replay: &mut replay,

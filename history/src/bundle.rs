@@ -186,7 +186,8 @@ impl TrustBundle {
         self.fingerprint
     }
 
-    pub(crate) fn authorities(&self, trust_domain: &str) -> Option<&[ParsedCert]> {
+    /// `trust_domain`'s authorities, in bundle order (`None` when it has none).
+    pub fn authorities(&self, trust_domain: &str) -> Option<&[ParsedCert]> {
         self.domains
             .get(trust_domain)
             .map(|d| d.authorities.as_slice())

@@ -169,6 +169,7 @@ fn main() {
             let mut replay = NoReplay;
             let mut env = ProofEnv {
                 now: NOW,
+                trust: &config.trust,
                 ecdsa: &NoEcdsa,
                 cache: Some(&mut verified),
                 replay: &mut replay,
@@ -195,6 +196,7 @@ fn main() {
             let mut replay = NoReplay;
             let mut env = ProofEnv {
                 now: NOW,
+                trust: &config.trust,
                 ecdsa: &NoEcdsa,
                 cache: None,
                 replay: &mut replay,

@@ -19,6 +19,41 @@ pub struct Listener {
     pub buffer_limit: Option<u64>,
 }
 
+/// The clusters of the bootstrap a filter is in: what the clusters Custody
+/// calls (bundle endpoints) are checked against.
+#[derive(Debug, Clone)]
+pub struct Clusters {
+    /// `static_resources.clusters[i]` and its definition.
+    pub defined: Vec<(String, Value)>,
+    /// Whether CDS may bring others.
+    pub dynamic: bool,
+}
+
+impl Clusters {
+    /// A bootstrap's clusters; `None` for a document that is not one.
+    fn of(doc: &Value) -> Option<Clusters> {
+        let statics = doc.get("static_resources")?;
+        let defined = statics
+            .get("clusters")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, c)| (format!("static_resources.clusters[{i}]"), c.clone()))
+            .collect();
+        let dynamic = doc.pointer("/dynamic_resources/cds_config").is_some()
+            || doc.pointer("/dynamic_resources/ads_config").is_some();
+        Some(Clusters { defined, dynamic })
+    }
+
+    /// The cluster named `name`, with its place.
+    pub fn named(&self, name: &str) -> Option<&(String, Value)> {
+        self.defined
+            .iter()
+            .find(|(_, c)| c.get("name").and_then(Value::as_str) == Some(name))
+    }
+}
+
 /// Where a Custody filter's plugin configuration comes from.
 #[derive(Debug, Clone)]
 pub enum Source {
@@ -39,6 +74,8 @@ pub struct Filter {
     pub config: Result<String, String>,
     pub source: Source,
     pub listener: Option<Listener>,
+    /// The bootstrap's clusters, when the file is a bootstrap.
+    pub clusters: Option<Clusters>,
 }
 
 /// Every Custody filter of the documents, and the wasm filters that are not Custody's.
@@ -63,6 +100,7 @@ pub fn filters(docs: &[Value], bare_text: Option<&str>) -> (Vec<Filter>, Vec<Str
                 config,
                 source: Source::WasmPlugin { spec },
                 listener: None,
+                clusters: None,
             });
             continue;
         }
@@ -77,6 +115,7 @@ pub fn filters(docs: &[Value], bare_text: Option<&str>) -> (Vec<Filter>, Vec<Str
                 config: Ok(text),
                 source: Source::Bare,
                 listener: None,
+                clusters: None,
             });
             continue;
         }
@@ -86,6 +125,7 @@ pub fn filters(docs: &[Value], bare_text: Option<&str>) -> (Vec<Filter>, Vec<Str
             found: &mut found,
             others: &mut others,
             under_istio,
+            clusters: Clusters::of(doc),
         };
         walker.walk(doc, &prefix, None);
     }
@@ -107,6 +147,7 @@ struct Walker<'a> {
     found: &'a mut Vec<Filter>,
     others: &'a mut Vec<String>,
     under_istio: bool,
+    clusters: Option<Clusters>,
 }
 
 fn join(path: &str, key: &str) -> String {
@@ -211,6 +252,7 @@ impl Walker<'_> {
                 under_istio: self.under_istio,
             },
             listener: listener.cloned(),
+            clusters: self.clusters.clone(),
         });
     }
 }

@@ -4,13 +4,15 @@
 //! unchecked or be refused for the wrong reason); warnings where it only
 //! degrades (docs/configuration.md "Envoy settings").
 
-use super::find::{Filter, Listener, Source};
+use super::find::{Clusters, Filter, Listener, Source};
 use crate::finding::Finding;
 use custody_core::config::{Config, HeaderMode, IdentitySource};
 use serde_json::Value;
 use std::collections::BTreeSet;
 
 const SPIFFE_VALIDATOR: &str = "envoy.tls.cert_validator.spiffe";
+const UPSTREAM_TLS: &str =
+    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
 
 /// The findings about one filter whose configuration the filter accepts.
 pub fn check(file: &str, filter: &Filter, config: &Config) -> Vec<Finding> {
@@ -52,6 +54,73 @@ pub fn check(file: &str, filter: &Filter, config: &Config) -> Vec<Finding> {
     }
     if let Some(listener) = &filter.listener {
         out.extend(listener_checks(file, listener, config));
+    }
+    if let Some(clusters) = &filter.clusters {
+        out.extend(bundle_endpoint_checks(
+            file,
+            &filter.location,
+            clusters,
+            config,
+        ));
+    }
+    out
+}
+
+/// Custody takes a fetched bundle as the trust domain's only because the
+/// cluster authenticated the endpoint (docs/configuration.md, "Bundle
+/// endpoints"): the cluster must exist, speak TLS and verify the server.
+fn bundle_endpoint_checks(
+    file: &str,
+    at: &str,
+    clusters: &Clusters,
+    config: &Config,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (domain, endpoint) in config.bundle_endpoints() {
+        let name = &endpoint.cluster;
+        let Some((path, cluster)) = clusters.named(name) else {
+            let why = format!("trust_domains.{domain}.bundle_endpoint.cluster '{name}' is not among the bootstrap's static clusters: the bundle is never fetched, and the trust domain's SVIDs are refused once a configured bundle is max_age_seconds old (or at once without one)");
+            out.push(if clusters.dynamic {
+                Finding::warning(file, None, at, format!("{why}, unless CDS brings it"))
+            } else {
+                Finding::error(file, None, at, why)
+            });
+            continue;
+        };
+        let tls = cluster
+            .pointer("/transport_socket/typed_config")
+            .filter(|t| t.get("@type").and_then(Value::as_str) == Some(UPSTREAM_TLS));
+        let Some(tls) = tls else {
+            out.push(Finding::error(file, None, path, format!("cluster '{name}' (the bundle endpoint of {domain}) has no TLS transport socket: whoever answers in its place chooses the trust domain's authorities (SPIFFE Trust Domain and Bundle §5.2, §6.1)")));
+            continue;
+        };
+        let common = tls
+            .get("common_tls_context")
+            .cloned()
+            .unwrap_or(Value::Null);
+        let validation = common
+            .get("validation_context")
+            .or_else(|| common.pointer("/combined_validation_context/default_validation_context"));
+        let from_sds = common.get("validation_context_sds_secret_config").is_some()
+            || common
+                .pointer("/combined_validation_context/validation_context_sds_secret_config")
+                .is_some();
+        let trusts = validation.is_some_and(|v| {
+            v.get("trusted_ca").is_some()
+                || v.get("custom_validator_config").is_some()
+                || v.get("ca_certificate_provider_instance").is_some()
+        });
+        if !trusts && !from_sds {
+            out.push(Finding::error(file, None, path, format!("cluster '{name}' (the bundle endpoint of {domain}) does not verify the server's certificate (no validation_context with trusted_ca): any server can answer for the endpoint")));
+            continue;
+        }
+        let pinned = validation.is_some_and(|v| {
+            v.get("match_typed_subject_alt_names").is_some()
+                || v.get("match_subject_alt_names").is_some()
+        });
+        if !pinned && !from_sds {
+            out.push(Finding::warning(file, None, path, format!("cluster '{name}' (the bundle endpoint of {domain}) accepts any certificate its CA issued: pin the endpoint's DNS name (https_web) or SPIFFE ID (https_spiffe) with match_typed_subject_alt_names")));
+        }
     }
     out
 }

@@ -330,6 +330,7 @@ fn decide_request(
     let mut replay = ReplayCache::new(64, 30);
     let mut env = ProofEnv {
         now,
+        trust: &config.trust,
         ecdsa: &P256Verifier,
         cache: None,
         replay: &mut replay,

@@ -16,7 +16,7 @@ use crate::finding::report;
 use crate::output::Format;
 use clap::Subcommand;
 use compile::{compile_file, load_bundle, write, CompileError, Compiled};
-use custody_core::bundle;
+use custody_core::policy_bundle;
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
@@ -149,7 +149,7 @@ pub fn run_policy(cmd: PolicyCommand) -> Result<u8, Failure> {
             for rule in prepared.interpreted_rego() {
                 eprintln!("custody: note: rule '{rule}': the Rego register VM cannot compile its rule; the filter evaluates it with regorus's interpreter (same verdicts, several times slower)");
             }
-            write(out.as_deref(), &bundle::json(&bundle)).map_err(error)?;
+            write(out.as_deref(), &policy_bundle::json(&bundle)).map_err(error)?;
             Ok(0)
         }
         PolicyCommand::Eval {

@@ -38,7 +38,7 @@ pub struct Options<'a> {
 /// The rendered text, with the SHA-256 of the bundle exactly as `policy
 /// compile` writes it (the hash the filter logs and exports).
 pub fn render(policy: &Policy, o: &Options) -> Result<String, String> {
-    let hash = custody_core::bundle::sha256_hex(policy);
+    let hash = custody_core::policy_bundle::sha256_hex(policy);
     let mut config = o.base.clone().unwrap_or_else(|| {
         match o.target {
             // A WasmPlugin cannot hold headers, and Istio names the peer.
