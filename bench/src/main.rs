@@ -145,34 +145,50 @@ fn run_load(a: &LoadArgs) -> Result<(), String> {
         Ok((Arc::new(reqs), t.elapsed().as_secs_f64()))
     };
 
-    let (warm, _) = batch(a.warmup)?;
-    load::saturate(&target, &warm, 2, Duration::from_secs(60), false)?;
+    // A phase of zero requests or seconds is skipped (a memory soak alone).
+    if a.warmup > 0 {
+        let (warm, _) = batch(a.warmup)?;
+        load::saturate(&target, &warm, 2, Duration::from_secs(60), false)?;
+    }
 
     let n_rate = (a.rate * a.rate_secs).round() as usize;
-    let (reqs, gen_rate) = batch(n_rate)?;
-    let bytes = reqs.iter().map(Vec::len).sum::<usize>() / reqs.len().max(1);
-    eprintln!(
-        "  [{}] fixed rate {} rps for {} s ({} requests, signed in {gen_rate:.1} s)",
-        a.case, a.rate, a.rate_secs, n_rate
-    );
-    let rate = load::fixed_rate(&target, &reqs, a.rate_conns, a.rate)?;
-    drop(reqs);
+    let (mut rate, mut bytes) = (json!(null), 0);
+    if n_rate > 0 {
+        let (reqs, gen_rate) = batch(n_rate)?;
+        bytes = reqs.iter().map(Vec::len).sum::<usize>() / reqs.len().max(1);
+        eprintln!(
+            "  [{}] fixed rate {} rps for {} s ({} requests, signed in {gen_rate:.1} s)",
+            a.case, a.rate, a.rate_secs, n_rate
+        );
+        rate = load::fixed_rate(&target, &reqs, a.rate_conns, a.rate)?.to_json(
+            "fixed_rate",
+            json!({"rate": a.rate, "seconds": a.rate_secs, "conns": a.rate_conns, "signing_s": gen_rate}),
+        );
+    }
 
     let pool = if history { a.sat_pool } else { 2000 };
-    let (reqs, gen_sat) = batch(pool)?;
-    eprintln!(
-        "  [{}] saturation, {} connections, up to {} s ({} pre-signed requests in {gen_sat:.1} s)",
-        a.case, a.sat_conns, a.sat_secs, pool
-    );
-    let sat = load::saturate(
-        &target,
-        &reqs,
-        a.sat_conns,
-        Duration::from_secs_f64(a.sat_secs),
-        !history,
-    )?;
+    let (mut sat, mut sat_requests) = (json!(null), 0);
+    if a.sat_secs > 0.0 {
+        let (reqs, gen_sat) = batch(pool)?;
+        eprintln!(
+            "  [{}] saturation, {} connections, up to {} s ({} pre-signed requests in {gen_sat:.1} s)",
+            a.case, a.sat_conns, a.sat_secs, pool
+        );
+        let r = load::saturate(
+            &target,
+            &reqs,
+            a.sat_conns,
+            Duration::from_secs_f64(a.sat_secs),
+            !history,
+        )?;
+        sat_requests = r.requests;
+        sat = r.to_json(
+            "saturation",
+            json!({"conns": a.sat_conns, "seconds": a.sat_secs, "pool": pool, "signing_s": gen_sat}),
+        );
+    }
 
-    let mut sent = (a.warmup + n_rate) as u64 + sat.requests;
+    let mut sent = (a.warmup + n_rate) as u64 + sat_requests;
     let mut soak = json!(null);
     if a.soak_total > sent {
         let t = Instant::now();
@@ -201,8 +217,8 @@ fn run_load(a: &LoadArgs) -> Result<(), String> {
         "expect_status": a.expect_status,
         "request_bytes_mean": bytes,
         "warmup_requests": a.warmup,
-        "fixed_rate": rate.to_json("fixed_rate", json!({"rate": a.rate, "seconds": a.rate_secs, "conns": a.rate_conns, "signing_s": gen_rate})),
-        "saturation": sat.to_json("saturation", json!({"conns": a.sat_conns, "seconds": a.sat_secs, "pool": pool, "signing_s": gen_sat})),
+        "fixed_rate": rate,
+        "saturation": sat,
     });
     let text = serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?;
     std::fs::write(&a.out, text).map_err(|e| format!("{}: {e}", a.out))?;
