@@ -107,6 +107,8 @@ test_all() {
     dist/custody policy test policies/
     say "Python client library (clients/python): unit tests"
     (cd clients/python && "$PY" -m pytest -q -p no:cacheprovider)
+    say "benchmark harness (bench/tests): figures, targets and the profile's buckets"
+    (cd bench && "$PY" -m pytest -q -p no:cacheprovider tests)
     setup_ts_client
     say "TypeScript client library (clients/typescript): build and unit tests"
     npm test --prefix clients/typescript --silent

@@ -34,26 +34,35 @@ CONTEXT = (
 MEMORY_LIMIT_MIB = 16
 
 
+# Beside them in the table and the JSON's `spread`: Envoy's CPU per request
+# in the fixed-rate phase (mostly its wake-ups between requests).
+EXTRA = ("fixed_cpu_us_per_request",)
+
+
 def figures(run: dict) -> dict:
-    """The four figures of one run of a case (a record from bench/run.py)."""
+    """The figures of one run of a case (a record from bench/run.py);
+    `cpu_us_per_request` is Envoy's over the saturation phase."""
     fixed, sat = run.get("fixed_rate") or {}, run.get("saturation") or {}
     return {
-        "cpu_us_per_request": run["cpu_us_per_request"],
+        "cpu_us_per_request": run.get("cpu_us_per_request") or 0,
         "fixed_p50_us": fixed.get("latency_us", {}).get("p50", 0),
         "fixed_p99_us": fixed.get("latency_us", {}).get("p99", 0),
         "sat_rps": round(sat.get("rps", 0.0), 1),
+        "fixed_cpu_us_per_request": run.get("fixed_cpu_us_per_request") or 0,
     }
 
 
 def aggregate(runs: dict[str, list[dict]]) -> tuple[dict, dict]:
-    """Per case, the median of each figure over its runs, and (min, max)."""
+    """Per case, the median of the four figures over its runs, and the
+    (min, max) of those and of the EXTRA ones."""
     cases, spread = {}, {}
     for key, records in runs.items():
         values = [figures(r) for r in records]
         if not values:
             continue
         cases[key] = {f: _round(statistics.median(v[f] for v in values)) for f in FIELDS}
-        spread[key] = {f: [_round(min(v[f] for v in values)), _round(max(v[f] for v in values))] for f in FIELDS}
+        spread[key] = {f: [_round(min(v[f] for v in values)), _round(max(v[f] for v in values))] for f in FIELDS + EXTRA}
+        spread[key].update({f"{f}_median": _round(statistics.median(v[f] for v in values)) for f in EXTRA})
     return cases, spread
 
 
@@ -111,12 +120,16 @@ def target_lines(found: list[dict]) -> list[str]:
 
 def table(cases: dict, spread: dict, titles: dict[str, str]) -> str:
     """Median (min..max) of each figure, one line per case."""
-    head = f"{'case':<44} {'CPU us/request':>22} {'fixed p50 us':>20} {'fixed p99 us':>22} {'sat rps':>22}"
+    columns = (("CPU us/request", "cpu_us_per_request", 22), ("fixed p50 us", "fixed_p50_us", 20),
+               ("fixed p99 us", "fixed_p99_us", 22), ("sat rps", "sat_rps", 22),
+               ("fixed CPU us/request", "fixed_cpu_us_per_request", 24))
+    head = f"{'case':<44} " + " ".join(f"{name:>{width}}" for name, _, width in columns)
     lines = [head, "-" * len(head)]
     for key, c in cases.items():
         cells = []
-        for f, width in zip(FIELDS, (22, 20, 22, 22)):
+        for _, f, width in columns:
             lo, hi = spread[key][f]
-            cells.append(f"{f'{c[f]:g} ({lo:g}..{hi:g})':>{width}}")
+            median = c[f] if f in c else spread[key][f"{f}_median"]
+            cells.append(f"{f'{median:g} ({lo:g}..{hi:g})':>{width}}")
         lines.append(f"{titles.get(key, key):<44} " + " ".join(cells))
     return "\n".join(lines)

@@ -96,6 +96,10 @@ struct LoadArgs {
     /// connection does a full handshake).
     #[arg(long)]
     tls_resumption: bool,
+    /// Envoy's process id: each phase's JSON gets the CPU time all its
+    /// threads spent during the phase (`envoy_cpu_ns`, from /proc).
+    #[arg(long)]
+    cpu_pid: Option<u32>,
     /// Where to write the case's JSON.
     #[arg(long)]
     out: String,
@@ -160,10 +164,13 @@ fn run_load(a: &LoadArgs) -> Result<(), String> {
             "  [{}] fixed rate {} rps for {} s ({} requests, signed in {gen_rate:.1} s)",
             a.case, a.rate, a.rate_secs, n_rate
         );
-        rate = load::fixed_rate(&target, &reqs, a.rate_conns, a.rate)?.to_json(
+        let cpu = cpu_ns(a.cpu_pid);
+        let r = load::fixed_rate(&target, &reqs, a.rate_conns, a.rate)?;
+        rate = r.to_json(
             "fixed_rate",
             json!({"rate": a.rate, "seconds": a.rate_secs, "conns": a.rate_conns, "signing_s": gen_rate}),
         );
+        rate["envoy_cpu_ns"] = json!(cpu_since(a.cpu_pid, cpu));
     }
 
     let pool = if history { a.sat_pool } else { 2000 };
@@ -174,6 +181,7 @@ fn run_load(a: &LoadArgs) -> Result<(), String> {
             "  [{}] saturation, {} connections, up to {} s ({} pre-signed requests in {gen_sat:.1} s)",
             a.case, a.sat_conns, a.sat_secs, pool
         );
+        let cpu = cpu_ns(a.cpu_pid);
         let r = load::saturate(
             &target,
             &reqs,
@@ -186,6 +194,7 @@ fn run_load(a: &LoadArgs) -> Result<(), String> {
             "saturation",
             json!({"conns": a.sat_conns, "seconds": a.sat_secs, "pool": pool, "signing_s": gen_sat}),
         );
+        sat["envoy_cpu_ns"] = json!(cpu_since(a.cpu_pid, cpu));
     }
 
     let mut sent = (a.warmup + n_rate) as u64 + sat_requests;
@@ -225,6 +234,26 @@ fn run_load(a: &LoadArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// CPU time all threads of process `pid` have run so far, in ns: the sum
+/// of their `/proc/<pid>/task/<tid>/schedstat` run times (Linux).
+fn cpu_ns(pid: Option<u32>) -> Option<u64> {
+    let pid = pid?;
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let path = task.ok()?.path().join("schedstat");
+        // A thread that ended since the listing counts no more.
+        if let Ok(text) = std::fs::read_to_string(path) {
+            total += text.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+    }
+    Some(total)
+}
+
+/// The CPU time `pid` spent since `before`, if both readings exist.
+fn cpu_since(pid: Option<u32>, before: Option<u64>) -> Option<u64> {
+    Some(cpu_ns(pid)?.saturating_sub(before?))
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let r = match &cli.cmd {
@@ -237,5 +266,33 @@ fn main() -> std::process::ExitCode {
             eprintln!("custody-bench: FAILED: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_of_a_process_grows_with_work() {
+        let me = Some(std::process::id());
+        let before = cpu_ns(me);
+        assert!(
+            before.is_some(),
+            "/proc/self/task/*/schedstat readable on Linux"
+        );
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        }
+        assert!(cpu_since(me, before).is_some_and(|spent| spent > 0));
+        assert!(cpu_ns(me) >= before);
+    }
+
+    #[test]
+    fn no_process_no_cpu_time() {
+        assert_eq!(cpu_ns(None), None);
+        assert_eq!(cpu_ns(Some(u32::MAX)), None);
+        assert_eq!(cpu_since(Some(std::process::id()), None), None);
     }
 }
