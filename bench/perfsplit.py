@@ -12,6 +12,10 @@ by its leaf frame and by whether wasm code is on its stack:
   log writes          the C library's stdio and the kernel writing a log file (Envoy writes
                       its log through stdio; libc has no frame pointers, so these samples
                       lose their callers and are told apart by their own frames)
+  native, chain cut   native code whose chain stops short of its thread's start with no
+                      wasm frame found: above all BoringSSL's hand-written assembly (the
+                      P-256 arithmetic behind verify_signature), which keeps no frame
+                      pointer, so whether wasm called it cannot be told
   Envoy               no wasm code on the stack, user space: HTTP, TLS, the router, the
                       filter manager, and Envoy's side of entering the wasm VM
   Envoy, kernel       no wasm code on the stack, kernel: sockets on loopback, epoll
@@ -21,10 +25,12 @@ Tested by bench/tests/test_perfsplit.py on recorded chains.
 
 from __future__ import annotations
 
-BUCKETS = ("wasm code", "host calls", "log writes", "Envoy", "Envoy, kernel")
+BUCKETS = ("wasm code", "host calls", "log writes", "native, chain cut", "Envoy", "Envoy, kernel")
 
 _STDIO = {"fwrite", "fflush", "new_do_write", "__GI___libc_write", "_IO_fwrite", "_IO_fflush"}
 _FILE_WRITE = {"generic_perform_write", "ext4_buffered_write_iter", "ext4_file_write_iter"}
+# Where a thread's chain ends when perf could follow it all the way.
+_THREAD_START = {"start_thread", "__libc_start_call_main", "__libc_start_main_impl", "clone3", "__clone3", "_start"}
 
 
 def parse(text: str) -> list[dict]:
@@ -72,7 +78,9 @@ def bucket(frames: list[tuple[str, str, str]]) -> str:
         return "wasm code"
     if any(is_jit(dso) for _, _, dso in frames):
         return "host calls"
-    return "Envoy, kernel" if is_kernel(frames[0][2]) else "Envoy"
+    if is_kernel(frames[0][2]):
+        return "Envoy, kernel"
+    return "Envoy" if frames[-1][1] in _THREAD_START else "native, chain cut"
 
 
 def split(samples: list[dict]) -> dict[str, int]:

@@ -613,58 +613,72 @@ def perf_usable() -> str | None:
 
 def profile(args, keys: list[str], cores: Cores, meta: dict) -> dict:
     """Each case (and, for Custody cases, the same at wasm log level
-    `error`) on its own pinned Envoy: warmed up, then saturated (as the
-    benchmark's CPU figure) while `perf record -g` samples Envoy's CPU; the
-    samples split into buckets (bench/perfsplit.py), in us per request."""
+    `error`) on its own pinned Envoy, all kept running and warmed up, then in
+    interleaved rounds saturated (as the benchmark's CPU figure) while
+    `perf record -g` samples that Envoy; each variant's samples and requests
+    add up over the rounds and split into buckets (bench/perfsplit.py), in us
+    per request."""
     why = perf_usable()
     if why:
         raise SystemExit(f"cannot profile: {why}")
     variants = [(k, None) for k in keys] + [(k, "error") for k in keys if CASES[k]["filter"] == "custody"]
+    names = [k if level is None else f"{k}@log-{level}" for k, level in variants]
     rig = Rig(args, keys, cores)
-    out: dict = {}
+    envoys: dict[str, Envoy] = {}
+    totals = {n: {"ns": dict.fromkeys(perfsplit.BUCKETS, 0), "samples": 0, "requests": 0, "cpu_ns": 0, "rps": []}
+              for n in names}
     try:
-        for key, level in variants:
-            name = key if level is None else f"{key}@log-{level}"
-            envoy = rig.envoy(key, name=name, wasm_log=level)
-            try:
-                measure(rig, key, envoy, "warm", warmup=300, rate_secs=0, sat_secs=2)
-                data = envoy.workdir / "perf.data"
+        for (key, level), name in zip(variants, names):
+            envoys[name] = rig.envoy(key, name=name, wasm_log=level)
+            measure(rig, key, envoys[name], "warm", warmup=300, rate_secs=0, sat_secs=2)
+        for r in range(args.rounds):
+            for (key, _), name in zip(variants, names):
+                envoy, data = envoys[name], envoys[name].workdir / f"perf-r{r + 1}.data"
                 perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", str(args.perf_hz), "-g",
                                          "-p", str(envoy.proc.pid), "-o", str(data)],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 time.sleep(0.5)
-                rec = measure(rig, key, envoy, "profile", warmup=0, rate_secs=0, sat_secs=args.sat_secs)
+                rec = measure(rig, key, envoy, f"profile-r{r + 1}", warmup=0, rate_secs=0, sat_secs=args.sat_secs)
                 perf.send_signal(signal.SIGINT)
                 perf.wait(timeout=60)
-            finally:
-                envoy.__exit__()
-            script = subprocess.run(["perf", "script", "-i", str(data), "-F", "comm,tid,period,ip,sym,dso"],
-                                    capture_output=True, text=True, timeout=600)
-            samples = perfsplit.parse(script.stdout)
-            split = perfsplit.per_request(perfsplit.split(samples), rec["requests_served"])
-            out[name] = {"title": CASES[key]["title"] + ("" if level is None else f", wasm log {level}"),
-                         "requests": rec["requests_served"], "samples": len(samples),
-                         "cpu_us_per_request": rec["run_cpu_us_per_request"], "perf_us_per_request": split,
-                         "sat_rps": round(rec["saturation"]["rps"], 1)}
-            say(f"    {name:>14}: {rec['requests_served']} requests, CPU {rec['run_cpu_us_per_request']} us/request; "
-                + ", ".join(f"{b} {split[b]}" for b in perfsplit.BUCKETS))
+                script = subprocess.run(["perf", "script", "-i", str(data), "-F", "comm,tid,period,ip,sym,dso"],
+                                        capture_output=True, text=True, timeout=600)
+                samples = perfsplit.parse(script.stdout)
+                t = totals[name]
+                for b, ns in perfsplit.split(samples).items():
+                    t["ns"][b] += ns
+                t["samples"] += len(samples)
+                t["requests"] += rec["requests_served"]
+                t["cpu_ns"] += rec["run_cpu_us_per_request"] * 1000 * rec["requests_served"]
+                t["rps"].append(round(rec["saturation"]["rps"], 1))
+                say(f"    round {r + 1} {name:>14}: {rec['requests_served']} requests, {len(samples)} samples, "
+                    f"CPU {rec['run_cpu_us_per_request']} us/request")
     finally:
+        for e in envoys.values():
+            e.__exit__()
         rig.close()
+    out = {}
+    for (key, level), name in zip(variants, names):
+        t = totals[name]
+        out[name] = {"title": CASES[key]["title"] + ("" if level is None else f", wasm log {level}"),
+                     "requests": t["requests"], "samples": t["samples"], "sat_rps_rounds": t["rps"],
+                     "cpu_us_per_request": round(t["cpu_ns"] / 1000 / max(t["requests"], 1), 1),
+                     "perf_us_per_request": perfsplit.per_request(t["ns"], t["requests"])}
     return out
 
 
 def profile_report(found: dict, meta: dict, out: Path) -> None:
     keys = list(found)
-    head = f"{'us per request':<46} " + " ".join(f"{b:>13}" for b in perfsplit.BUCKETS) + f" {'perf total':>11} {'CPU (sched)':>12}"
+    head = f"{'us per request':<46} " + " ".join(f"{b:>17}" for b in perfsplit.BUCKETS) + f" {'perf total':>11} {'CPU (sched)':>12}"
     lines = [head, "-" * len(head)]
     for k in keys:
         p = found[k]["perf_us_per_request"]
-        lines.append(f"{found[k]['title']:<46} " + " ".join(f"{p[b]:>13}" for b in perfsplit.BUCKETS)
+        lines.append(f"{found[k]['title']:<46} " + " ".join(f"{p[b]:>17}" for b in perfsplit.BUCKETS)
                      + f" {p['total']:>11} {found[k]['cpu_us_per_request']:>12}")
     base = [k for k in keys if "@" not in k]
     for lo, hi in zip(base, base[1:]):
         p, q = found[lo]["perf_us_per_request"], found[hi]["perf_us_per_request"]
-        lines.append(f"{f'{hi} - {lo}':<46} " + " ".join(f"{round(q[b] - p[b], 1):>13}" for b in perfsplit.BUCKETS)
+        lines.append(f"{f'{hi} - {lo}':<46} " + " ".join(f"{round(q[b] - p[b], 1):>17}" for b in perfsplit.BUCKETS)
                      + f" {round(q['total'] - p['total'], 1):>11} "
                      f"{round(found[hi]['cpu_us_per_request'] - found[lo]['cpu_us_per_request'], 1):>12}")
     own = ("wasm code", "host calls", "log writes")
@@ -678,7 +692,8 @@ def profile_report(found: dict, meta: dict, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "buckets": perfsplit.BUCKETS, "cases": found}, indent=2))
     head = (f"{meta['timestamp']} {meta['cpu']} x{meta['nproc']} (load {' '.join(meta['loadavg_at_start'])}), "
-            f"Envoy {meta['envoy']}, {meta['pinning']}, perf cpu-clock {meta['perf_hz']} Hz, saturation {meta['sat_secs']:.0f} s")
+            f"Envoy {meta['envoy']}, {meta['pinning']}, perf cpu-clock {meta['perf_hz']} Hz, "
+            f"{meta['rounds']} interleaved rounds of {meta['sat_secs']:.0f} s saturation per case")
     out.with_suffix(".txt").write_text(f"{head}\n{text}\n")
     say("")
     say(text)
@@ -708,8 +723,8 @@ def main() -> int:
     p.add_argument("--sat-secs", type=float)
     p.add_argument("--sat-conns", type=int, default=16)
     p.add_argument("--warm-pool", type=int)
-    p.add_argument("--cold-pool-4", type=int, default=6000)
-    p.add_argument("--cold-pool-16", type=int, default=3000)
+    p.add_argument("--cold-pool-4", type=int, default=4000)
+    p.add_argument("--cold-pool-16", type=int, default=1500)
     p.add_argument("--soak-total", type=int, help="requests case d4's Envoy serves in all before memory is read (full run: 100000)")
     p.add_argument("--perf-hz", type=int, default=999)
     p.add_argument("--wasm-log", default="info", help="Envoy's wasm log level (info: Custody's decision line per request, as shipped)")
@@ -724,7 +739,7 @@ def main() -> int:
     defaults = {"rate_secs": 4.0 if quick else 8.0, "sat_secs": 3.0 if quick else 6.0,
                 "warm_pool": 4000 if quick else 10000, "soak_total": 0 if quick or args.profile else 100000}
     if args.profile:
-        defaults["sat_secs"] = 10.0
+        defaults["sat_secs"] = 5.0
     for k, v in defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, v)

@@ -30,6 +30,10 @@ wrk:worker_0 13180    1001001
 
 V8 DefaultWorke 12996    1001001 
 \t         55c4cd0 [unknown] ({ENVOY})
+\t           891f5 start_thread ({LIBC})
+
+wrk:worker_0 13180    1001001 
+\t         5ce32de [unknown] ({ENVOY})
 """
 
 
@@ -39,8 +43,8 @@ def frames(*dsos_and_syms):
 
 def test_parse_reads_headers_and_frames_leaf_first():
     samples = perfsplit.parse(SCRIPT)
-    assert [s["comm"] for s in samples] == ["wrk:worker_0"] * 4 + ["V8 DefaultWorke"]
-    assert [s["period"] for s in samples] == [1001001, 1001001, 2002002, 1001001, 1001001]
+    assert [s["comm"] for s in samples] == ["wrk:worker_0"] * 4 + ["V8 DefaultWorke", "wrk:worker_0"]
+    assert [s["period"] for s in samples] == [1001001, 1001001, 2002002, 1001001, 1001001, 1001001]
     assert samples[0]["frames"][0] == ("2f843a8", "[unknown]", ENVOY)
     assert samples[2]["frames"][0] == ("ffffffff8168e11b", "tcp_sendmsg", KERNEL)
     assert len(samples[0]["frames"]) == 5
@@ -49,14 +53,23 @@ def test_parse_reads_headers_and_frames_leaf_first():
 def test_every_sample_lands_in_one_bucket():
     samples = perfsplit.parse(SCRIPT)
     assert [perfsplit.bucket(s["frames"]) for s in samples] == [
-        "host calls", "wasm code", "Envoy, kernel", "log writes", "Envoy"]
+        "host calls", "wasm code", "Envoy, kernel", "log writes", "Envoy", "native, chain cut"]
 
 
 def test_native_code_under_wasm_is_a_host_call_and_without_it_is_envoy():
+    start = ("start_thread", LIBC)
     assert perfsplit.bucket(frames(("[unknown]", ENVOY), ("[unknown]", JIT), ("[unknown]", ENVOY))) == "host calls"
-    assert perfsplit.bucket(frames(("[unknown]", ENVOY), ("[unknown]", ENVOY))) == "Envoy"
+    assert perfsplit.bucket(frames(("[unknown]", ENVOY), ("[unknown]", ENVOY), start)) == "Envoy"
     assert perfsplit.bucket(frames(("[unknown]", "[JIT] tid 77"))) == "wasm code"
     assert perfsplit.bucket([]) == "Envoy"
+
+
+def test_a_chain_that_stops_short_without_wasm_is_not_claimed_by_envoy():
+    # BoringSSL's assembly keeps no frame pointer: perf cannot see who called it.
+    assert perfsplit.bucket(frames(("[unknown]", ENVOY))) == "native, chain cut"
+    assert perfsplit.bucket(frames(("[unknown]", ENVOY), ("[unknown]", ENVOY))) == "native, chain cut"
+    # In the kernel the work is the kernel's, whoever made the system call.
+    assert perfsplit.bucket(frames(("tcp_sendmsg", KERNEL), ("__send", LIBC))) == "Envoy, kernel"
 
 
 def test_a_log_file_write_is_told_apart_from_other_writes():
@@ -70,8 +83,8 @@ def test_a_log_file_write_is_told_apart_from_other_writes():
 def test_split_weighs_samples_by_their_period_and_per_request_divides():
     ns = perfsplit.split(perfsplit.parse(SCRIPT))
     assert ns == {"wasm code": 1001001, "host calls": 1001001, "log writes": 1001001,
-                  "Envoy": 1001001, "Envoy, kernel": 2002002}
+                  "native, chain cut": 1001001, "Envoy": 1001001, "Envoy, kernel": 2002002}
     per = perfsplit.per_request(ns, 1000)
     assert per["Envoy, kernel"] == 2.0 and per["wasm code"] == 1.0
-    assert per["total"] == 6.0
-    assert perfsplit.per_request(ns, 0)["total"] == 6006.0  # no request: per one, not a division by zero
+    assert per["total"] == 7.0
+    assert perfsplit.per_request(ns, 0)["total"] == 7007.0  # no request: per one, not a division by zero

@@ -30,7 +30,8 @@ const MAX_VERIFICATIONS: u32 = 64;
 /// `tests::the_vector_verifies` checks them natively.
 const SPKI_HEX: &str = "3059301306072a8648ce3d020106082a8648ce3d0301070342000431f9f511f6486e810171566fb91f9c2473df4484ab4afce9548b67ccbdca391475ee9228d7a136b61e382aa24804584fa83c31ffdc6f5fff4e21ce04349ff9ce";
 const SIG_DER_HEX: &str = "304402201a71deab4f7ded585c040856713e7a9b9207eff7f1744d3575c62c1ab97aaba802202461669286410009066d77f6135e539f5f2cbadce82806c41d8ae9e1f77c9a35";
-const MESSAGE_PART: &[u8] = b"custody-bench floor: one P-256 verification of a proof-sized message. ";
+const MESSAGE_PART: &[u8] =
+    b"custody-bench floor: one P-256 verification of a proof-sized message. ";
 const MESSAGE_LEN: usize = 512;
 
 #[derive(Default)]
@@ -113,7 +114,12 @@ fn verifications(config: &[u8]) -> Option<u32> {
 }
 
 fn message() -> Vec<u8> {
-    MESSAGE_PART.iter().copied().cycle().take(MESSAGE_LEN).collect()
+    MESSAGE_PART
+        .iter()
+        .copied()
+        .cycle()
+        .take(MESSAGE_LEN)
+        .collect()
 }
 
 /// `VerifySignatureArguments { hash_function = 1, public_key = 2 (SPKI DER),
