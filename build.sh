@@ -184,7 +184,7 @@ bench() {
             say "profile: perf record -g on a pinned Envoy under saturation, case $1 beside its floor"
             "$PY" bench/run.py --profile "$@" ;;
         *)
-            say "benchmark: every case beside its floor, three interleaved rounds (about 25 minutes)"
+            say "benchmark: every case beside its floor, three interleaved rounds (about 15 minutes)"
             "$PY" bench/run.py "$@" ;;
     esac
 }

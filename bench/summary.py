@@ -109,12 +109,12 @@ def targets(runs: dict[str, list[dict]], memory: dict | None = None) -> list[dic
 def target_lines(found: list[dict]) -> list[str]:
     lines = []
     for t in found:
-        spread = f" (rounds {t['spread'][0]:g}..{t['spread'][1]:g})" if t["spread"] else ""
+        spread = f" (rounds {t['spread'][0]:.10g}..{t['spread'][1]:.10g})" if t["spread"] else ""
         if t["met"] is None:
-            lines.append(f"       {t['target']}: {t['value']:g}{spread}")
+            lines.append(f"       {t['target']}: {t['value']:.10g}{spread}")
         else:
             verdict = "MET   " if t["met"] else "MISSED"
-            lines.append(f"{verdict} {t['target']}: {t['value']:g}{spread}, target <= {t['limit']:g}")
+            lines.append(f"{verdict} {t['target']}: {t['value']:.10g}{spread}, target <= {t['limit']:.10g}")
     return lines
 
 
@@ -130,6 +130,6 @@ def table(cases: dict, spread: dict, titles: dict[str, str]) -> str:
         for _, f, width in columns:
             lo, hi = spread[key][f]
             median = c[f] if f in c else spread[key][f"{f}_median"]
-            cells.append(f"{f'{median:g} ({lo:g}..{hi:g})':>{width}}")
+            cells.append(f"{f'{median:.10g} ({lo:.10g}..{hi:.10g})':>{width}}")
         lines.append(f"{titles.get(key, key):<44} " + " ".join(cells))
     return "\n".join(lines)
