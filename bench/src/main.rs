@@ -96,6 +96,10 @@ struct LoadArgs {
     /// connection does a full handshake).
     #[arg(long)]
     tls_resumption: bool,
+    /// Envoy's process id: each phase's JSON gets the CPU time all its
+    /// threads spent during the phase (`envoy_cpu_ns`, from /proc).
+    #[arg(long)]
+    cpu_pid: Option<u32>,
     /// Where to write the case's JSON.
     #[arg(long)]
     out: String,
@@ -145,34 +149,55 @@ fn run_load(a: &LoadArgs) -> Result<(), String> {
         Ok((Arc::new(reqs), t.elapsed().as_secs_f64()))
     };
 
-    let (warm, _) = batch(a.warmup)?;
-    load::saturate(&target, &warm, 2, Duration::from_secs(60), false)?;
+    // A phase of zero requests or seconds is skipped (a memory soak alone).
+    if a.warmup > 0 {
+        let (warm, _) = batch(a.warmup)?;
+        load::saturate(&target, &warm, 2, Duration::from_secs(60), false)?;
+    }
 
     let n_rate = (a.rate * a.rate_secs).round() as usize;
-    let (reqs, gen_rate) = batch(n_rate)?;
-    let bytes = reqs.iter().map(Vec::len).sum::<usize>() / reqs.len().max(1);
-    eprintln!(
-        "  [{}] fixed rate {} rps for {} s ({} requests, signed in {gen_rate:.1} s)",
-        a.case, a.rate, a.rate_secs, n_rate
-    );
-    let rate = load::fixed_rate(&target, &reqs, a.rate_conns, a.rate)?;
-    drop(reqs);
+    let (mut rate, mut bytes) = (json!(null), 0);
+    if n_rate > 0 {
+        let (reqs, gen_rate) = batch(n_rate)?;
+        bytes = reqs.iter().map(Vec::len).sum::<usize>() / reqs.len().max(1);
+        eprintln!(
+            "  [{}] fixed rate {} rps for {} s ({} requests, signed in {gen_rate:.1} s)",
+            a.case, a.rate, a.rate_secs, n_rate
+        );
+        let cpu = cpu_ns(a.cpu_pid);
+        let r = load::fixed_rate(&target, &reqs, a.rate_conns, a.rate)?;
+        rate = r.to_json(
+            "fixed_rate",
+            json!({"rate": a.rate, "seconds": a.rate_secs, "conns": a.rate_conns, "signing_s": gen_rate}),
+        );
+        rate["envoy_cpu_ns"] = json!(cpu_since(a.cpu_pid, cpu));
+    }
 
     let pool = if history { a.sat_pool } else { 2000 };
-    let (reqs, gen_sat) = batch(pool)?;
-    eprintln!(
-        "  [{}] saturation, {} connections, up to {} s ({} pre-signed requests in {gen_sat:.1} s)",
-        a.case, a.sat_conns, a.sat_secs, pool
-    );
-    let sat = load::saturate(
-        &target,
-        &reqs,
-        a.sat_conns,
-        Duration::from_secs_f64(a.sat_secs),
-        !history,
-    )?;
+    let (mut sat, mut sat_requests) = (json!(null), 0);
+    if a.sat_secs > 0.0 {
+        let (reqs, gen_sat) = batch(pool)?;
+        eprintln!(
+            "  [{}] saturation, {} connections, up to {} s ({} pre-signed requests in {gen_sat:.1} s)",
+            a.case, a.sat_conns, a.sat_secs, pool
+        );
+        let cpu = cpu_ns(a.cpu_pid);
+        let r = load::saturate(
+            &target,
+            &reqs,
+            a.sat_conns,
+            Duration::from_secs_f64(a.sat_secs),
+            !history,
+        )?;
+        sat_requests = r.requests;
+        sat = r.to_json(
+            "saturation",
+            json!({"conns": a.sat_conns, "seconds": a.sat_secs, "pool": pool, "signing_s": gen_sat}),
+        );
+        sat["envoy_cpu_ns"] = json!(cpu_since(a.cpu_pid, cpu));
+    }
 
-    let mut sent = (a.warmup + n_rate) as u64 + sat.requests;
+    let mut sent = (a.warmup + n_rate) as u64 + sat_requests;
     let mut soak = json!(null);
     if a.soak_total > sent {
         let t = Instant::now();
@@ -201,12 +226,32 @@ fn run_load(a: &LoadArgs) -> Result<(), String> {
         "expect_status": a.expect_status,
         "request_bytes_mean": bytes,
         "warmup_requests": a.warmup,
-        "fixed_rate": rate.to_json("fixed_rate", json!({"rate": a.rate, "seconds": a.rate_secs, "conns": a.rate_conns, "signing_s": gen_rate})),
-        "saturation": sat.to_json("saturation", json!({"conns": a.sat_conns, "seconds": a.sat_secs, "pool": pool, "signing_s": gen_sat})),
+        "fixed_rate": rate,
+        "saturation": sat,
     });
     let text = serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?;
     std::fs::write(&a.out, text).map_err(|e| format!("{}: {e}", a.out))?;
     Ok(())
+}
+
+/// CPU time all threads of process `pid` have run so far, in ns: the sum
+/// of their `/proc/<pid>/task/<tid>/schedstat` run times (Linux).
+fn cpu_ns(pid: Option<u32>) -> Option<u64> {
+    let pid = pid?;
+    let mut total = 0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+        let path = task.ok()?.path().join("schedstat");
+        // A thread that ended since the listing counts no more.
+        if let Ok(text) = std::fs::read_to_string(path) {
+            total += text.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+    }
+    Some(total)
+}
+
+/// The CPU time `pid` spent since `before`, if both readings exist.
+fn cpu_since(pid: Option<u32>, before: Option<u64>) -> Option<u64> {
+    Some(cpu_ns(pid)?.saturating_sub(before?))
 }
 
 fn main() -> std::process::ExitCode {
@@ -221,5 +266,33 @@ fn main() -> std::process::ExitCode {
             eprintln!("custody-bench: FAILED: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_of_a_process_grows_with_work() {
+        let me = Some(std::process::id());
+        let before = cpu_ns(me);
+        assert!(
+            before.is_some(),
+            "/proc/self/task/*/schedstat readable on Linux"
+        );
+        let mut x = 0u64;
+        for i in 0..20_000_000u64 {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+        }
+        assert!(cpu_since(me, before).is_some_and(|spent| spent > 0));
+        assert!(cpu_ns(me) >= before);
+    }
+
+    #[test]
+    fn no_process_no_cpu_time() {
+        assert_eq!(cpu_ns(None), None);
+        assert_eq!(cpu_ns(Some(u32::MAX)), None);
+        assert_eq!(cpu_since(Some(std::process::id()), None), None);
     }
 }
