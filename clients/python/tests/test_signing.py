@@ -6,6 +6,7 @@ import datetime
 import os
 
 import pytest
+import rfc8785
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -19,6 +20,7 @@ from custody_client import (
     SvidError,
     VerificationError,
     b64u_decode,
+    canonical_json,
     check_proof,
     is_spiffe_id,
     prove,
@@ -170,3 +172,83 @@ def test_from_x509_svid_duck_typed() -> None:
         private_key = good.private_key
 
     assert Svid.from_x509_svid(Fetched()).x5t == good.x5t
+
+
+# --- signers refuse what the verifier refuses (measured as the verifier measures) ----
+
+
+def nested(arrays: int) -> object:
+    value: object = 0
+    for _ in range(arrays):
+        value = [value]
+    return value
+
+
+def test_claims_are_measured_as_rfc8785(agents: dict[str, Svid]) -> None:
+    """Python writes 0.000001 as `1e-06` (5 bytes), RFC 8785 as `0.000001` (8):
+    the cap applies to the RFC 8785 form, as the verifier measures it."""
+    f = agents["fraud-agent"]
+    claims = {"f": [0.000001] * 300}
+    assert len(canonical_json(claims)) <= 2048 < len(rfc8785.dumps(claims))
+    with pytest.raises(HistoryError, match="claims_too_large"):
+        History().append(f, step="s", next=f.spiffe_id, claims=claims)
+    # And the other way: `100.0` is 5 bytes written, 3 as RFC 8785, so this fits.
+    roomy = {"f": [100.0] * 500}
+    assert len(canonical_json(roomy)) > 2048 >= len(rfc8785.dumps(roomy))
+    h = History().append(f, step="s", next=f.spiffe_id, claims=roomy)
+    h.check()
+
+
+@pytest.mark.parametrize(
+    "claims, reason",
+    [
+        ({"n": 2**53}, "member_type"),
+        ({"n": [-(2**53)]}, "member_type"),
+        ({"n": 1e300}, "member_type"),
+        ({"d": nested(31)}, "history_malformed"),  # payload, claims, 31 arrays: 33 levels
+    ],
+)
+def test_claims_the_verifier_refuses_are_not_signed(agents: dict[str, Svid], claims: dict, reason: str) -> None:
+    f = agents["fraud-agent"]
+    with pytest.raises(HistoryError, match=reason):
+        History().append(f, step="s", next=f.spiffe_id, claims=claims)
+
+
+def test_claims_at_the_limits_are_signed(agents: dict[str, Svid]) -> None:
+    f = agents["fraud-agent"]
+    deepest = {"d": nested(30)}  # payload, claims, 30 arrays: 32 levels
+    h = History().append(f, step="s", next=f.spiffe_id, claims=deepest)
+    h = h.append(f, step="s", next=f.spiffe_id, claims={"n": 2**53 - 1, "m": -(2**53 - 1)})
+    h.check()
+
+
+@pytest.mark.parametrize("claims", [{"x": float("nan")}, {"x": float("inf")}, {"x": "\ud800"}, {"x": object()}])
+def test_claims_that_are_not_json_are_not_signed(agents: dict[str, Svid], claims: dict) -> None:
+    f = agents["fraud-agent"]
+    with pytest.raises(HistoryError, match="not JSON"):
+        History().append(f, step="s", next=f.spiffe_id, claims=claims)
+
+
+def test_times_the_verifier_refuses_are_not_signed(agents: dict[str, Svid]) -> None:
+    f = agents["fraud-agent"]
+    for kw in ({"iat": 1.5}, {"iat": -1}, {"iat": 2**53 - 10, "ttl": 100}):
+        with pytest.raises(HistoryError, match="member_type"):
+            History().append(f, step="s", next=f.spiffe_id, **kw)
+    h = History().append(f, step="s", next=f.spiffe_id)
+    with pytest.raises(HistoryError, match="member_type"):
+        prove(h, f, audience="aud", body=b"", jti=bytes(193))  # 258 characters
+    prove(h, f, audience="aud", body=b"", jti=bytes(192))  # 256 characters
+
+
+def test_headers_over_the_caps_are_not_produced(agents: dict[str, Svid]) -> None:
+    """32 entries of 2 KiB claims would be over 48 KiB: `append` stops before."""
+    f = agents["fraud-agent"]
+    h = History()
+    with pytest.raises(HistoryError, match="workflow-history would be"):
+        for i in range(32):
+            h = h.append(f, step=f"s{i}", next=f.spiffe_id, claims={"pad": "x" * 2000})
+    assert 10 < len(h) < 32
+    assert len(h.headers()["workflow-history"]) <= 49152
+    h.check()
+    with pytest.raises(HistoryError, match="workflow-history-proof would be"):
+        prove(History().append(f, step="s", next=f.spiffe_id), f, audience="a" * 49152, body=b"")

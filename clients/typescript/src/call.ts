@@ -5,12 +5,12 @@
  *
  *     const claims = { amount: 12000, call: callClaim({ name: "refund", arguments: { order_id: "o-1", amount: 12000 } }) };
  *
- * RFC 8785 (JCS) comes from the `canonicalize` package.
+ * RFC 8785 (JCS) comes from the `canonicalize` package (`jcs.ts`).
  */
 
-import canonicalize from "canonicalize";
-
-import { sha256B64u, type JsonObject } from "./codec.js";
+import { sha256B64u } from "./codec.js";
+import * as jcs from "./jcs.js";
+import type { JsonObject } from "./json.js";
 
 /** The one member of `claims` that carries the call claim. */
 export const CALL_CLAIM = "call";
@@ -30,37 +30,21 @@ const isObject = (v: unknown): v is JsonObject => v !== null && typeof v === "ob
 
 /** The RFC 8785 canonical form of `value`. */
 export function canonical(value: unknown): string {
-  let text: string | undefined;
   try {
-    text = canonicalize(value);
+    return jcs.canonical(value);
   } catch (e) {
-    throw new CallError(`cannot canonicalize: ${(e as Error).message}`);
-  }
-  if (text === undefined) throw new CallError("not a JSON value");
-  return text;
-}
-
-/** Every number's magnitude is at most 2^53 - 1 (else JCS does not pin one value). */
-function checkSafeNumbers(value: unknown): void {
-  const stack: unknown[] = [value];
-  while (stack.length > 0) {
-    const v = stack.pop();
-    if (typeof v === "number") {
-      if (!(Math.abs(v) <= Number.MAX_SAFE_INTEGER)) throw new CallError("a number's magnitude is above 2^53 - 1");
-    } else if (typeof v === "bigint") {
-      throw new CallError("a bigint cannot be bound");
-    } else if (Array.isArray(v)) {
-      stack.push(...v);
-    } else if (v !== null && typeof v === "object") {
-      stack.push(...Object.values(v));
-    }
+    throw new CallError((e as Error).message);
   }
 }
 
 /** base64url SHA-256 of the canonical arguments; `undefined` is `{}`. */
 export function argsSha256(args: JsonObject | undefined): string {
   const value = args ?? {};
-  checkSafeNumbers(value);
+  try {
+    jcs.checkSafeNumbers(value);
+  } catch (e) {
+    throw new CallError((e as Error).message);
+  }
   return sha256B64u(canonical(value));
 }
 

@@ -1,7 +1,7 @@
 /**
  * Byte-exact encodings of docs/history-format.md §2: canonical unpadded
- * base64url, SHA-256 hashes, compact JSON with sorted members, strict JSON
- * parsing (no duplicate members), SPIFFE IDs (§9).
+ * base64url, SHA-256 hashes, compact JSON with sorted members (strict JSON
+ * reading is `json.ts`, RFC 8785 is `jcs.ts`), and SPIFFE IDs (§9).
  */
 
 import { createHash } from "node:crypto";
@@ -102,9 +102,9 @@ function write(value: unknown, out: string[]): void {
 
 /**
  * Compact JSON, object members in lexicographic (code point) order, as UTF-8:
- * the form the reference signer writes and the form the `claims` size is
- * measured in. Members whose value is `undefined` are omitted; `bigint`s are
- * written as integers.
+ * the form the reference signer writes (the `claims` size is measured as
+ * RFC 8785, `jcs.ts`). Members whose value is `undefined` are omitted;
+ * `bigint`s are written as integers.
  */
 export function canonicalJson(value: unknown): Uint8Array {
   const out: string[] = [];
@@ -112,134 +112,14 @@ export function canonicalJson(value: unknown): Uint8Array {
   return utf8(out.join(""));
 }
 
-/** A JSON object value. */
-export type JsonObject = { [member: string]: unknown };
-
-/**
- * Parses RFC 8259 JSON text (UTF-8 bytes or a string) that must be an
- * object, refusing a member given twice at any depth (`EncodingError`).
- */
-export function strictJsonObject(data: Uint8Array | string): JsonObject {
-  let text: string;
-  try {
-    text = typeof data === "string" ? data : new TextDecoder("utf-8", { fatal: true }).decode(data);
-  } catch {
-    throw new EncodingError("not UTF-8");
-  }
-  const value = new StrictParser(text).parseDocument();
-  if (value === null || typeof value !== "object" || Array.isArray(value)) {
-    throw new EncodingError("not a JSON object");
-  }
-  return value as JsonObject;
-}
-
-const NUMBER = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
-const STRING = /"(?:[^"\\\u0000-\u001f]|\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4}))*"/y;
-
-class StrictParser {
-  private pos = 0;
-  constructor(private readonly text: string) {}
-
-  parseDocument(): unknown {
-    const v = this.value(0);
-    this.ws();
-    if (this.pos !== this.text.length) this.fail("trailing characters");
-    return v;
-  }
-
-  private fail(what: string): never {
-    throw new EncodingError(`not JSON: ${what} at offset ${this.pos}`);
-  }
-
-  private ws(): void {
-    while (this.pos < this.text.length) {
-      const c = this.text.charCodeAt(this.pos);
-      if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) this.pos++;
-      else break;
-    }
-  }
-
-  private string(): string {
-    STRING.lastIndex = this.pos;
-    const m = STRING.exec(this.text);
-    if (!m) this.fail("bad string");
-    this.pos += m[0].length;
-    return JSON.parse(m[0]) as string;
-  }
-
-  private value(depth: number): unknown {
-    if (depth > 128) this.fail("nesting too deep");
-    this.ws();
-    const c = this.text[this.pos];
-    if (c === "{") {
-      this.pos++;
-      const obj: JsonObject = Object.create(null) as JsonObject;
-      const seen = new Set<string>();
-      this.ws();
-      if (this.text[this.pos] === "}") {
-        this.pos++;
-        return { ...obj };
-      }
-      for (;;) {
-        this.ws();
-        if (this.text[this.pos] !== '"') this.fail("expected a member name");
-        const k = this.string();
-        if (seen.has(k)) throw new EncodingError(`duplicate JSON member ${JSON.stringify(k)}`);
-        seen.add(k);
-        this.ws();
-        if (this.text[this.pos] !== ":") this.fail("expected ':'");
-        this.pos++;
-        obj[k] = this.value(depth + 1);
-        this.ws();
-        const d = this.text[this.pos++];
-        if (d === "}") break;
-        if (d !== ",") this.fail("expected ',' or '}'");
-      }
-      // A plain object (a `__proto__` member stays an own data property).
-      const plain: JsonObject = {};
-      for (const k of Object.keys(obj)) Object.defineProperty(plain, k, { value: obj[k], enumerable: true, writable: true, configurable: true });
-      return plain;
-    }
-    if (c === "[") {
-      this.pos++;
-      const arr: unknown[] = [];
-      this.ws();
-      if (this.text[this.pos] === "]") {
-        this.pos++;
-        return arr;
-      }
-      for (;;) {
-        arr.push(this.value(depth + 1));
-        this.ws();
-        const d = this.text[this.pos++];
-        if (d === "]") break;
-        if (d !== ",") this.fail("expected ',' or ']'");
-      }
-      return arr;
-    }
-    if (c === '"') return this.string();
-    for (const [word, v] of [["true", true], ["false", false], ["null", null]] as const) {
-      if (this.text.startsWith(word, this.pos)) {
-        this.pos += word.length;
-        return v;
-      }
-    }
-    NUMBER.lastIndex = this.pos;
-    const m = NUMBER.exec(this.text);
-    if (!m) this.fail("unexpected character");
-    this.pos += m[0].length;
-    return Number(m[0]);
-  }
-}
-
-const SPIFFE_ID = /^spiffe:\/\/[a-z0-9._-]+((?:\/[A-Za-z0-9._-]+)*)$/;
+const SPIFFE_ID = /^spiffe:\/\/([a-z0-9._-]+)((?:\/[A-Za-z0-9._-]+)*)$/;
 
 /** A SPIFFE ID as in docs/history-format.md §9 (`requirePath`: at least one path segment). */
 export function isSpiffeId(value: unknown, opts: { requirePath?: boolean } = {}): value is string {
   if (typeof value !== "string" || utf8(value).byteLength > 2048) return false;
   const m = SPIFFE_ID.exec(value);
-  if (!m) return false;
-  const segments = m[1] ? m[1].slice(1).split("/") : [];
+  if (!m || m[1]!.length > 255) return false;
+  const segments = m[2] ? m[2].slice(1).split("/") : [];
   if (segments.some((s) => s === "." || s === "..")) return false;
   return segments.length > 0 || !opts.requirePath;
 }

@@ -1,59 +1,25 @@
 /**
  * Signed workflow history (docs/history-format.md): entries, appending,
- * per-request proofs, and a signature/link self-check.
+ * per-request proofs, and the holder's check (`check.ts`: §7 without the
+ * trust bundle).
  */
 
-import { randomBytes, verify as cryptoVerify, X509Certificate } from "node:crypto";
+import { randomBytes, X509Certificate } from "node:crypto";
 
 import { CALL_CLAIM, callClaim } from "./call.js";
-import {
-  b64u,
-  b64uDecode,
-  bytesEqual,
-  canonicalJson,
-  EncodingError,
-  isSpiffeId,
-  sha256B64u,
-  strictJsonObject,
-  utf8,
-  type JsonObject,
-} from "./codec.js";
-import { bytesToBigInt, isP256, P256_HALF_N, P256_N, spiffeIdOf, SvidError, type Svid } from "./svid.js";
+import * as check from "./check.js";
+import { ALG, ENTRY_TYP, MAX_CERTS, MAX_ENTRIES, MAX_HEADER_BYTES, MAX_PROOF_TTL, PROOF_TYP, X5T, type CheckContext, type Part } from "./check.js";
+import { b64u, b64uDecode, bytesEqual, canonicalJson, EncodingError, isSpiffeId, sha256B64u, utf8 } from "./codec.js";
+import { HistoryError, NotHolderError, VerificationError } from "./errors.js";
+import { strictJsonObject, type JsonObject } from "./json.js";
+import type { Svid } from "./svid.js";
+
+export { CLOCK_SKEW, MAX_CERTS, MAX_CLAIMS_BYTES, MAX_ENTRIES, MAX_HEADER_BYTES, MAX_PROOF_TTL, verifySignature, type CheckContext } from "./check.js";
+export { HistoryError, NotHolderError, VerificationError } from "./errors.js";
 
 export const HISTORY_HEADER = "workflow-history";
 export const PROOF_HEADER = "workflow-history-proof";
 export const CERTS_HEADER = "workflow-history-certs";
-
-const ALG = "ES256";
-const ENTRY_TYP = "wfh+jwt";
-const PROOF_TYP = "wfh-proof+jwt";
-const X5T = "x5t#S256";
-
-export const MAX_ENTRIES = 32;
-export const MAX_CLAIMS_BYTES = 2048;
-export const MAX_PROOF_TTL = 60;
-export const CLOCK_SKEW = 30;
-
-/** A history cannot be read, appended to or proven. */
-export class HistoryError extends Error {
-  override name = "HistoryError";
-}
-
-/** The signer is not the holder the last entry named (`nxt`). */
-export class NotHolderError extends HistoryError {
-  override name = "NotHolderError";
-}
-
-/** A self-check failed; `reason` is the §7 reason code. */
-export class VerificationError extends HistoryError {
-  override name = "VerificationError";
-  constructor(
-    readonly reason: string,
-    readonly detail: string,
-  ) {
-    super(`${reason}: ${detail}`);
-  }
-}
 
 /**
  * Header values by name: a plain object (e.g. a parsed `custody history` file),
@@ -95,33 +61,6 @@ function headerJson(svid: Svid, typ: string): Uint8Array {
 export function signJws(svid: Svid, headerJsonBytes: Uint8Array, payloadJsonBytes: Uint8Array): string {
   const signingInput = `${b64u(headerJsonBytes)}.${b64u(payloadJsonBytes)}`;
   return `${signingInput}.${b64u(svid.sign(utf8(signingInput)))}`;
-}
-
-function toCert(cert: X509Certificate | Uint8Array): X509Certificate {
-  return cert instanceof X509Certificate ? cert : new X509Certificate(Buffer.from(cert));
-}
-
-/**
- * True when `jws` carries a valid ES256 signature (64-byte `r || s`, r and s
- * in [1, n−1], low-S) by the P-256 key of `cert` (object or DER). Checks only
- * the signature, not the certificate.
- */
-export function verifySignature(jws: string, cert: X509Certificate | Uint8Array): boolean {
-  const key = toCert(cert).publicKey;
-  if (!isP256(key)) return false;
-  const dot = jws.lastIndexOf(".");
-  if (dot < 0 || !/^[\x21-\x7e]*$/.test(jws)) return false;
-  let sig: Uint8Array;
-  try {
-    sig = b64uDecode(jws.slice(dot + 1));
-  } catch {
-    return false;
-  }
-  if (sig.byteLength !== 64) return false;
-  const r = bytesToBigInt(sig.subarray(0, 32));
-  const s = bytesToBigInt(sig.subarray(32));
-  if (r < 1n || r >= P256_N || s < 1n || s > P256_HALF_N) return false;
-  return cryptoVerify("sha256", utf8(jws.slice(0, dot)), { key, dsaEncoding: "ieee-p1363" }, sig);
 }
 
 /** One compact JWS, decoded (not verified). */
@@ -363,79 +302,70 @@ export class History implements Iterable<Entry> {
     const payload: JsonObject = { v: 1, wid, seq, prev, iss, nxt: next, step, result, iat, exp: iat + ttl };
     if (claims !== undefined) {
       if (claims === null || typeof claims !== "object" || Array.isArray(claims)) throw new HistoryError("claims must be a JSON object");
-      if (canonicalJson(claims).byteLength > MAX_CLAIMS_BYTES) throw new HistoryError(`claims over ${MAX_CLAIMS_BYTES} bytes`);
       payload.claims = claims;
     }
-    const entry = signJws(svid, headerJson(svid, ENTRY_TYP), canonicalJson(payload));
-    return new History([...this.entries, entry], this.certs).withCerts(svid.chainDer);
+    const part = check.entryPart(seq);
+    const payloadJson = asTheVerifierReads(payload, (p) => check.entryFields(p, part), part);
+    const entry = signJws(svid, headerJson(svid, ENTRY_TYP), payloadJson);
+    const out = new History([...this.entries, entry], this.certs).withCerts(svid.chainDer);
+    withinCaps(out.entries, out.certs);
+    return out;
   }
 
   /**
-   * Checks what a holder can check without the trust bundle: every entry's
-   * shape, signature (by the sent certificate its `x5t#S256` names), `iss` =
-   * that certificate's SPIFFE ID, and the chain links (`seq`, `prev`, `wid`,
-   * custody, order, lifetimes). Throws `VerificationError` with the §7 reason
-   * code. It does NOT validate certificates against a trust bundle: only the
-   * server (or `custody history verify`) decides trust.
+   * The checks of docs/history-format.md §7 a holder can run on the entries
+   * without the trust bundle, in the verifier's order: entry count,
+   * certificates (count, X.509), then each entry (JWS form, header, payload
+   * members, claims size, the sent certificate its `x5t#S256` names, `iss` =
+   * its SPIFFE ID, the signature), then the chain (`seq`, `prev`, `wid`,
+   * custody, order, lifetimes, times against `now` with 30 s skew). Throws
+   * `VerificationError` with the verifier's reason code. It does NOT judge
+   * certificates against a trust bundle: only the server (or `custody
+   * history verify`) decides trust.
    */
   check(opts: { now?: number } = {}): void {
     const now = opts.now ?? nowSeconds();
-    const byX5t = certsByX5t(this.certs);
-    const parsed: Entry[] = this.entries.map((text, i) => {
-      let e: Entry;
-      try {
-        e = Entry.parse(text);
-      } catch (err) {
-        throw new VerificationError("history_malformed", `entry ${i}: ${(err as Error).message}`);
-      }
-      checkJws(e, ENTRY_TYP, byX5t, `entry ${i}`);
-      return e;
-    });
-    parsed.forEach((e, i) => {
-      if (e.seq !== i) throw new VerificationError("chain_seq", `entry ${i} has seq ${e.seq}`);
-      const want = i === 0 ? null : parsed[i - 1]!.sha256;
-      if (e.prev !== want) throw new VerificationError("chain_prev", `entry ${i} does not link to entry ${i - 1}`);
-      if (i > 0) {
-        const before = parsed[i - 1]!;
-        if (e.wid !== parsed[0]!.wid) throw new VerificationError("chain_wid", `entry ${i} is from another workflow`);
-        if (e.iss !== before.nxt) throw new VerificationError("chain_custody", `entry ${i} is not by the holder entry ${i - 1} named`);
-        if (e.iat < before.iat) throw new VerificationError("chain_order", `entry ${i} is older than entry ${i - 1}`);
-      }
-      if (e.exp < e.iat) throw new VerificationError("entry_lifetime", `entry ${i} expires before it is issued`);
-      if (e.iat > now + CLOCK_SKEW) throw new VerificationError("entry_future", `entry ${i} is issued in the future`);
-      if (e.exp < now - CLOCK_SKEW) throw new VerificationError("entry_expired", `entry ${i} has expired`);
-    });
+    check.checkEntryCount(this.entries.length);
+    check.checkCertCount(this.certs.length);
+    this.certs.forEach((der, i) => check.loadCert(der, i));
+    const byX5t = check.certsByX5t(this.certs);
+    const entries = this.entries.map((text, i) => check.checkEntry(text, i, byX5t));
+    check.checkChain(entries, now);
   }
 }
 
-function certsByX5t(certs: readonly Uint8Array[]): Map<string, Uint8Array> {
-  return new Map(certs.map((d) => [sha256B64u(d), d]));
-}
-
-function checkJws(j: Jws, typ: string, byX5t: Map<string, Uint8Array>, what: string): void {
-  if (j.header.alg !== ALG) throw new VerificationError("signature_alg", `${what}: alg is not ES256`);
-  if (j.header.typ !== typ) throw new VerificationError("header_typ", `${what}: typ is not ${typ}`);
-  const members = Object.keys(j.header).sort();
-  if (members.join(",") !== ["alg", "typ", X5T].join(",")) {
-    throw new VerificationError("header_members", `${what}: header members are not alg, typ, x5t#S256`);
-  }
-  if (j.signature.byteLength !== 64) throw new VerificationError("signature_format", `${what}: signature is not 64 bytes`);
-  const r = bytesToBigInt(j.signature.subarray(0, 32));
-  const s = bytesToBigInt(j.signature.subarray(32));
-  if (r < 1n || r >= P256_N || s < 1n || s >= P256_N) throw new VerificationError("signature_range", `${what}: r or s out of range`);
-  if (s > P256_HALF_N) throw new VerificationError("signature_high_s", `${what}: high-S signature`);
-  const der = byX5t.get(j.x5t);
-  if (der === undefined) throw new VerificationError("cert_missing", `${what}: no certificate with its x5t#S256`);
-  const cert = toCert(der);
-  let signer: string;
+/**
+ * The payload's JSON, once the verifier's rules (§2 JSON, §3/§4 members,
+ * claims as RFC 8785) pass on those very bytes: a signer never produces what
+ * the verifier refuses.
+ */
+function asTheVerifierReads(payload: JsonObject, rules: (p: JsonObject) => unknown, part: Part): Uint8Array {
+  let data: Uint8Array;
   try {
-    signer = spiffeIdOf(cert);
+    data = canonicalJson(payload);
   } catch (e) {
-    if (e instanceof SvidError) throw new VerificationError("cert_spiffe_id", `${what}: ${e.message}`);
+    throw new HistoryError(`${part.what}: the payload is not JSON: ${(e as Error).message}`);
+  }
+  try {
+    rules(check.readObject(data, part, "payload"));
+  } catch (e) {
+    if (e instanceof VerificationError) throw new HistoryError(`the verifier would refuse this (${e.reason}): ${e.detail}`);
     throw e;
   }
-  if (j.payload.iss !== signer) throw new VerificationError("signer_mismatch", `${what}: iss is not the certificate's SPIFFE ID`);
-  if (!verifySignature(j.compact, cert)) throw new VerificationError("signature_invalid", `${what}: the signature does not verify`);
+  return data;
+}
+
+/** Refuses headers the verifier refuses for their size (§8). */
+function withinCaps(entries: readonly string[], certs: readonly Uint8Array[], proof = ""): void {
+  if (certs.length > MAX_CERTS) throw new HistoryError(`more than ${MAX_CERTS} certificates in ${CERTS_HEADER}`);
+  const sizes: Array<[string, number]> = [
+    [HISTORY_HEADER, entries.reduce((n, e) => n + e.length, 0) + entries.length - 1],
+    [PROOF_HEADER, proof.length],
+    [CERTS_HEADER, certs.reduce((n, c) => n + b64u(c).length, 0) + certs.length - 1],
+  ];
+  for (const [name, size] of sizes) {
+    if (size > MAX_HEADER_BYTES) throw new HistoryError(`${name} would be ${size} bytes, over ${MAX_HEADER_BYTES}`);
+  }
 }
 
 /** Options of `prove`. */
@@ -485,8 +415,11 @@ export function prove(history: History, svid: Svid, opts: ProveOptions): Record<
     exp: iat + ttl,
     jti: b64u(jti),
   };
-  const proof = signJws(svid, headerJson(svid, PROOF_TYP), canonicalJson(payload));
-  return { ...history.withCerts(svid.chainDer).headers(), [PROOF_HEADER]: proof };
+  const payloadJson = asTheVerifierReads(payload, check.proofFields, check.PROOF);
+  const proof = signJws(svid, headerJson(svid, PROOF_TYP), payloadJson);
+  const sent = history.withCerts(svid.chainDer);
+  withinCaps(sent.entries, sent.certs, proof);
+  return { ...sent.headers(), [PROOF_HEADER]: proof };
 }
 
 /** The decoded (unverified) `workflow-history-proof` of `headers`. */
@@ -496,23 +429,43 @@ export function parseProof(headers: HeadersLike): Jws {
   return Jws.parse(text);
 }
 
+const HOST: ReadonlyArray<readonly [string, string]> = [
+  [HISTORY_HEADER, "history_malformed"],
+  [PROOF_HEADER, "proof_malformed"],
+  [CERTS_HEADER, "cert_malformed"],
+];
+
 /**
- * `History.check` plus the proof's shape, signature and links to the chain
- * (`wid`, `len`, `head`). Not trust validation, see `History.check`.
+ * Step 0 of §7, per header in order: given twice (names compared
+ * case-insensitively) is `header_repeated`, a byte outside 0x21–0x7E is
+ * malformed.
  */
-export function checkProof(headers: HeadersLike, opts: { now?: number } = {}): void {
-  const history = History.parse(headers);
-  history.check(opts);
-  let proof: Jws;
-  try {
-    proof = parseProof(headers);
-  } catch (e) {
-    throw new VerificationError("proof_malformed", (e as Error).message);
-  }
-  checkJws(proof, PROOF_TYP, certsByX5t(history.certs), "proof");
-  const last = history.last;
-  if (last === undefined) throw new VerificationError("history_missing", "a proof without a history");
-  if (proof.payload.wid !== last.wid) throw new VerificationError("proof_wid", "the proof's wid is not the chain's");
-  if (proof.payload.len !== history.length) throw new VerificationError("proof_len", "the proof's len is not the number of entries");
-  if (proof.payload.head !== last.sha256) throw new VerificationError("proof_head", "the proof's head is not the last entry's hash");
+function hostStep(headers: HeadersLike): Array<string | undefined> {
+  const pairs = headerPairs(headers);
+  return HOST.map(([name, malformed]) => {
+    const found = pairs.filter(([k]) => String(k).toLowerCase() === name);
+    if (found.length > 1) throw new VerificationError("header_repeated", `${name} given more than once`);
+    const v = found[0]?.[1];
+    if (v !== undefined && (typeof v !== "string" || !/^[\x21-\x7e]*$/.test(v))) {
+      throw new VerificationError(malformed, `${name} has a byte outside printable ASCII`);
+    }
+    return v;
+  });
+}
+
+/**
+ * Every check of docs/history-format.md §7 that needs no trust bundle, in the
+ * verifier's order, over the three headers: the headers themselves,
+ * certificates, each entry, the proof, the chain, then the proof's bindings.
+ * Throws `VerificationError` with the reason code the verifier gives.
+ *
+ * Give what the server will see to check the bindings too: `peer` (the SPIFFE
+ * ID of the mTLS client certificate; default the proof's own `iss`, so
+ * `proof_holder` still checks that the prover holds the chain), `audience`
+ * (`proof_audience`) and the exact `body` (`proof_body`); `now` defaults to
+ * the current time. Not trust validation: see `History.check`.
+ */
+export function checkProof(headers: HeadersLike, ctx: CheckContext = {}): void {
+  const [history, proof, certs] = hostStep(headers);
+  check.checkRequest(history, proof, certs, { ...ctx, now: ctx.now ?? nowSeconds() });
 }

@@ -8,8 +8,15 @@
  */
 
 export { CALL_CLAIM, CallError, argsSha256, callClaim, canonical } from "./call.js";
-export { EncodingError, b64u, b64uDecode, canonicalJson, isSpiffeId, sha256B64u, strictJsonObject, type JsonObject } from "./codec.js";
+export { EncodingError, b64u, b64uDecode, canonicalJson, isSpiffeId, sha256B64u } from "./codec.js";
+export { DuplicateMember, JsonError, parseJson, strictJsonObject, type JsonObject } from "./json.js";
 export {
+  CLOCK_SKEW,
+  MAX_CERTS,
+  MAX_CLAIMS_BYTES,
+  MAX_ENTRIES,
+  MAX_HEADER_BYTES,
+  MAX_PROOF_TTL,
   CERTS_HEADER,
   HISTORY_HEADER,
   PROOF_HEADER,
@@ -25,6 +32,7 @@ export {
   signJws,
   verifySignature,
   type AppendOptions,
+  type CheckContext,
   type HeadersLike,
   type ProveOptions,
 } from "./history.js";

@@ -25,6 +25,8 @@ export interface Vector {
   body: string;
   entries: number;
   expect: string;
+  /** Decided before any certificate is judged against a trust bundle: the holder's check gives the same verdict. */
+  holder_check?: boolean;
   now: number;
   peer: string;
   "workflow-history": string;
@@ -34,6 +36,8 @@ export interface Vector {
 
 export interface Vectors {
   audience: string;
+  /** The limits every implementation shares (docs/history-format.md §8). */
+  limits: Record<string, number>;
   ok_decoded: {
     body_sha256: string;
     entries: Array<{ header: string; payload: string; sha256: string }>;

@@ -6,6 +6,7 @@ import { describe, it } from "node:test";
 
 import {
   b64uDecode,
+  canonical,
   checkProof,
   History,
   HistoryError,
@@ -141,5 +142,59 @@ describe("signing", () => {
       assert.ok(!isSpiffeId(bad), bad);
     }
     assert.ok(!isSpiffeId("spiffe://example.org", { requirePath: true }));
+  });
+});
+
+describe("signers refuse what the verifier refuses, measured as the verifier measures", () => {
+  const nested = (arrays: number): unknown => (arrays === 0 ? 0 : [nested(arrays - 1)]);
+  const append = (claims: unknown, extra: Record<string, unknown> = {}) =>
+    new History().append(f, { step: "s", next: f.spiffeId, claims: claims as Record<string, unknown>, iat: NOW, ...extra });
+
+  it("claims up to 2048 bytes as RFC 8785 are signed, one more is not", () => {
+    // {"pad":"…"} is 10 bytes around the string; `1E2`-style spellings do not arise in JS values.
+    const at = { pad: "x".repeat(2038) };
+    assert.equal(canonical(at).length, 2048);
+    append(at).check({ now: NOW });
+    assert.throws(() => append({ pad: "x".repeat(2039) }), /claims_too_large/);
+    // Escapes count as RFC 8785 writes them: "\u0001" is 6 bytes.
+    assert.throws(() => append({ pad: "\u0001".repeat(340) }), /claims_too_large/);
+  });
+
+  for (const [name, claims, reason] of [
+    ["2^53", { n: 2 ** 53 }, /member_type/],
+    ["-2^53 in an array", { n: [-(2 ** 53)] }, /member_type/],
+    ["1e300", { n: 1e300 }, /member_type/],
+    ["a big bigint", { n: 2n ** 64n }, /member_type/],
+    ["33 levels", { d: nested(31) }, /history_malformed/],
+    ["a lone surrogate", { s: "\ud800" }, /history_malformed/],
+    ["NaN", { n: NaN }, /not JSON/],
+    ["a function", { f: () => 1 }, /not JSON/],
+  ] as const) {
+    it(`claims with ${name} are not signed`, () => {
+      assert.throws(() => append(claims), (e: unknown) => e instanceof HistoryError && reason.test(e.message));
+    });
+  }
+
+  it("claims at the limits are signed and check", () => {
+    const h = append({ d: nested(30) }).append(f, { step: "s", next: f.spiffeId, claims: { n: 2 ** 53 - 1, m: -(2 ** 53 - 1), b: 7n }, iat: NOW });
+    h.check({ now: NOW });
+  });
+
+  it("times and jti the verifier refuses are not signed", () => {
+    assert.throws(() => append(undefined, { iat: 2 ** 53 - 10, ttl: 100 }), /member_type/);
+    const h = append(undefined);
+    assert.throws(() => prove(h, f, { audience: "aud", body: "", now: NOW, jti: new Uint8Array(193) }), /member_type/);
+    prove(h, f, { audience: "aud", body: "", now: NOW, jti: new Uint8Array(192) });
+  });
+
+  it("headers over the caps are not produced", () => {
+    let h = new History();
+    assert.throws(() => {
+      for (let i = 0; i < 32; i++) h = h.append(f, { step: `s${i}`, next: f.spiffeId, claims: { pad: "x".repeat(2000) }, iat: NOW });
+    }, /workflow-history would be/);
+    assert.ok(h.length > 10 && h.length < 32);
+    assert.ok(h.headers()["workflow-history"]!.length <= 49152);
+    h.check({ now: NOW });
+    assert.throws(() => prove(append(undefined), f, { audience: "a".repeat(49152), body: "", now: NOW }), /workflow-history-proof would be/);
   });
 });

@@ -1,4 +1,5 @@
-"""Byte-exact encodings of docs/history-format.md §2."""
+"""Byte-exact encodings of docs/history-format.md §2 (strict JSON reading is
+`_json.py`, RFC 8785 is `_jcs.py`), and SPIFFE IDs (§9)."""
 
 from __future__ import annotations
 
@@ -46,33 +47,12 @@ def sha256_b64u(data: bytes) -> str:
 
 def canonical_json(value: Any) -> bytes:
     """Compact JSON, members in lexicographic order, UTF-8: the form the
-    reference signer writes and the form the `claims` size is measured in."""
+    reference signer writes (the `claims` size is measured as RFC 8785, `_jcs.py`)."""
     return json.dumps(
         value, separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise EncodingError(f"duplicate JSON member {k!r}")
-        out[k] = v
-    return out
-
-
-def strict_json_object(data: bytes) -> dict[str, Any]:
-    """A JSON object with no member twice at any depth."""
-    try:
-        value = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise EncodingError(f"not JSON: {e}") from e
-    if not isinstance(value, dict):
-        raise EncodingError("not a JSON object")
-    return value
-
-
-_SEGMENT = r"[A-Za-z0-9._-]+"
 _SPIFFE_ID = re.compile(r"spiffe://[a-z0-9._-]+(?:/[A-Za-z0-9._-]+)*")
 
 
@@ -82,7 +62,9 @@ def is_spiffe_id(value: object, *, require_path: bool = False) -> bool:
         return False
     if _SPIFFE_ID.fullmatch(value) is None:
         return False
-    path = value[len("spiffe://") :].partition("/")[2]
+    trust_domain, _, path = value[len("spiffe://") :].partition("/")
+    if len(trust_domain) > 255:
+        return False
     segments = path.split("/") if path else []
     if any(s in (".", "..") for s in segments):
         return False

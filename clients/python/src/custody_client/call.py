@@ -4,22 +4,19 @@ as the Custody filter computes it for the request it decides.
 
     claims = {"amount": 12000, "call": call_claim({"name": "refund", "arguments": {"order_id": "o-1", "amount": 12000}})}
 
-RFC 8785 (JCS) comes from the `rfc8785` package."""
+RFC 8785 (JCS) comes from the `rfc8785` package (`_jcs.py`)."""
 
 from __future__ import annotations
 
 import hashlib
 from typing import Any, Mapping
 
-import rfc8785
-
+from custody_client import _jcs
 from custody_client._codec import b64u
+from custody_client._jcs import MAX_SAFE_INTEGER, JcsError, check_safe_numbers  # noqa: F401 - MAX_SAFE_INTEGER re-exported
 
 # The one member of `claims` that carries the call claim.
 CALL_CLAIM = "call"
-# 2^53 - 1: a number beyond it does not pin one value under JCS.
-MAX_SAFE_INTEGER = 2**53 - 1
-
 _KEYS = {"tools/call": ("tool", "name"), "prompts/get": ("prompt", "name"), "resources/read": ("resource", "uri")}
 
 
@@ -30,32 +27,18 @@ class CallError(ValueError):
 def canonical(value: Any) -> bytes:
     """The RFC 8785 canonical form of `value` (UTF-8)."""
     try:
-        return rfc8785.dumps(value)
-    except (rfc8785.CanonicalizationError, TypeError, ValueError) as e:
-        raise CallError(f"cannot canonicalize: {e}") from e
-
-
-def _check_safe_numbers(value: Any) -> None:
-    stack = [value]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, bool) or v is None or isinstance(v, str):
-            continue
-        if isinstance(v, (int, float)):
-            if not abs(v) <= MAX_SAFE_INTEGER:  # also refuses NaN
-                raise CallError("a number's magnitude is above 2^53 - 1")
-        elif isinstance(v, Mapping):
-            stack.extend(v.values())
-        elif isinstance(v, (list, tuple)):
-            stack.extend(v)
-        else:
-            raise CallError(f"not a JSON value: {type(v).__name__}")
+        return _jcs.canonical(value)
+    except JcsError as e:
+        raise CallError(str(e)) from e
 
 
 def args_sha256(arguments: Mapping[str, Any] | None) -> str:
     """base64url SHA-256 of the canonical arguments; `None` is `{}`."""
     arguments = {} if arguments is None else arguments
-    _check_safe_numbers(arguments)
+    try:
+        check_safe_numbers(arguments)
+    except JcsError as e:
+        raise CallError(str(e)) from e
     return b64u(hashlib.sha256(canonical(arguments)).digest())
 
 

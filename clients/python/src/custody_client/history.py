@@ -1,61 +1,41 @@
 """Signed workflow history (docs/history-format.md): entries, appending,
-per-request proofs, and a signature/link check for self-tests."""
+per-request proofs, and the holder's check (`_check.py`: §7 without the
+trust bundle)."""
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, TypeVar
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from custody_client._codec import (
-    EncodingError,
-    b64u,
-    b64u_decode,
-    canonical_json,
-    is_spiffe_id,
-    sha256_b64u,
-    strict_json_object,
+from custody_client import _check
+from custody_client._check import (
+    ALG,
+    CLOCK_SKEW,
+    ENTRY_TYP,
+    MAX_CERTS,
+    MAX_CLAIMS_BYTES,
+    MAX_ENTRIES,
+    MAX_HEADER_BYTES,
+    MAX_PROOF_TTL,
+    PROOF_TYP,
+    X5T,
+    Part,
+    verify_signature,
 )
+from custody_client._codec import EncodingError, b64u, b64u_decode, canonical_json, is_spiffe_id, sha256_b64u
+from custody_client._errors import HistoryError, NotHolderError, VerificationError
+from custody_client._json import strict_json_object
 from custody_client.call import CALL_CLAIM, CallError, call_claim
-from custody_client.svid import P256_N, Svid, SvidError, spiffe_id_of
+from custody_client.svid import Svid
 
 HISTORY_HEADER = "workflow-history"
 PROOF_HEADER = "workflow-history-proof"
 CERTS_HEADER = "workflow-history-certs"
-
-ALG = "ES256"
-ENTRY_TYP = "wfh+jwt"
-PROOF_TYP = "wfh-proof+jwt"
-X5T = "x5t#S256"
-
-MAX_ENTRIES = 32
-MAX_CLAIMS_BYTES = 2048
-MAX_PROOF_TTL = 60
-CLOCK_SKEW = 30
-
-
-class HistoryError(ValueError):
-    """A history cannot be read, appended to or proven."""
-
-
-class NotHolderError(HistoryError):
-    """The signer is not the holder the last entry named (`nxt`)."""
-
-
-class VerificationError(HistoryError):
-    """A check of `History.check` failed; `reason` is the §7 reason code."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 def _now() -> int:
@@ -70,34 +50,6 @@ def sign_jws(svid: Svid, header_json: bytes, payload_json: bytes) -> str:
     """A compact JWS of these exact header and payload bytes, ES256, low-S."""
     signing_input = f"{b64u(header_json)}.{b64u(payload_json)}"
     return f"{signing_input}.{b64u(svid.sign(signing_input.encode('ascii')))}"
-
-
-def verify_signature(jws: str, cert: x509.Certificate | bytes) -> bool:
-    """True when `jws` carries a valid ES256 signature (64-byte `r || s`,
-    r and s in range, low-S) by the P-256 key of `cert` (object or DER).
-    Checks only the signature, not the certificate."""
-    if isinstance(cert, bytes):
-        cert = x509.load_der_x509_certificate(cert)
-    key = cert.public_key()
-    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
-        return False
-    signing_input, dot, sig_text = jws.rpartition(".")
-    if not dot:
-        return False
-    try:
-        sig = b64u_decode(sig_text)
-    except EncodingError:
-        return False
-    if len(sig) != 64:
-        return False
-    r, s = int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big")
-    if not (1 <= r < P256_N and 1 <= s <= P256_N // 2):
-        return False
-    try:
-        key.verify(encode_dss_signature(r, s), signing_input.encode("ascii"), ec.ECDSA(hashes.SHA256()))
-    except (InvalidSignature, UnicodeEncodeError):
-        return False
-    return True
 
 
 _J = TypeVar("_J", bound="Jws")
@@ -332,78 +284,62 @@ class History:
         if claims is not None:
             if not isinstance(claims, Mapping):
                 raise HistoryError("claims must be a JSON object")
-            claims = dict(claims)
-            if len(canonical_json(claims)) > MAX_CLAIMS_BYTES:
-                raise HistoryError(f"claims over {MAX_CLAIMS_BYTES} bytes")
-            payload["claims"] = claims
-        entry = sign_jws(svid, _header_json(svid, ENTRY_TYP), canonical_json(payload))
-        return History(self.entries + (entry,), self.certs).with_certs(svid.chain_der)
+            payload["claims"] = dict(claims)
+        part = Part.entry(seq)
+        payload_json = _as_the_verifier_reads(payload, lambda p: _check.entry_fields(p, part), part)
+        entry = sign_jws(svid, _header_json(svid, ENTRY_TYP), payload_json)
+        out = History(self.entries + (entry,), self.certs).with_certs(svid.chain_der)
+        _within_caps(out.entries, out.certs)
+        return out
 
     # --- checking (not a verifier: no X.509 path validation) -----------------
 
     def check(self, *, now: int | None = None) -> None:
-        """Checks what a holder can check without the trust bundle: every
-        entry's shape, signature (by the certificate its `x5t#S256` names, which
-        must be sent), `iss` = that certificate's SPIFFE ID, and the chain links
-        (`seq`, `prev`, `wid`, custody, order, lifetimes). Raises
-        `VerificationError` with the §7 reason code. It does NOT validate the
-        certificates against a trust bundle: only the server (or
-        `custody history verify`) decides trust."""
+        """The checks of docs/history-format.md §7 a holder can run on the
+        entries without the trust bundle, in the verifier's order: entry
+        count, certificates (count, DER), then each entry (JWS form, header,
+        payload members, claims size, the sent certificate its `x5t#S256`
+        names, `iss` = its SPIFFE ID, the signature), then the chain (`seq`,
+        `prev`, `wid`, custody, order, lifetimes, times against `now` with
+        30 s skew). Raises `VerificationError` with the verifier's reason
+        code. It does NOT judge the certificates against a trust bundle: only
+        the server (or `custody history verify`) decides trust."""
         now = _now() if now is None else now
-        by_x5t = {sha256_b64u(d): d for d in self.certs}
-        parsed: list[Entry] = []
-        for i, text in enumerate(self.entries):
-            try:
-                e = Entry.parse(text)
-            except HistoryError as err:
-                raise VerificationError("history_malformed", f"entry {i}: {err}") from err
-            _check_jws(e, ENTRY_TYP, by_x5t, f"entry {i}")
-            parsed.append(e)
-        for i, e in enumerate(parsed):
-            if e.seq != i:
-                raise VerificationError("chain_seq", f"entry {i} has seq {e.seq}")
-            want_prev = None if i == 0 else parsed[i - 1].sha256
-            if e.prev != want_prev:
-                raise VerificationError("chain_prev", f"entry {i} does not link to entry {i - 1}")
-            if i > 0:
-                if e.wid != parsed[0].wid:
-                    raise VerificationError("chain_wid", f"entry {i} is from another workflow")
-                if e.iss != parsed[i - 1].nxt:
-                    raise VerificationError("chain_custody", f"entry {i} is not by the holder entry {i - 1} named")
-                if e.iat < parsed[i - 1].iat:
-                    raise VerificationError("chain_order", f"entry {i} is older than entry {i - 1}")
-            if e.exp < e.iat:
-                raise VerificationError("entry_lifetime", f"entry {i} expires before it is issued")
-            if e.iat > now + CLOCK_SKEW:
-                raise VerificationError("entry_future", f"entry {i} is issued in the future")
-            if e.exp < now - CLOCK_SKEW:
-                raise VerificationError("entry_expired", f"entry {i} has expired")
+        _check.check_entry_count(self.entries)
+        _check.check_cert_count(len(self.certs))
+        for i, der in enumerate(self.certs):
+            _check.load_cert(der, Part.cert(i))
+        by_x5t = _check.certs_by_x5t(self.certs)
+        entries = [_check.check_entry(text, i, by_x5t) for i, text in enumerate(self.entries)]
+        _check.check_chain(entries, now)
 
 
-def _check_jws(j: Jws, typ: str, by_x5t: Mapping[str, bytes], what: str) -> None:
-    if j.header.get("alg") != ALG:
-        raise VerificationError("signature_alg", f"{what}: alg is not ES256")
-    if j.header.get("typ") != typ:
-        raise VerificationError("header_typ", f"{what}: typ is not {typ}")
-    if set(j.header) != {"alg", "typ", X5T}:
-        raise VerificationError("header_members", f"{what}: header members are not alg, typ, x5t#S256")
-    if len(j.signature) != 64:
-        raise VerificationError("signature_format", f"{what}: signature is not 64 bytes")
-    s = int.from_bytes(j.signature[32:], "big")
-    if s > P256_N // 2:
-        raise VerificationError("signature_high_s", f"{what}: high-S signature")
-    der = by_x5t.get(j.x5t)
-    if der is None:
-        raise VerificationError("cert_missing", f"{what}: no certificate with its x5t#S256")
-    cert = x509.load_der_x509_certificate(der)
+def _as_the_verifier_reads(payload: dict[str, Any], check: Callable[[dict[str, Any]], object], part: Part) -> bytes:
+    """The payload's JSON, once the verifier's rules (§2 JSON, §3/§4 members,
+    claims as RFC 8785) pass on those very bytes: a signer never produces what
+    the verifier refuses."""
     try:
-        signer = spiffe_id_of(cert)
-    except SvidError as err:
-        raise VerificationError("cert_spiffe_id", f"{what}: {err}") from err
-    if j.payload.get("iss") != signer:
-        raise VerificationError("signer_mismatch", f"{what}: iss is not the certificate's SPIFFE ID")
-    if not verify_signature(j.compact, cert):
-        raise VerificationError("signature_invalid", f"{what}: the signature does not verify")
+        data = canonical_json(payload)
+    except (TypeError, ValueError) as e:  # NaN, non-JSON values, lone surrogates (UnicodeEncodeError)
+        raise HistoryError(f"{part.what}: the payload is not JSON: {e}") from e
+    try:
+        check(_check.read_object(data, part, "payload"))
+    except VerificationError as e:
+        raise HistoryError(f"the verifier would refuse this ({e.reason}): {e.detail}") from e
+    return data
+
+
+def _within_caps(entries: tuple[str, ...], certs: tuple[bytes, ...], proof: str = "") -> None:
+    """Refuses headers the verifier refuses for their size (§8)."""
+    if len(certs) > MAX_CERTS:
+        raise HistoryError(f"more than {MAX_CERTS} certificates in {CERTS_HEADER}")
+    for name, size in (
+        (HISTORY_HEADER, sum(map(len, entries)) + len(entries) - 1),
+        (PROOF_HEADER, len(proof)),
+        (CERTS_HEADER, sum(len(b64u(c)) for c in certs) + len(certs) - 1),
+    ):
+        if size > MAX_HEADER_BYTES:
+            raise HistoryError(f"{name} would be {size} bytes, over {MAX_HEADER_BYTES}")
 
 
 def prove(
@@ -443,8 +379,11 @@ def prove(
         "len": len(history), "bdy": sha256_b64u(bytes(body)), "iat": iat, "exp": iat + ttl,
         "jti": b64u(jti),
     }
-    proof = sign_jws(svid, _header_json(svid, PROOF_TYP), canonical_json(payload))
-    out = history.with_certs(svid.chain_der).headers()
+    payload_json = _as_the_verifier_reads(payload, _check.proof_fields, _check.PROOF)
+    proof = sign_jws(svid, _header_json(svid, PROOF_TYP), payload_json)
+    sent = history.with_certs(svid.chain_der)
+    _within_caps(sent.entries, sent.certs, proof)
+    out = sent.headers()
     out[PROOF_HEADER] = proof
     return out
 
@@ -457,27 +396,60 @@ def parse_proof(headers: Mapping[str, str]) -> Jws:
     return Jws.parse(text)
 
 
-def check_proof(headers: Mapping[str, str], *, now: int | None = None) -> None:
-    """`History.check` plus the proof's shape, signature and links to the
-    chain (`wid`, `len`, `head`). Not trust validation, see `History.check`."""
-    history = History.parse(headers)
-    history.check(now=now)
-    try:
-        proof = parse_proof(headers)
-    except HistoryError as err:
-        raise VerificationError("proof_malformed", str(err)) from err
-    _check_jws(proof, PROOF_TYP, {sha256_b64u(d): d for d in history.certs}, "proof")
-    last = history.last
-    assert last is not None
-    if proof.payload.get("wid") != last.wid:
-        raise VerificationError("proof_wid", "the proof's wid is not the chain's")
-    if proof.payload.get("len") != len(history):
-        raise VerificationError("proof_len", "the proof's len is not the number of entries")
-    if proof.payload.get("head") != last.sha256:
-        raise VerificationError("proof_head", "the proof's head is not the last entry's hash")
+_PRINTABLE = re.compile(r"[\x21-\x7e]*")
+_HOST = (
+    (HISTORY_HEADER, "history_malformed"),
+    (PROOF_HEADER, "proof_malformed"),
+    (CERTS_HEADER, "cert_malformed"),
+)
+
+
+def _host_step(headers: Mapping[str, Any]) -> list[str | None]:
+    """Step 0 of §7, per header in order: given twice (names compared
+    case-insensitively) is `header_repeated`, a byte outside 0x21–0x7E is
+    malformed."""
+    out: list[str | None] = []
+    for name, malformed in _HOST:
+        found = [v for k, v in headers.items() if isinstance(k, str) and k.lower() == name]
+        if len(found) > 1:
+            raise VerificationError("header_repeated", f"{name} given more than once")
+        value = found[0] if found else None
+        if value is not None and (not isinstance(value, str) or _PRINTABLE.fullmatch(value) is None):
+            raise VerificationError(malformed, f"{name} has a byte outside printable ASCII")
+        out.append(value)
+    return out
+
+
+def check_proof(
+    headers: Mapping[str, Any],
+    *,
+    now: int | None = None,
+    peer: str | None = None,
+    audience: str | None = None,
+    body: bytes | str | None = None,
+) -> None:
+    """Every check of docs/history-format.md §7 that needs no trust bundle, in
+    the verifier's order, over the three headers: the headers themselves,
+    certificates, each entry, the proof, the chain, then the proof's bindings.
+    Raises `VerificationError` with the reason code the verifier gives.
+
+    Give what the server will see to check the bindings too: `peer` (the
+    SPIFFE ID of the mTLS client certificate; default the proof's own `iss`,
+    so `proof_holder` still checks that the prover holds the chain),
+    `audience` (`proof_audience`) and the exact `body` (`proof_body`; a
+    string is UTF-8); `now` defaults to the current time. Not trust
+    validation: see `History.check`."""
+    history, proof, certs = _host_step(headers)
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    _check.check_request(
+        history, proof, certs, now=_now() if now is None else now, peer=peer, audience=audience,
+        body=None if body is None else bytes(body),
+    )
 
 
 __all__ = [
+    "CLOCK_SKEW", "MAX_CERTS", "MAX_CLAIMS_BYTES", "MAX_ENTRIES", "MAX_HEADER_BYTES", "MAX_PROOF_TTL",
     "CERTS_HEADER", "HISTORY_HEADER", "PROOF_HEADER", "Entry", "History", "HistoryError", "Jws",
     "NotHolderError", "VerificationError", "check_proof", "parse_proof", "prove", "sign_jws",
     "verify_signature",

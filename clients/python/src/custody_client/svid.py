@@ -16,7 +16,6 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from custody_client._codec import is_spiffe_id, sha256_b64u
-from custody_client._der import DerError, uri_sans
 
 StrPath = Union[str, "os.PathLike[str]"]
 
@@ -56,12 +55,10 @@ def spiffe_id_of(cert: x509.Certificate) -> str:
         uris = san.get_values_for_type(x509.UniformResourceIdentifier)
     except x509.ExtensionNotFound as e:
         raise SvidError("the certificate has no subjectAltName") from e
-    except ValueError:
-        # Extensions cryptography will not parse (see _der); read the SAN alone.
-        try:
-            uris = uri_sans(cert.tbs_certificate_bytes)
-        except (DerError, UnicodeDecodeError) as e:
-            raise SvidError(f"cannot read the certificate's SANs: {e}") from e
+    except ValueError as e:
+        # Not DER (e.g. basicConstraints with an explicit `cA FALSE`): the
+        # verifier refuses it too (`cert_malformed`, docs/history-format.md §6.1).
+        raise SvidError(f"the certificate's extensions are not strict DER: {e}") from e
     if len(uris) != 1:
         raise SvidError(f"the certificate has {len(uris)} URI SANs, not exactly one")
     if not is_spiffe_id(uris[0], require_path=True):
