@@ -13,7 +13,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use custody_core::config::Config;
 use custody_core::identity::{from_peer_certificate, Authorities, CertCache, PeerFacts};
 use custody_core::mcp::{self, Target};
-use custody_core::policy::{Request as PolicyRequest, Step};
+use custody_core::policy::{Query, Step};
 use custody_core::rego::{RegoModules, RegoRule};
 use custody_history::sign::{make_proof, ProofFields};
 use custody_history::{Limits, P256Verifier, Verifier, VerifyCache};
@@ -152,7 +152,7 @@ fn bench_policy(c: &mut Criterion) {
             call: None,
         },
     ];
-    let req = PolicyRequest {
+    let req = Query {
         caller: &caller,
         method: "tools/call",
         target: Some(&target),

@@ -14,7 +14,7 @@ use clap::{Subcommand, ValueEnum};
 use custody_core::call::CALL_CLAIM;
 use custody_history::sign::{self, EntryFields, ProofFields, SignError};
 use custody_history::{
-    b64url, Headers, Limits, Refusal, Request, SpiffeId, VerifiedHistory, Verifier,
+    b64url, Headers, Limits, Presented, Refusal, SpiffeId, VerifiedHistory, Verifier,
 };
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -497,7 +497,7 @@ fn verify(a: &VerifyArgs<'_>) -> Result<()> {
         certs: proof.certs.as_deref().or(chain.certs.as_deref()),
     };
     let verified = Verifier::new(&bundle, &limits).verify(
-        &Request {
+        &Presented {
             headers,
             peer: a.peer,
             audience: a.aud,

@@ -12,7 +12,7 @@ use crate::identity::IdentityError;
 use crate::input;
 use crate::ledger::{self, Claim, Claims, Judged};
 use crate::mcp::{self, Target};
-use crate::policy::{Request, Step, Verdict};
+use crate::policy::{Query, Step, Verdict};
 use crate::proof::{self, HistoryHeaders, ProofEnv};
 use crate::reason::Reason;
 use crate::transport::{self, Head, HttpKind};
@@ -224,7 +224,7 @@ impl Pending {
                 history: history.as_ref(),
             })
         });
-        let request = Request {
+        let request = Query {
             caller: &self.caller,
             method: &msg.method,
             target: msg.target.as_ref(),
@@ -299,7 +299,7 @@ fn explain(decision: &mut Decision, outcome: Outcome) {
 fn single_use(
     config: &Config,
     rule: &str,
-    request: &Request,
+    request: &Query,
     history: Option<&VerifiedHistory>,
     claims: &mut Claims,
 ) -> Result<(), Reason> {

@@ -10,7 +10,7 @@
 //! caller and target, else the first that lists the method, else none.
 
 use crate::mcp::Target;
-use crate::policy::{Policy, Request, Requirement, Rule, Step, Verdict};
+use crate::policy::{Policy, Query, Requirement, Rule, Step, Verdict};
 use crate::reason::Reason;
 use crate::rego::RegoOutcome;
 
@@ -152,7 +152,7 @@ impl<'p> Outcome<'p> {
 impl Policy {
     /// [`Policy::evaluate`], with the closest rule and what it lacked when the
     /// request is denied.
-    pub fn decide(&self, req: &Request) -> Outcome<'_> {
+    pub fn decide(&self, req: &Query) -> Outcome<'_> {
         let mut first: Option<(&Rule, Reason, Option<RegoOutcome>)> = None;
         for rule in self.rules.iter().filter(|r| r.applies_to(req)) {
             let (reason, rego) = match rule.requirements_met(req) {
@@ -183,7 +183,7 @@ impl Policy {
     }
 
     /// `no_rule`: the rule that came nearest to applying.
-    fn nearest(&self, req: &Request) -> Outcome<'_> {
+    fn nearest(&self, req: &Query) -> Outcome<'_> {
         let listing = || self.rules.iter().filter(|r| r.matches_method(req.method));
         let misses = |r: &Rule| (!r.matches_caller(req.caller), !r.matches_target(req.target));
         let nearest = listing()
@@ -213,7 +213,7 @@ impl Policy {
     /// Every rule's verdict on the request, in policy order, as the filter
     /// reaches it: caller, method and target; then (for a rule that applies)
     /// every `require` clause; then (when they are all met) its Rego rule.
-    pub fn explain(&self, req: &Request) -> Vec<RuleReport> {
+    pub fn explain(&self, req: &Query) -> Vec<RuleReport> {
         self.rules
             .iter()
             .map(|rule| {
@@ -289,7 +289,7 @@ pub struct RegoReport {
     pub outcome: Option<RegoOutcome>,
 }
 
-fn clause_report(r: &Requirement, req: &Request) -> ClauseReport {
+fn clause_report(r: &Requirement, req: &Query) -> ClauseReport {
     let step = r.step.as_str().to_owned();
     let met = r.met_by(req).map_err(|reason| {
         let why = Why::Step {
@@ -302,7 +302,7 @@ fn clause_report(r: &Requirement, req: &Request) -> ClauseReport {
 }
 
 /// The first `require` clause of `rule` the request's history does not meet.
-fn first_unmet(rule: &Rule, req: &Request) -> Option<Why> {
+fn first_unmet(rule: &Rule, req: &Query) -> Option<Why> {
     rule.require.iter().find_map(|r| {
         let reason = r.met_by(req).err()?;
         Some(Why::Step {
@@ -315,10 +315,10 @@ fn first_unmet(rule: &Rule, req: &Request) -> Option<Why> {
 /// The details of an unmet clause whose overall reason is `reason`: each
 /// entry with the step is judged alone by the clause, and those that got
 /// that reason say by how much.
-fn unmet(r: &Requirement, reason: Reason, req: &Request) -> Unmet {
+fn unmet(r: &Requirement, reason: Reason, req: &Query) -> Unmet {
     let now = req.now;
     let alone = |s: &Step| {
-        let one = Request {
+        let one = Query {
             history: std::slice::from_ref(s),
             ..*req
         };
@@ -407,7 +407,7 @@ mod tests {
     ) -> (Verdict<'static>, Option<String>, Option<(String, String)>) {
         let caller = SpiffeId::parse(caller).unwrap();
         let input = regorus::Value::from(input);
-        let req = Request {
+        let req = Query {
             caller: &caller,
             method,
             target: target.as_ref(),
@@ -643,7 +643,7 @@ mod tests {
         let target = refund();
         let fraud = step("fraud_check", FRAUD, "approved", 9_000);
         let input = regorus::Value::from(json!({"amount": 50}));
-        let req = Request {
+        let req = Query {
             caller: &caller,
             method: "tools/call",
             target: target.as_ref(),
@@ -680,7 +680,7 @@ mod tests {
         assert_eq!(refunds.verdict, Err(Reason::MissingStep));
         let approval = step("human_approval", APPROVALS, "approved", 9_900);
         let history = [fraud, approval];
-        let req = Request {
+        let req = Query {
             history: &history,
             ..req
         };

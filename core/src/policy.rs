@@ -164,7 +164,7 @@ impl TryFrom<RawRule> for Rule {
 
 impl Rule {
     /// Caller, method and target: whether this rule is about this request at all.
-    pub(crate) fn applies_to(&self, req: &Request) -> bool {
+    pub(crate) fn applies_to(&self, req: &Query) -> bool {
         self.matches_caller(req.caller)
             && self.matches_method(req.method)
             && self.matches_target(req.target)
@@ -179,7 +179,7 @@ impl Rule {
     }
 
     /// Every `require` clause met by some verified history step.
-    pub(crate) fn requirements_met(&self, req: &Request) -> Result<(), Reason> {
+    pub(crate) fn requirements_met(&self, req: &Query) -> Result<(), Reason> {
         self.require
             .iter()
             .try_for_each(|r| r.met_by(req).map(|_| ()))
@@ -253,7 +253,7 @@ impl Policy {
 
 /// What the rules are matched against.
 #[derive(Debug, Clone, Copy)]
-pub struct Request<'a> {
+pub struct Query<'a> {
     pub caller: &'a SpiffeId,
     /// JSON-RPC method, or a pseudo-method (`http:GET`, `http:DELETE`, `jsonrpc:response`).
     pub method: &'a str,
@@ -321,7 +321,7 @@ impl Requirement {
     /// (`step_call_mismatch`), too old (`stale_step`), with another result
     /// (`step_result`), by the wrong signer (`step_signer`), or absent
     /// (`missing_step`).
-    pub(crate) fn met_by(&self, req: &Request) -> Result<usize, Reason> {
+    pub(crate) fn met_by(&self, req: &Query) -> Result<usize, Reason> {
         let mut closest = Reason::MissingStep;
         for (i, s) in req
             .history
@@ -435,13 +435,13 @@ impl Policy {
     /// met allows it. Otherwise it is denied with the reason of the closest
     /// rule: the first that applied (e.g. `missing_step`), else `no_rule`.
     /// [`Policy::decide`](crate::explain) also says which rule and why.
-    pub fn evaluate(&self, req: &Request) -> Verdict<'_> {
+    pub fn evaluate(&self, req: &Query) -> Verdict<'_> {
         self.decide(req).verdict
     }
 
     /// A rule's `rego`, if any, evaluated over the input document
     /// (`None`: the rule names none).
-    pub(crate) fn rego_outcome(&self, rule: &Rule, req: &Request) -> Option<RegoOutcome> {
+    pub(crate) fn rego_outcome(&self, rule: &Rule, req: &Query) -> Option<RegoOutcome> {
         let name = rule.rego.as_ref()?;
         Some(match req.input {
             Some(input) => self.modules.eval(name, input),
@@ -451,7 +451,7 @@ impl Policy {
 
     /// The history steps that rule `name`'s `single_use` clauses consume
     /// when it allows `req` (the same steps that met them).
-    pub fn single_use_steps(&self, name: &str, req: &Request) -> Vec<usize> {
+    pub fn single_use_steps(&self, name: &str, req: &Query) -> Vec<usize> {
         let Some(rule) = self.rules.iter().find(|r| r.name == name) else {
             return Vec::new();
         };
@@ -597,7 +597,7 @@ mod tests {
 
     fn decide(p: &Policy, caller: &str, method: &str, target: Option<Target>) -> Verdict<'static> {
         let caller = SpiffeId::parse(caller).unwrap();
-        let req = Request {
+        let req = Query {
             caller: &caller,
             method,
             target: target.as_ref(),
@@ -812,7 +812,7 @@ mod tests {
     fn with_history(p: &Policy, history: &[Step], now: u64) -> Result<String, Reason> {
         let caller = SpiffeId::parse("spiffe://example.org/ns/payments/sa/refund-agent").unwrap();
         let target = Target::Tool("refund".into());
-        let req = Request {
+        let req = Query {
             caller: &caller,
             method: "tools/call",
             target: Some(&target),
@@ -901,7 +901,7 @@ mod tests {
     ) -> Result<String, Reason> {
         let caller = SpiffeId::parse("spiffe://example.org/ns/payments/sa/refund-agent").unwrap();
         let target = Target::Tool("refund".into());
-        let req = Request {
+        let req = Query {
             caller: &caller,
             method: "tools/call",
             target: Some(&target),
@@ -979,7 +979,7 @@ mod tests {
         let p = bound_policy(true);
         let caller = SpiffeId::parse("spiffe://example.org/ns/payments/sa/refund-agent").unwrap();
         let target = Target::Tool("refund".into());
-        let req = |call| Request {
+        let req = |call| Query {
             caller: &caller,
             method: "tools/call",
             target: Some(&target),

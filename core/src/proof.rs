@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::reason::Reason;
 use crate::SpiffeId;
 use custody_history::{
-    EcdsaP256Verifier, Header, Headers, Part, Refusal, ReplayCache, Request, TrustBundle,
+    EcdsaP256Verifier, Header, Headers, Part, Presented, Refusal, ReplayCache, TrustBundle,
     VerifiedHistory, Verifier, VerifyCache,
 };
 
@@ -115,7 +115,7 @@ pub fn verify(
         certs: single(&headers.certs, Header::Certs, Part::Cert(0))?,
     };
     let limits = config.history.verifier_limits();
-    let request = Request {
+    let request = Presented {
         headers: wire,
         peer,
         audience,

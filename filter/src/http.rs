@@ -24,7 +24,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 use std::rc::Rc;
 
-pub struct Request {
+pub struct RequestContext {
     shared: Rc<Shared>,
     decision_id: String,
     /// Set once the head passed and the body is awaited.
@@ -41,9 +41,9 @@ pub struct Request {
     list: Option<ListCall>,
 }
 
-impl Request {
+impl RequestContext {
     pub fn new(shared: Rc<Shared>) -> Self {
-        Request {
+        RequestContext {
             shared,
             decision_id: host::random_id(),
             pending: None,
@@ -56,7 +56,7 @@ impl Request {
     }
 }
 
-impl Context for Request {
+impl Context for RequestContext {
     /// etcd answered (or the call failed): go on waiting, or decide.
     fn on_http_call_response(
         &mut self,
@@ -77,7 +77,7 @@ impl Context for Request {
     }
 }
 
-impl HttpContext for Request {
+impl HttpContext for RequestContext {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         let started = host::now_micros();
         #[cfg(feature = "test-panic")]
@@ -131,7 +131,7 @@ impl HttpContext for Request {
     }
 }
 
-impl Request {
+impl RequestContext {
     fn on_head(&mut self, config: &Config, end_of_stream: bool, started: u64) -> Action {
         let headers = host::request_headers();
         strip_own_headers(&headers);
@@ -239,7 +239,7 @@ impl Request {
     }
 }
 
-impl Request {
+impl RequestContext {
     /// Whether the response of this forwarded request is a list to filter:
     /// a list method, or a resumed stream (which may replay one).
     fn list_call(&self, config: &Config, decision: &Decision) -> Option<ListCall> {
@@ -262,7 +262,7 @@ impl Request {
 }
 
 /// Stages 3-5, with this VM's caches and the ECDSA verifier; the claims are
-/// left to [`Request::settle`].
+/// left to [`RequestContext::settle`].
 fn judge_body(shared: &Shared, config: &Config, pending: &Pending, body: &[u8]) -> Judged {
     let mut verified = shared.verified.borrow_mut();
     let trust = shared.trust.borrow();

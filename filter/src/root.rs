@@ -17,7 +17,7 @@
 //! the leases requests will need.
 
 use crate::bundles::{self, Bundles};
-use crate::http::Request;
+use crate::http::RequestContext;
 use crate::ledger::{self, Granter};
 use crate::metrics::Metrics;
 use crate::shared::Shared;
@@ -175,7 +175,7 @@ impl RootContext for Root {
             .shared
             .clone()
             .unwrap_or_else(|| Rc::new(Shared::unconfigured()));
-        Some(Box::new(Request::new(shared)))
+        Some(Box::new(RequestContext::new(shared)))
     }
 
     fn get_type(&self) -> Option<ContextType> {

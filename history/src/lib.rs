@@ -47,5 +47,5 @@ pub use jws::{
 };
 pub use spiffe::{SpiffeId, SpiffeIdError};
 pub use verify::{
-    entry_hash, Headers, Limits, Request, VerifiedEntry, VerifiedHistory, VerifiedProof, Verifier,
+    entry_hash, Headers, Limits, Presented, VerifiedEntry, VerifiedHistory, VerifiedProof, Verifier,
 };

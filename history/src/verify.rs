@@ -74,9 +74,10 @@ pub struct Headers<'a> {
     pub certs: Option<&'a str>,
 }
 
-/// One request to verify.
+/// What one request presents for verification: its history headers, the
+/// caller, the audience it must name, its body and the time.
 #[derive(Clone, Copy, Debug)]
-pub struct Request<'a> {
+pub struct Presented<'a> {
     pub headers: Headers<'a>,
     /// The SPIFFE ID of the mTLS peer (from the verified client certificate).
     pub peer: &'a SpiffeId,
@@ -168,7 +169,7 @@ impl<'a> Verifier<'a> {
     /// `docs/history-format.md` for the checks and their order.
     pub fn verify(
         &self,
-        req: &Request<'_>,
+        req: &Presented<'_>,
         mut cache: Option<&mut VerifyCache>,
     ) -> Result<VerifiedHistory, Refusal> {
         let lim = self.limits;

@@ -169,7 +169,7 @@ fn dev_ca_issues_verifiable_svids() {
     use custody_history::sign::{
         append_entry, certs_header, make_proof, EntryFields, ProofFields, Signer,
     };
-    use custody_history::{Headers, Limits, Request, SpiffeId, TrustBundle, Verifier};
+    use custody_history::{Headers, Limits, Presented, SpiffeId, TrustBundle, Verifier};
     let ca = dev_ca::init("example.org").unwrap();
     let a = "spiffe://example.org/ns/a/sa/agent";
     let b = "spiffe://example.org/ns/b/sa/caller";
@@ -220,7 +220,7 @@ fn dev_ca_issues_verifiable_svids() {
         }
         let limits = Limits::default();
         let peer = SpiffeId::parse(b).unwrap();
-        let req = Request {
+        let req = Presented {
             headers: Headers {
                 history: Some(&h),
                 proof: Some(&p),

@@ -10,7 +10,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use custody_testkit as common;
 
-use custody_history::{Headers, Limits, Request, SpiffeId, Verifier};
+use custody_history::{Headers, Limits, Presented, SpiffeId, Verifier};
 use serde_json::Value;
 
 const VECTORS: &str = include_str!("../testdata/vectors.json");
@@ -27,7 +27,7 @@ fn vectors_give_their_verdicts() {
     for v in vectors {
         let name = v["name"].as_str().unwrap();
         let peer = SpiffeId::parse(v["peer"].as_str().unwrap()).unwrap();
-        let req = Request {
+        let req = Presented {
             headers: Headers {
                 history: v["workflow-history"].as_str(),
                 proof: v["workflow-history-proof"].as_str(),

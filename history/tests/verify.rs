@@ -16,8 +16,8 @@ use custody_history::sign::{
 };
 use custody_history::{
     b64url, b64url_decode, entry_hash, sha256, Code, EcdsaP256Verifier, Headers, Limits,
-    P256Verifier, Refusal, ReplayCache, Request, SpiffeId, TrustBundle, VerifiedHistory, Verifier,
-    VerifyCache, ENTRY_TYP, PROOF_TYP,
+    P256Verifier, Presented, Refusal, ReplayCache, SpiffeId, TrustBundle, VerifiedHistory,
+    Verifier, VerifyCache, ENTRY_TYP, PROOF_TYP,
 };
 use serde_json::{json, Value};
 
@@ -136,7 +136,7 @@ impl Case {
     ) -> Result<VerifiedHistory, Refusal> {
         let history = self.history();
         let peer = SpiffeId::parse(&self.peer).unwrap();
-        let req = Request {
+        let req = Presented {
             headers: Headers {
                 history: if self.entries.is_empty() {
                     None

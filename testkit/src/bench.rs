@@ -115,8 +115,8 @@ pub fn signed(n: usize, wid: &str) -> Signed {
 pub fn request<'a>(
     s: &'a Signed,
     peer: &'a custody_history::SpiffeId,
-) -> custody_history::Request<'a> {
-    custody_history::Request {
+) -> custody_history::Presented<'a> {
+    custody_history::Presented {
         headers: custody_history::Headers {
             history: Some(&s.history),
             proof: Some(&s.proof),

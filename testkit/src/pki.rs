@@ -8,8 +8,8 @@ use custody_history::sign::{
     append_entry, certs_header, make_proof, EntryFields, ProofFields, Signer,
 };
 use custody_history::{
-    b64url, b64url_decode, sha256, EcdsaP256Verifier, Headers, Limits, Refusal, Request, SpiffeId,
-    TrustBundle, VerifiedHistory, Verifier, VerifyCache, ALG, ENTRY_TYP, PROOF_TYP, X5T,
+    b64url, b64url_decode, sha256, EcdsaP256Verifier, Headers, Limits, Presented, Refusal,
+    SpiffeId, TrustBundle, VerifiedHistory, Verifier, VerifyCache, ALG, ENTRY_TYP, PROOF_TYP, X5T,
 };
 use rcgen::{
     BasicConstraints, Certificate, CertificateParams, DistinguishedName, DnType,
@@ -227,7 +227,7 @@ impl OneEntry {
         ecdsa: &dyn EcdsaP256Verifier,
         cache: Option<&mut VerifyCache>,
     ) -> Result<VerifiedHistory, Refusal> {
-        let req = Request {
+        let req = Presented {
             headers: Headers {
                 history: Some(&self.history),
                 proof: Some(&self.proof),

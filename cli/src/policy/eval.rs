@@ -11,7 +11,7 @@ use crate::util::{read_bytes_or_stdin, unix_now};
 use custody_core::call;
 use custody_core::explain::{RuleReport, Why};
 use custody_core::mcp::Target;
-use custody_core::policy::{Policy, Request, Step, Verdict};
+use custody_core::policy::{Policy, Query, Step, Verdict};
 use custody_core::reason::Reason;
 use custody_core::rego::RegoOutcome;
 use custody_core::SpiffeId;
@@ -227,7 +227,7 @@ pub fn evaluate(policy: &Policy, doc: &mut Value, default_now: u64) -> Result<Ev
         .collect();
     let call = call::claim(&method, target.as_ref(), doc_ref["mcp"].get("arguments")).ok();
     let rego_input = regorus::Value::from(doc_ref.clone());
-    let request = Request {
+    let request = Query {
         caller: &caller,
         method: &method,
         target: target.as_ref(),
