@@ -4,7 +4,7 @@
 //! JSON-RPC reply, and which counter to bump. The filter only applies it.
 
 use crate::config::{HeaderMode, Mode};
-use crate::decide::Decision;
+use crate::decision::Decision;
 use crate::reason::Reason;
 use crate::reply;
 

@@ -2,7 +2,7 @@
 //! `trust_domains.<td>.bundle_endpoint` (docs/configuration.md). The filter
 //! fetches the trust domain's SPIFFE bundle through an Envoy cluster on a
 //! timer; this module is everything about it that is not a host call:
-//! the endpoint's settings and what an answer must be ([`fetch`]), when to
+//! the endpoint's settings and what an answer must be ([`crate::bundle_fetch`]), when to
 //! ask and how long a bundle may be used ([`schedule`]), the record all
 //! VMs of one Envoy share ([`Record`], [`merge`]), what one VM holds
 //! ([`Watch`]) and the trust bundle in effect ([`trust_in_effect`]).
@@ -13,12 +13,11 @@
 //! stops being used. So no answer, and no failure to answer, makes Custody
 //! trust more than the newest bundle the endpoint served.
 
-pub mod fetch;
 pub mod schedule;
 
+use crate::bundle_fetch::{self, BundleEndpoint, Sequence};
 use crate::config::{Config, TrustSource};
 use custody_history::TrustBundle;
-use fetch::{BundleEndpoint, Sequence};
 
 /// A trust domain's bundle as a VM holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +57,7 @@ impl Held {
         let Some(json) = &source.spiffe_bundle else {
             return Ok(None);
         };
-        let b = fetch::read(trust_domain, &json.to_string(), Sequence::Optional)?;
+        let b = bundle_fetch::read(trust_domain, &json.to_string(), Sequence::Optional)?;
         Ok(Some(Held {
             source: Source::Spiffe(b.json),
             sequence: b.sequence,
@@ -68,7 +67,7 @@ impl Held {
     }
 
     /// A bundle the endpoint served at `now`.
-    pub fn fetched(bundle: fetch::Bundle, now: u64) -> Held {
+    pub fn fetched(bundle: bundle_fetch::Bundle, now: u64) -> Held {
         Held {
             source: Source::Spiffe(bundle.json),
             sequence: bundle.sequence,
@@ -91,7 +90,7 @@ impl Held {
 
     /// The bundle of a record, checked again like a fetched one.
     pub fn from_record(trust_domain: &str, record: &Record) -> Result<Held, String> {
-        let b = fetch::read(trust_domain, &record.json, Sequence::Required)?;
+        let b = bundle_fetch::read(trust_domain, &record.json, Sequence::Required)?;
         if b.sequence != Some(record.sequence) {
             return Err("the record's sequence is not its bundle's".into());
         }
@@ -381,7 +380,7 @@ impl Watch {
 /// with its watch's bundle while that is fresh (none otherwise: its SVIDs
 /// are then refused). Built from scratch, so nothing of a replaced bundle
 /// survives. The errors (a domain left out, so trusting less) cannot happen
-/// for sources that passed [`Config::from_json`] and [`fetch::read`]; they
+/// for sources that passed [`Config::from_json`] and [`bundle_fetch::read`]; they
 /// are returned to be logged.
 pub fn trust_in_effect(config: &Config, watches: &[Watch], now: u64) -> (TrustBundle, Vec<String>) {
     let mut trust = TrustBundle::new();

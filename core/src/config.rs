@@ -3,7 +3,7 @@
 //! Parsed once per VM; anything unknown or invalid is an error, and the
 //! filter then refuses every request.
 
-use crate::bundles::fetch::{self, BundleEndpoint};
+use crate::bundle_fetch::{self, BundleEndpoint};
 use crate::policy::Policy;
 use crate::SpiffeId;
 use custody_history::TrustBundle;
@@ -155,6 +155,10 @@ pub enum Backend {
     /// An etcd cluster shared by every replica: once per etcd cluster.
     Etcd,
 }
+
+/// The most `single_use` clauses one rule may have with the etcd ledger
+/// (one transaction takes every claim; etcd's default cap is 128 operations).
+pub const MAX_STEP_CLAIMS: usize = 63;
 
 /// The etcd cluster, reached through an Envoy cluster (etcd's JSON gateway).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -360,8 +364,12 @@ impl Config {
                     endpoint.check(&format!("trust_domains.{domain}.bundle_endpoint"))?;
                     // The bundle to start from is read as a fetched one is.
                     if let Some(json) = &source.spiffe_bundle {
-                        fetch::read(domain, &json.to_string(), fetch::Sequence::Optional)
-                            .map_err(|e| format!("trust_domains.{domain}.spiffe_bundle: {e}"))?;
+                        bundle_fetch::read(
+                            domain,
+                            &json.to_string(),
+                            bundle_fetch::Sequence::Optional,
+                        )
+                        .map_err(|e| format!("trust_domains.{domain}.spiffe_bundle: {e}"))?;
                     }
                 }
             }
@@ -437,7 +445,7 @@ impl Config {
         self.ledger.check()?;
         if self.ledger.etcd().is_some() {
             // One etcd transaction takes every claim of a request.
-            let most = crate::ledger::MAX_STEP_CLAIMS;
+            let most = MAX_STEP_CLAIMS;
             if let Some(rule) = self
                 .policy
                 .rules

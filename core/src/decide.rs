@@ -7,11 +7,12 @@
 
 use crate::call;
 use crate::config::Config;
+use crate::decision::Decision;
 use crate::explain::Outcome;
 use crate::identity::IdentityError;
 use crate::input;
 use crate::ledger::{self, Claim, Claims, Judged};
-use crate::mcp::{self, Target};
+use crate::mcp;
 use crate::policy::{Query, Step, Verdict};
 use crate::proof::{self, HistoryHeaders, ProofEnv};
 use crate::reason::Reason;
@@ -19,62 +20,6 @@ use crate::transport::{self, Head, HttpKind};
 use crate::SpiffeId;
 use custody_history::VerifiedHistory;
 use serde_json::Value;
-
-/// The outcome of one request, before `mode` is applied.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Decision {
-    /// `Ok(rule name)` or `Err(reason)`.
-    pub verdict: Result<String, Reason>,
-    pub caller: Option<String>,
-    pub method: Option<String>,
-    pub target: Option<Target>,
-    /// The JSON-RPC id, echoed in a refusal.
-    pub id: Option<Value>,
-    /// Why, for the log (never sent to the caller).
-    pub detail: Option<String>,
-    /// The verified workflow id, if the request carried a history.
-    pub workflow: Option<String>,
-    /// Entries in the verified history.
-    pub history_len: usize,
-    /// For a denial by the rules: the closest rule (docs/policy.md).
-    pub closest_rule: Option<String>,
-    /// What the closest rule lacked, in words safe to hand the upstream
-    /// (`x-custody-decision` in audit mode): policy names and numbers only.
-    pub public_detail: Option<String>,
-    /// The Rego input document, redacted, with `debug.log_input`.
-    pub input: Option<Value>,
-}
-
-impl Decision {
-    pub fn refuse(reason: Reason) -> Self {
-        Decision {
-            verdict: Err(reason),
-            caller: None,
-            method: None,
-            target: None,
-            id: None,
-            detail: None,
-            workflow: None,
-            history_len: 0,
-            closest_rule: None,
-            public_detail: None,
-            input: None,
-        }
-    }
-
-    fn with_detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
-        self
-    }
-
-    pub fn is_allowed(&self) -> bool {
-        self.verdict.is_ok()
-    }
-
-    pub fn reason(&self) -> Option<Reason> {
-        self.verdict.as_ref().err().copied()
-    }
-}
 
 /// What the head established, carried until the body is complete.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -319,6 +264,7 @@ fn single_use(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::mcp::Target;
     use custody_history::{P256Verifier, ReplayCache};
     use serde_json::json;
     #[cfg(target_arch = "wasm32")]

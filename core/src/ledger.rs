@@ -15,7 +15,7 @@ pub mod etcd;
 pub mod lease;
 
 use crate::config::Config;
-use crate::decide::Decision;
+use crate::decision::Decision;
 use crate::proof::ReplayGuard;
 use crate::reason::Reason;
 use custody_history::{b64url, sha256, Code, Refusal, VerifiedEntry};
@@ -25,10 +25,6 @@ use custody_history::{b64url, sha256, Code, Refusal, VerifiedEntry};
 /// and its signer's `notAfter` both further away) is refused
 /// `single_use_too_long` by a `single_use` clause rather than forgotten early.
 pub const MAX_SINGLE_USE_SECS: u64 = 7 * 24 * 3600;
-
-/// The most `single_use` clauses one rule may have with the etcd ledger
-/// (one transaction takes every claim; etcd's default cap is 128 operations).
-pub const MAX_STEP_CLAIMS: usize = 63;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

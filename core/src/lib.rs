@@ -1,6 +1,6 @@
 //! The pure core of Custody: every stage a request passes through, as plain
 //! functions over plain data. Nothing here knows about Envoy or proxy-wasm;
-//! the filter crate gathers the inputs and applies the [`decide::Decision`].
+//! the filter crate gathers the inputs and applies the [`decision::Decision`].
 //!
 //! Stages, in request order: [`identity`] → [`transport`] → [`mcp`] →
 //! [`proof`] → [`decide`] (over [`policy`], claims settled by [`ledger`]) →
@@ -8,10 +8,12 @@
 //! [`reason`] is the one table of refusal reasons, their HTTP status and JSON-RPC code.
 
 pub mod act;
+pub mod bundle_fetch;
 pub mod bundles;
 pub mod call;
 pub mod config;
 pub mod decide;
+pub mod decision;
 pub mod duration;
 pub mod explain;
 pub mod glob;

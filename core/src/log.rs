@@ -2,7 +2,7 @@
 //! for a list response a second line once its body was filtered.
 
 use crate::config::Mode;
-use crate::decide::Decision;
+use crate::decision::Decision;
 use crate::listing::{ListResponse, Outcome};
 use serde::Serialize;
 

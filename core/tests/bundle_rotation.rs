@@ -9,7 +9,8 @@
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
-use custody_core::bundles::{self, fetch, Held, Merge, Record, Watch};
+use custody_core::bundle_fetch as fetch;
+use custody_core::bundles::{self, Held, Merge, Record, Watch};
 use custody_core::config::Config;
 use custody_core::decide::on_head;
 use custody_core::identity::{from_peer_certificate, CertCache, PeerFacts};

@@ -6,7 +6,8 @@
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use custody_core::config::Config;
-use custody_core::decide::{on_head, Decision};
+use custody_core::decide::on_head;
+use custody_core::decision::Decision;
 use custody_core::ledger::{Judged, Kind, MAX_SINGLE_USE_SECS};
 use custody_core::proof::{ProofEnv, CERTS_HEADER, HISTORY_HEADER, PROOF_HEADER};
 use custody_core::reason::Reason;

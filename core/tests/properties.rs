@@ -6,7 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use custody_core::config::Config;
-use custody_core::decide::{on_head, Decision};
+use custody_core::decide::on_head;
+use custody_core::decision::Decision;
 use custody_core::glob::Glob;
 use custody_core::json::{parse_strict, JsonError};
 use custody_core::proof::ProofEnv;

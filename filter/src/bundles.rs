@@ -13,7 +13,7 @@
 
 use crate::host;
 use crate::shared::Shared;
-use custody_core::bundles::fetch::{self, MAX_BUNDLE_BYTES};
+use custody_core::bundle_fetch::{self, MAX_BUNDLE_BYTES};
 use custody_core::bundles::{self, Adopted, Held, Merge, Record, Watch};
 use custody_core::config::Config;
 use custody_history::TrustBundle;
@@ -136,7 +136,7 @@ impl Bundles {
         let Some(domain) = self.watches.get(i).map(|w| w.trust_domain.clone()) else {
             return true;
         };
-        let kept = fetch::answer(&domain, status, body.as_deref()).and_then(|bundle| {
+        let kept = bundle_fetch::answer(&domain, status, body.as_deref()).and_then(|bundle| {
             let fetched = Held::fetched(bundle, now);
             let Some(offered) = fetched.record() else {
                 return Err("the bundle has no spiffe_sequence".to_owned());
@@ -255,7 +255,7 @@ fn warn(domain: &str, message: &str) {
     );
 }
 
-fn log_start(domain: &str, endpoint: &fetch::BundleEndpoint, held: Option<&Held>) {
+fn log_start(domain: &str, endpoint: &bundle_fetch::BundleEndpoint, held: Option<&Held>) {
     let from = match held {
         Some(Held {
             sequence: Some(s), ..

@@ -12,7 +12,7 @@ use crate::host;
 use crate::replay::SharedReplay;
 use crate::shared::Shared;
 use custody_core::config::{Config, Etcd};
-use custody_core::decide::Decision;
+use custody_core::decision::Decision;
 use custody_core::ledger::etcd;
 use custody_core::ledger::lease::{self, Bucket};
 use custody_core::ledger::{self, Answer, Asking};

@@ -9,7 +9,8 @@
 use super::dev_pki::Pki;
 use super::eval;
 use custody_core::config::Config;
-use custody_core::decide::{on_head, Decision};
+use custody_core::decide::on_head;
+use custody_core::decision::Decision;
 use custody_core::policy::Policy;
 use custody_core::proof::{ProofEnv, CERTS_HEADER, HISTORY_HEADER, PROOF_HEADER};
 use custody_core::reason::Reason;

@@ -10,7 +10,7 @@
 //!   configuration) last vouched for it; then its trust domain trusts nothing
 //!   until the endpoint answers again.
 
-use super::fetch::BundleEndpoint;
+use crate::bundle_fetch::BundleEndpoint;
 
 /// A bundle's refresh hint never makes Custody ask more often than this.
 pub const MIN_HINT_SECS: u64 = 5;
