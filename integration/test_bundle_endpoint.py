@@ -24,22 +24,9 @@ from custody_testkit.agent import call_tool
 from custody_testkit.bundle_endpoint import PATH, BundleEndpoint, spiffe_bundle
 from custody_testkit.cli import DevTrustDomain, History, custody
 from custody_testkit.envoy import Envoy
+from custody_testkit.policies import NS, REFUNDS_NEED_APPROVAL as POLICY
 from custody_testkit.etcd import add_cluster
 
-NS = "/ns/payments/sa/"
-POLICY = """
-rules:
-- name: lifecycle
-  callers: ["spiffe://example.org/**"]
-  methods: [server/discover, initialize, ping, "notifications/*", tools/list, jsonrpc:response, "http:GET", "http:DELETE"]
-- name: refunds
-  callers: ["spiffe://example.org/ns/payments/sa/refund-agent"]
-  methods: [tools/call]
-  tools: [refund]
-  require:
-  - step: human_approval
-    by: ["spiffe://example.org/ns/payments/sa/approvals"]
-"""
 # Short enough for a test; the documented ranges allow it.
 ENDPOINT = {"cluster": "spire_bundle", "path": PATH, "authority": "localhost",
             "refresh_seconds": 1, "timeout_ms": 500, "max_age_seconds": 10}

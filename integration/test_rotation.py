@@ -20,23 +20,9 @@ from mcp.shared.exceptions import MCPError
 from custody_testkit.agent import call_tool, svid, tls_context
 from custody_testkit.cli import DevTrustDomain, History, custody
 from custody_testkit.envoy import Envoy
+from custody_testkit.policies import NS, REFUNDS_NEED_APPROVAL as POLICY
 
 import custody_client
-
-NS = "/ns/payments/sa/"
-POLICY = """
-rules:
-- name: lifecycle
-  callers: ["spiffe://example.org/**"]
-  methods: [server/discover, initialize, ping, "notifications/*", tools/list, jsonrpc:response, "http:GET", "http:DELETE"]
-- name: refunds
-  callers: ["spiffe://example.org/ns/payments/sa/refund-agent"]
-  methods: [tools/call]
-  tools: [refund]
-  require:
-  - step: human_approval
-    by: ["spiffe://example.org/ns/payments/sa/approvals"]
-"""
 
 
 class Side:

@@ -29,7 +29,7 @@ pub fn intermediates(
     leaf_sha256: &[u8; 32],
     max: usize,
 ) -> Result<Vec<Arc<ParsedCert>>, TooMany> {
-    let want = hex(leaf_sha256);
+    let want = custody_history::hex(leaf_sha256);
     let Some(chain) = elements(xfcc)
         .filter(|fields| {
             fields
@@ -158,15 +158,6 @@ fn pem_certificates(pem: &str) -> Vec<Vec<u8>> {
     out
 }
 
-fn hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    bytes
-        .iter()
-        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
-        .map(char::from)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -192,12 +183,12 @@ mod tests {
             .is_empty());
         assert!(intermediates("", &leaf, 4).unwrap().is_empty());
         // Matching element without a Chain.
-        let h = format!("Hash={};URI=spiffe://a/b", hex(&leaf));
+        let h = format!("Hash={};URI=spiffe://a/b", custody_history::hex(&leaf));
         assert!(intermediates(&h, &leaf, 4).unwrap().is_empty());
         // A chain of garbage blocks yields nothing to verify.
         let h = format!(
             "Hash={};Chain=\"-----BEGIN%20CERTIFICATE-----%0AAAAA%0A-----END%20CERTIFICATE-----\"",
-            hex(&leaf)
+            custody_history::hex(&leaf)
         );
         assert!(intermediates(&h, &leaf, 4).unwrap().is_empty());
     }

@@ -15,12 +15,7 @@ pub fn json(policy: &Policy) -> String {
 
 /// The lowercase hex SHA-256 of [`json`].
 pub fn sha256_hex(policy: &Policy) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    custody_history::sha256(json(policy).as_bytes())
-        .iter()
-        .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
-        .map(char::from)
-        .collect()
+    custody_history::hex(&custody_history::sha256(json(policy).as_bytes()))
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ pub mod sign;
 pub use bundle::TrustBundle;
 pub use cache::{CacheStats, ReplayCache, VerifyCache};
 pub use caller::{caller_path, CallerPath};
-pub use codec::{b64url, b64url_decode, sha256, MAX_JSON_DEPTH};
+pub use codec::{b64url, b64url_decode, hex, sha256, MAX_JSON_DEPTH};
 pub use ecdsa::{
     check_es256_signature, EcdsaP256Verifier, P256Verifier, SigFormat, P256_HALF_N, P256_N,
 };
