@@ -94,17 +94,8 @@ fn bundle_endpoint_checks(
             out.push(Finding::error(file, None, path, format!("cluster '{name}' (the bundle endpoint of {domain}) has no TLS transport socket: whoever answers in its place chooses the trust domain's authorities (SPIFFE Trust Domain and Bundle §5.2, §6.1)")));
             continue;
         };
-        let common = tls
-            .get("common_tls_context")
-            .cloned()
-            .unwrap_or(Value::Null);
-        let validation = common
-            .get("validation_context")
-            .or_else(|| common.pointer("/combined_validation_context/default_validation_context"));
-        let from_sds = common.get("validation_context_sds_secret_config").is_some()
-            || common
-                .pointer("/combined_validation_context/validation_context_sds_secret_config")
-                .is_some();
+        let (validation, from_sds) = validation_of(tls);
+        let validation = validation.as_ref();
         let trusts = validation.is_some_and(|v| {
             v.get("trusted_ca").is_some()
                 || v.get("custom_validator_config").is_some()
@@ -125,6 +116,23 @@ fn bundle_endpoint_checks(
     out
 }
 
+/// A TLS context's certificate validation settings (plain or combined), and
+/// whether they come from SDS (then not in this file to check).
+fn validation_of(tls: &Value) -> (Option<Value>, bool) {
+    let Some(common) = tls.get("common_tls_context") else {
+        return (None, false);
+    };
+    let validation = common
+        .get("validation_context")
+        .or_else(|| common.pointer("/combined_validation_context/default_validation_context"))
+        .cloned();
+    let from_sds = common.get("validation_context_sds_secret_config").is_some()
+        || common
+            .pointer("/combined_validation_context/validation_context_sds_secret_config")
+            .is_some();
+    (validation, from_sds)
+}
+
 fn listener_checks(file: &str, l: &Listener, config: &Config) -> Vec<Finding> {
     let mut out = Vec::new();
     let at = l.chain_path.as_str();
@@ -136,18 +144,7 @@ fn listener_checks(file: &str, l: &Listener, config: &Config) -> Vec<Finding> {
         if tls.get("require_client_certificate") != Some(&Value::Bool(true)) {
             out.push(Finding::error(file, None, at, "require_client_certificate is not true: callers without a client certificate are refused (no_identity) instead of failing the handshake, and Envoy does not ask for one".into()));
         }
-        let common = tls
-            .get("common_tls_context")
-            .cloned()
-            .unwrap_or(Value::Null);
-        let validation = common
-            .get("validation_context")
-            .or_else(|| common.pointer("/combined_validation_context/default_validation_context"))
-            .cloned();
-        let from_sds = common.get("validation_context_sds_secret_config").is_some()
-            || common
-                .pointer("/combined_validation_context/validation_context_sds_secret_config")
-                .is_some();
+        let (validation, from_sds) = validation_of(tls);
         if validation.is_none() && !from_sds {
             out.push(Finding::error(file, None, at, "no validation_context: client certificates are not validated, so the caller's SPIFFE ID is not proven".into()));
         }
