@@ -158,7 +158,7 @@ fn pem_certificates(pem: &str) -> Vec<Vec<u8>> {
     out
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     bytes
         .iter()

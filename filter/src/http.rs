@@ -314,9 +314,16 @@ fn caller_identity(
     started: u64,
 ) -> Result<SpiffeId, IdentityError> {
     let mut certs = shared.certs.borrow_mut();
-    let pem = host::property(&["connection", "peer_certificate"]);
+    // A certificate already parsed is found by its digest (64 bytes) without
+    // fetching its PEM (1.3 KB) again.
+    let digest = host::property(&["connection", "sha256_peer_certificate_digest"]);
+    let pem = match &digest {
+        Some(d) if certs.knows(d) => None,
+        _ => host::property(&["connection", "peer_certificate"]),
+    };
     let mut peer = PeerFacts {
         certificate_pem: pem.as_deref(),
+        certificate_digest: digest.as_deref(),
         forwarded_cert: forwarded_cert.map(str::as_bytes),
         ..Default::default()
     };
