@@ -46,6 +46,7 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -393,6 +394,7 @@ class Rig:
             concurrency=CONCURRENCY,
             decision_lines=None,  # the plugin configuration as shipped: `log.decisions` at its default
             **({"wasm": FLOOR_WASM} if case["filter"] == "floor" else {}),
+            **({"wasm": case["wasm"]} if "wasm" in case else {}),
         )
         _WASM_LOG["level"] = wasm_log or self.args.wasm_log
         envoy.__enter__()
@@ -403,7 +405,7 @@ class Rig:
                  soak_total: int = 0) -> list[str]:
         a, case = self.args, CASES[key]
         cmd = [
-            str(BENCH), "load", "--case", key, "--addr", f"127.0.0.1:{envoy.port}",
+            str(BENCH), "load", "--case", case.get("load", key), "--addr", f"127.0.0.1:{envoy.port}",
             "--ca", str(self.pki["bundle"]), "--caller", str(self.pki["agent_dir"]),
             "--warmup", str(warmup), "--rate", str(a.rate), "--rate-secs", str(rate_secs), "--sat-secs", str(sat_secs),
             "--sat-conns", str(a.sat_conns), "--out", str(out),
@@ -527,7 +529,7 @@ def report(found: dict, meta: dict, out: Path, svg: bool) -> None:
     runs = found["runs"]
     cases, spread = summary.aggregate(runs)
     met = summary.targets(runs, found.get("memory"))
-    titles = {k: CASES[k]["title"] for k in runs if k in CASES}
+    titles = {k: CASES[k]["title"] if k in CASES else k for k in runs}
     doc = {"meta": meta, "cases": cases, "spread": spread, "targets": met, "memory": found.get("memory"),
            "filter_busy_us": found.get("filter_busy_us", {}), "runs": runs}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -538,6 +540,10 @@ def report(found: dict, meta: dict, out: Path, svg: bool) -> None:
     lines += summary.target_lines(met)
     missing = [name for name, case, floor, *_ in summary.TARGETS if case not in runs or floor not in runs]
     lines += [f"  -    {name}: not measured in this run" for name in missing]
+    for k in runs:
+        if k.endswith("@before") and (rounds := summary.paired(runs, k.removesuffix("@before"), k, "cpu_us_per_request", "ratio")):
+            lines.append(f"       {k.removesuffix('@before')} (this build) / {k}: Envoy CPU per request "
+                         f"{statistics.median(rounds):.3f} (rounds {min(rounds):.3f}..{max(rounds):.3f})")
     if (m := found.get("memory")):
         lines.append(f"Envoy after case d4's {m['requests_served']} requests: RSS {m['rss_kib'] / 1024:.1f} MiB "
                      f"(case a: {m['rss_kib_case_a'] / 1024:.1f} MiB), tcmalloc allocated {m['tcmalloc_allocated_mib']} MiB "
@@ -729,6 +735,9 @@ def main() -> int:
     p.add_argument("--soak-total", type=int, help="requests case d4's Envoy serves in all before memory is read (full run: 100000)")
     p.add_argument("--perf-hz", type=int, default=999)
     p.add_argument("--wasm-log", default="info", help="Envoy's wasm log level (info, as shipped: decision lines for refusals, log.decisions at its default)")
+    p.add_argument("--compare-wasm", type=Path, metavar="WASM",
+                   help="also run each Custody case K as K@before with this build of the filter (e.g. an earlier commit's "
+                        "dist/custody.wasm), interleaved with the rest: a change's effect measured within one run")
     p.add_argument("--out", type=Path, help="the JSON to write (default bench/results/full.json, quick.json or profile-CASE.json)")
     p.add_argument("--report-only", type=Path, metavar="RESULTS_JSON", help="only redo the table, targets and chart of a full or quick JSON")
     args = p.parse_args()
@@ -752,6 +761,15 @@ def main() -> int:
     unknown = [k for k in keys if k not in CASES]
     if unknown:
         p.error(f"unknown cases {unknown}; known: {', '.join(CASES)}")
+    if args.compare_wasm:
+        if not args.compare_wasm.exists():
+            p.error(f"missing {args.compare_wasm}")
+        keys = [x for k in keys for x in ([k, f"{k}@before"] if CASES[k]["filter"] == "custody" else [k])]
+        for k in keys:
+            if k.endswith("@before"):
+                base = k.removesuffix("@before")
+                CASES[k] = {**CASES[base], "title": f"{CASES[base]['title']} ({args.compare_wasm.name})",
+                            "wasm": args.compare_wasm, "load": base}
     for need in (BENCH, FLOOR_WASM, REPO / "dist" / "custody", REPO / "dist" / "custody.wasm"):
         if not need.exists():
             raise SystemExit(f"missing {need}: run ./build.sh build, then ./build.sh bench builds the rest")
