@@ -693,8 +693,9 @@ def profile_report(found: dict, meta: dict, out: Path) -> None:
         if "@" in k:
             base_key = k.split("@")[0]
             p, q = found[base_key]["perf_us_per_request"], found[k]["perf_us_per_request"]
-            lines.append(f"the decision line in {base_key}: {round(sum(p[b] - q[b] for b in own), 1)} us per request "
-                         f"(wasm code + host calls + log writes at wasm log info, less the same at {k.split('log-')[1]})")
+            lines.append(f"wasm log info less {k.split('log-')[1]} in {base_key}: {round(sum(p[b] - q[b] for b in own), 1)} us "
+                         "per request (wasm code + host calls + log writes; the decision lines, and noise: allowed requests "
+                         "write one only with log.decisions \"all\")")
     text = "\n".join(lines)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "buckets": perfsplit.BUCKETS, "cases": found}, indent=2))
@@ -704,7 +705,8 @@ def profile_report(found: dict, meta: dict, out: Path) -> None:
     out.with_suffix(".txt").write_text(f"{head}\n{text}\n")
     say("")
     say(text)
-    say(f"\nwrote {out.relative_to(REPO)}, {out.with_suffix('.txt').relative_to(REPO)}")
+    shown = out.resolve().relative_to(REPO) if out.resolve().is_relative_to(REPO) else out
+    say(f"\nwrote {shown}, {shown.with_suffix('.txt')}")
 
 
 # --- main ------------------------------------------------------------------------------------
