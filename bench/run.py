@@ -46,6 +46,7 @@ import os
 import platform
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -391,7 +392,9 @@ class Rig:
             plugin_config=config,
             mutate=mutate,
             concurrency=CONCURRENCY,
+            decision_lines=None,  # the plugin configuration as shipped: `log.decisions` at its default
             **({"wasm": FLOOR_WASM} if case["filter"] == "floor" else {}),
+            **({"wasm": case["wasm"]} if "wasm" in case else {}),
         )
         _WASM_LOG["level"] = wasm_log or self.args.wasm_log
         envoy.__enter__()
@@ -402,7 +405,7 @@ class Rig:
                  soak_total: int = 0) -> list[str]:
         a, case = self.args, CASES[key]
         cmd = [
-            str(BENCH), "load", "--case", key, "--addr", f"127.0.0.1:{envoy.port}",
+            str(BENCH), "load", "--case", case.get("load", key), "--addr", f"127.0.0.1:{envoy.port}",
             "--ca", str(self.pki["bundle"]), "--caller", str(self.pki["agent_dir"]),
             "--warmup", str(warmup), "--rate", str(a.rate), "--rate-secs", str(rate_secs), "--sat-secs", str(sat_secs),
             "--sat-conns", str(a.sat_conns), "--out", str(out),
@@ -460,13 +463,13 @@ def measure(rig: Rig, key: str, envoy: Envoy, tag: str, **phases) -> dict:
 
 
 def busy_time(envoy: Envoy) -> dict | None:
-    """The filter's own busy time per request (decision log `latency_us`:
-    time inside its callbacks), when the wasm log level shows it."""
-    busy = sorted(d["latency_us"] for d in envoy.decisions() if d.get("latency_us") is not None)
-    if not busy:
-        return None
-    return {"requests": len(busy), "p50": busy[len(busy) // 2],
-            "p99": busy[min(len(busy) - 1, int(len(busy) * 0.99))], "max": busy[-1]}
+    """The filter's own busy time per request (time inside its callbacks):
+    Envoy's histogram `custody_decision_latency_us`, which records every
+    decision (the decision line, which says the same as `latency_us`, is
+    written only for refusals as shipped)."""
+    decided = sum(v for k, v in envoy.counters().items() if "custody_allowed" in k or "custody_denied_" in k)
+    stats = json.loads(envoy.admin("/stats?format=json&filter=custody_decision_latency_us"))
+    return summary.busy_from_stats(stats, decided)
 
 
 # --- the benchmark ---------------------------------------------------------------------------
@@ -526,7 +529,7 @@ def report(found: dict, meta: dict, out: Path, svg: bool) -> None:
     runs = found["runs"]
     cases, spread = summary.aggregate(runs)
     met = summary.targets(runs, found.get("memory"))
-    titles = {k: CASES[k]["title"] for k in runs if k in CASES}
+    titles = {k: CASES[k]["title"] if k in CASES else k for k in runs}
     doc = {"meta": meta, "cases": cases, "spread": spread, "targets": met, "memory": found.get("memory"),
            "filter_busy_us": found.get("filter_busy_us", {}), "runs": runs}
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -537,13 +540,17 @@ def report(found: dict, meta: dict, out: Path, svg: bool) -> None:
     lines += summary.target_lines(met)
     missing = [name for name, case, floor, *_ in summary.TARGETS if case not in runs or floor not in runs]
     lines += [f"  -    {name}: not measured in this run" for name in missing]
+    for k in runs:
+        if k.endswith("@before") and (rounds := summary.paired(runs, k.removesuffix("@before"), k, "cpu_us_per_request", "ratio")):
+            lines.append(f"       {k.removesuffix('@before')} (this build) / {k}: Envoy CPU per request "
+                         f"{statistics.median(rounds):.3f} (rounds {min(rounds):.3f}..{max(rounds):.3f})")
     if (m := found.get("memory")):
         lines.append(f"Envoy after case d4's {m['requests_served']} requests: RSS {m['rss_kib'] / 1024:.1f} MiB "
                      f"(case a: {m['rss_kib_case_a'] / 1024:.1f} MiB), tcmalloc allocated {m['tcmalloc_allocated_mib']} MiB "
                      f"(case a: {m['tcmalloc_allocated_mib_case_a']} MiB), {m['v8_vms']} V8 VMs; "
                      "V8 heaps and wasm memories are not split per VM")
     for k, b in found.get("filter_busy_us", {}).items():
-        lines.append(f"filter busy time in {k} (decision log latency_us, {b['requests']} requests): "
+        lines.append(f"filter busy time in {k} (custody_decision_latency_us, {b['requests']} decisions): "
                      f"p50 {b['p50']} us, p99 {b['p99']} us, max {b['max']} us")
     text = "\n".join(lines)
     head = (f"{meta['timestamp']} {meta['cpu']} x{meta['nproc']} (load {' '.join(meta['loadavg_at_start'])}), "
@@ -686,8 +693,9 @@ def profile_report(found: dict, meta: dict, out: Path) -> None:
         if "@" in k:
             base_key = k.split("@")[0]
             p, q = found[base_key]["perf_us_per_request"], found[k]["perf_us_per_request"]
-            lines.append(f"the decision line in {base_key}: {round(sum(p[b] - q[b] for b in own), 1)} us per request "
-                         f"(wasm code + host calls + log writes at wasm log info, less the same at {k.split('log-')[1]})")
+            lines.append(f"wasm log info less {k.split('log-')[1]} in {base_key}: {round(sum(p[b] - q[b] for b in own), 1)} us "
+                         "per request (wasm code + host calls + log writes; the decision lines, and noise: allowed requests "
+                         "write one only with log.decisions \"all\")")
     text = "\n".join(lines)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"meta": meta, "buckets": perfsplit.BUCKETS, "cases": found}, indent=2))
@@ -697,7 +705,8 @@ def profile_report(found: dict, meta: dict, out: Path) -> None:
     out.with_suffix(".txt").write_text(f"{head}\n{text}\n")
     say("")
     say(text)
-    say(f"\nwrote {out.relative_to(REPO)}, {out.with_suffix('.txt').relative_to(REPO)}")
+    shown = out.resolve().relative_to(REPO) if out.resolve().is_relative_to(REPO) else out
+    say(f"\nwrote {shown}, {shown.with_suffix('.txt')}")
 
 
 # --- main ------------------------------------------------------------------------------------
@@ -727,7 +736,10 @@ def main() -> int:
     p.add_argument("--cold-pool-16", type=int, default=1500)
     p.add_argument("--soak-total", type=int, help="requests case d4's Envoy serves in all before memory is read (full run: 100000)")
     p.add_argument("--perf-hz", type=int, default=999)
-    p.add_argument("--wasm-log", default="info", help="Envoy's wasm log level (info: Custody's decision line per request, as shipped)")
+    p.add_argument("--wasm-log", default="info", help="Envoy's wasm log level (info, as shipped: decision lines for refusals, log.decisions at its default)")
+    p.add_argument("--compare-wasm", type=Path, metavar="WASM",
+                   help="also run each Custody case K as K@before with this build of the filter (e.g. an earlier commit's "
+                        "dist/custody.wasm), interleaved with the rest: a change's effect measured within one run")
     p.add_argument("--out", type=Path, help="the JSON to write (default bench/results/full.json, quick.json or profile-CASE.json)")
     p.add_argument("--report-only", type=Path, metavar="RESULTS_JSON", help="only redo the table, targets and chart of a full or quick JSON")
     args = p.parse_args()
@@ -751,6 +763,15 @@ def main() -> int:
     unknown = [k for k in keys if k not in CASES]
     if unknown:
         p.error(f"unknown cases {unknown}; known: {', '.join(CASES)}")
+    if args.compare_wasm:
+        if not args.compare_wasm.exists():
+            p.error(f"missing {args.compare_wasm}")
+        keys = [x for k in keys for x in ([k, f"{k}@before"] if CASES[k]["filter"] == "custody" else [k])]
+        for k in keys:
+            if k.endswith("@before"):
+                base = k.removesuffix("@before")
+                CASES[k] = {**CASES[base], "title": f"{CASES[base]['title']} ({args.compare_wasm.name})",
+                            "wasm": args.compare_wasm, "load": base}
     for need in (BENCH, FLOOR_WASM, REPO / "dist" / "custody", REPO / "dist" / "custody.wasm"):
         if not need.exists():
             raise SystemExit(f"missing {need}: run ./build.sh build, then ./build.sh bench builds the rest")

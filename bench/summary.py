@@ -133,3 +133,24 @@ def table(cases: dict, spread: dict, titles: dict[str, str]) -> str:
             cells.append(f"{f'{median:.10g} ({lo:.10g}..{hi:.10g})':>{width}}")
         lines.append(f"{titles.get(key, key):<44} " + " ".join(cells))
     return "\n".join(lines)
+
+
+def busy_from_stats(stats: dict, requests: int) -> dict | None:
+    """The filter's busy time per decision from Envoy's `/stats?format=json`:
+    the cumulative quantiles of the histogram `custody_decision_latency_us`
+    (the decision line's `latency_us`, for every decision whether or not it
+    got a line). None before Envoy has any."""
+    for block in stats.get("stats", []):
+        hist = block.get("histograms")
+        if not isinstance(hist, dict):
+            continue
+        quantiles = hist.get("supported_quantiles", [])
+        for h in hist.get("computed_quantiles", []):
+            if not h.get("name", "").endswith("custody_decision_latency_us"):
+                continue
+            values = {q: v.get("cumulative") for q, v in zip(quantiles, h.get("values", []))}
+            if any(values.get(q) is None for q in (50, 99, 100)):
+                return None
+            return {"requests": requests, "p50": _round(values[50]), "p99": _round(values[99]),
+                    "max": _round(values[100])}
+    return None

@@ -261,6 +261,43 @@ def test_every_decision_is_logged_and_counted(start_envoy, pki, demo_bundle):
             assert set(d) >= {"decision_id", "caller", "method", "target", "decision", "reason", "workflow", "history_len", "latency_us"}
 
 
+@pytest.mark.parametrize("lines", [None, "denied", "none"])
+def test_decision_lines_follow_log_decisions(start_envoy, pki, demo_bundle, lines):
+    """By default (and with "denied") only refusals and audit-forwarded
+    denials get a decision line; with "none" nothing does. Every decision is
+    still counted and in the access log."""
+    config = {"policy": demo_bundle} if lines is None else {"policy": demo_bundle, "log": {"decisions": lines}}
+    with start_envoy(config, decision_lines=None) as envoy:
+        sdk_call(envoy, pki, "agent", "add", {"a": 1, "b": 1})
+        denied_id = refusal(post(envoy, pki, "agent", call_tool_body("delete_records", {"table": "t"})))["error"]["data"]["decision_id"]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not any(
+            l["custody_decision_id"] == denied_id for l in access_log_lines(envoy)
+        ):
+            time.sleep(0.1)
+        decided = {l["custody_decision"] for l in access_log_lines(envoy)}
+        assert decided == {"allow", "deny"}, decided
+        assert envoy.counters()["wasmcustom.custody_allowed"] >= 3
+        settle(envoy, lines)
+        logged = [(d["decision_id"], d["decision"]) for d in envoy.decisions()]
+        assert logged == ([] if lines == "none" else [(denied_id, "deny")]), logged
+    audit = {**config, "mode": "audit"}
+    with start_envoy(audit, name="audit", decision_lines=None) as envoy:
+        resp = post(envoy, pki, "agent", call_tool_body("delete_records", {"table": "t"}))
+        assert resp.status_code != 403, resp.text  # forwarded: the tool server answered
+        settle(envoy, lines)
+        logged = [(d["reason"], d["mode"]) for d in envoy.decisions()]
+        assert logged == ([] if lines == "none" else [("no_rule", "audit")]), logged
+
+
+def settle(envoy, lines) -> None:
+    """Waits until the expected denial's line is in the log, or (none
+    expected) a while for a line that should not come."""
+    deadline = time.monotonic() + (1 if lines == "none" else 10)
+    while time.monotonic() < deadline and not any(d["decision"] == "deny" for d in envoy.decisions()):
+        time.sleep(0.1)
+
+
 def test_the_access_log_prints_the_decision(start_envoy, pki, demo_bundle):
     """A stock Envoy access log format reads Custody's decision from filter state."""
     with start_envoy({"policy": demo_bundle}) as envoy:

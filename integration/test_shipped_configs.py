@@ -200,7 +200,8 @@ def test_the_local_bootstrap_verifies_history_once_its_placeholder_ca_is_replace
         assert add(envoy) == "no_identity"
         denied = envoy.decisions()[-1]
         assert denied["reason"] == "no_identity" and "cert_untrusted" in denied["detail"], denied
-    with start(filled, "filled-in") as envoy:
+    # Allowed requests get decision lines only when asked (`log.decisions`, default "denied").
+    with start(json.dumps({**json.loads(filled), "log": {"decisions": "all"}}), "filled-in") as envoy:
         assert add(envoy) == "42"
         call = [d for d in envoy.decisions() if d["method"] == "tools/call"][-1]
         assert (call["decision"], call["rule"], call["history_len"]) == ("allow", "calculator", 1)

@@ -89,3 +89,22 @@ def test_the_table_shows_every_figure_with_its_spread(field):
     text = summary.table(cases, spread, {"a": "a: plain"})
     lo, hi = spread["a"][field]
     assert f"({lo:g}..{hi:g})" in text
+
+
+def test_busy_time_comes_from_the_latency_histogram():
+    """What Envoy's /stats?format=json says (shape of Envoy 1.40)."""
+    stats = {"stats": [
+        {"name": "wasmcustom.custody_allowed", "value": 10},
+        {"histograms": {
+            "supported_quantiles": [0, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 100],
+            "computed_quantiles": [
+                {"name": "cluster.x.upstream_rq_time", "values": [{"interval": None, "cumulative": 1}] * 10},
+                {"name": "wasmcustom.custody_decision_latency_us",
+                 "values": [{"interval": None, "cumulative": c} for c in (20, 30, 37.5, 40, 50, 60, 143, 150, 160, 170)]},
+            ]}},
+    ]}
+    assert summary.busy_from_stats(stats, 10) == {"requests": 10, "p50": 37.5, "p99": 143, "max": 170}
+    empty = {"stats": [{"histograms": {"supported_quantiles": [50, 99, 100], "computed_quantiles": [
+        {"name": "wasmcustom.custody_decision_latency_us", "values": [{"interval": None, "cumulative": None}] * 3}]}}]}
+    assert summary.busy_from_stats(empty, 0) is None
+    assert summary.busy_from_stats({"stats": []}, 0) is None

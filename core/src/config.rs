@@ -43,6 +43,9 @@ pub struct Config {
     pub ledger: Ledger,
     /// The compiled policy bundle (`custody policy compile` output).
     pub policy: Policy,
+    /// What the filter writes to Envoy's log.
+    #[serde(default)]
+    pub log: LogOptions,
     /// Diagnostics, all off by default.
     #[serde(default)]
     pub debug: DebugOptions,
@@ -216,6 +219,46 @@ impl Ledger {
                 }
                 Ok(())
             }
+        }
+    }
+}
+
+/// What the filter writes to Envoy's log (component `wasm`, level info).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogOptions {
+    /// Which decisions get a decision line.
+    pub decisions: DecisionLines,
+}
+
+/// Which decisions get a decision line. Every decision is in the access log's
+/// filter state and the counters whatever this says; the line costs a host
+/// call, Envoy's logger and a write on the worker thread per request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecisionLines {
+    All,
+    /// Refusals, and in audit mode the denials forwarded anyway.
+    #[default]
+    Denied,
+    None,
+}
+
+impl DecisionLines {
+    /// Whether a decision that `allowed` (or not) gets a line.
+    pub fn wants(self, allowed: bool) -> bool {
+        match self {
+            DecisionLines::All => true,
+            DecisionLines::Denied => !allowed,
+            DecisionLines::None => false,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DecisionLines::All => "all",
+            DecisionLines::Denied => "denied",
+            DecisionLines::None => "none",
         }
     }
 }
@@ -490,6 +533,21 @@ mod tests {
         assert!(c.paths.is_empty());
         assert_eq!(c.debug, DebugOptions::default());
         assert!(!c.debug.log_input && !c.debug.log_claims);
+        assert_eq!(c.log.decisions, DecisionLines::Denied);
+    }
+
+    #[test]
+    fn decision_lines_all_denied_or_none() {
+        for (value, wanted) in [
+            ("all", [true, true]),
+            ("denied", [false, true]),
+            ("none", [false, false]),
+        ] {
+            let json = format!(r#"{{"policy":{{"rules":[]}},"log":{{"decisions":"{value}"}}}}"#);
+            let lines = Config::from_json(json.as_bytes()).unwrap().log.decisions;
+            assert_eq!(lines.name(), value);
+            assert_eq!([lines.wants(true), lines.wants(false)], wanted, "{value}");
+        }
     }
 
     #[test]
@@ -752,6 +810,9 @@ mod tests {
             (br#"{"policy":{"rules":[]},"limits":{"max_list_bytes":1023}}"#, "max_list_bytes"),
             (br#"{"policy":{"rules":[]},"paths":["mcp"]}"#, "paths"),
             (br#"{"policy":{"rules":[]},"debug":{"log_inputs":true}}"#, "unknown field `log_inputs`"),
+            (br#"{"policy":{"rules":[]},"log":{"decision":"all"}}"#, "unknown field `decision`"),
+            (br#"{"policy":{"rules":[]},"log":{"decisions":"allowed"}}"#, "unknown variant `allowed`"),
+            (br#"{"policy":{"rules":[]},"log":{"decisions":true}}"#, "expected value"),
             (br#"{"policy":{"rules":[]},"debug":{"log_input":"yes"}}"#, "invalid type"),
             (br#"{"policy":{"rules":[{"name":"x","callers":["spiffe://A/x"],"methods":["ping"]}]}}"#, "trust domain"),
         ] {

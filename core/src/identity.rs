@@ -93,8 +93,12 @@ pub struct PeerFacts<'a> {
     /// `connection.peer_certificate_valid`: Envoy validated it (false on a
     /// resumed TLS session).
     pub validated: bool,
-    /// `connection.peer_certificate`: the leaf certificate, PEM.
+    /// `connection.peer_certificate`: the leaf certificate, PEM. Not needed
+    /// when the digest names a certificate the cache knows ([`CertCache::knows`]).
     pub certificate_pem: Option<&'a [u8]>,
+    /// `connection.sha256_peer_certificate_digest`: lowercase hex SHA-256 of
+    /// the leaf's DER.
+    pub certificate_digest: Option<&'a [u8]>,
     /// `filter_state io.istio.peer_principal`.
     pub istio_principal: Option<&'a [u8]>,
     /// The `x-forwarded-client-cert` request header, for the intermediates
@@ -125,12 +129,11 @@ pub fn from_peer_certificate(
     if !peer.mtls {
         return Err(IdentityError::NotMtls);
     }
-    let pem = peer.certificate_pem.ok_or(IdentityError::NoCertificate)?;
-    let leaf = cache.leaf(pem)?;
+    let (key, leaf) = cache.leaf(peer)?;
     match authorities {
         Some(auth) => {
             let forwarded = peer.forwarded_cert.unwrap_or_default();
-            let path = cache.path(pem, &leaf, forwarded, auth)?;
+            let path = cache.path(key, &leaf, forwarded, auth)?;
             path.valid_at(auth.now, auth.limits.skew_secs)
                 .map_err(|(depth, expired)| {
                     if expired {
@@ -168,8 +171,7 @@ pub fn from_istio_principal(
         SpiffeId::parse(&format!("spiffe://{principal}"))
     }
     .map_err(IdentityError::BadPrincipal)?;
-    let pem = peer.certificate_pem.ok_or(IdentityError::NoCertificate)?;
-    let leaf = cache.leaf(pem)?;
+    let (_, leaf) = cache.leaf(peer)?;
     if leaf.id != principal {
         return Err(IdentityError::PrincipalMismatch {
             principal: principal.to_string(),
@@ -179,7 +181,8 @@ pub fn from_istio_principal(
     Ok(principal)
 }
 
-/// The peer certificate's PEM, the forwarded chain's text, the trust bundle's fingerprint.
+/// The peer certificate's key in the cache, the forwarded chain's text, the
+/// trust bundle's fingerprint.
 type PathKey = (Vec<u8>, Vec<u8>, [u8; 32]);
 
 /// A peer certificate that passed the leaf rules.
@@ -189,10 +192,13 @@ pub struct Leaf {
     id: SpiffeId,
 }
 
-/// What peer certificates yielded, keyed by their exact PEM bytes (and, for
+/// What peer certificates yielded, keyed by the SHA-256 of their DER (hex,
+/// as Envoy's `connection.sha256_peer_certificate_digest` gives it, checked
+/// against the parsed certificate) or else their exact PEM bytes (and, for
 /// paths, the forwarded chain's text and the trust bundle's fingerprint):
 /// parsing costs about 0.1 ms inside V8, and a caller presents the same
-/// certificate on every request. A hit is exactly as strict as a miss: only
+/// certificate on every request; with the digest the host need not even hand
+/// over the PEM (1.3 KB) again. A hit is exactly as strict as a miss: only
 /// work that depends on nothing but those bytes, the configuration (the
 /// cache lives as long as one configuration) and the trust bundle is
 /// skipped, so a path to an authority that a newer bundle removed is not
@@ -221,28 +227,57 @@ impl CertCache {
         self.leaves.is_empty()
     }
 
-    fn leaf(&mut self, pem: &[u8]) -> Result<Arc<Leaf>, IdentityError> {
+    /// Whether the certificate whose DER has this SHA-256 (hex) passed the
+    /// leaf rules before: the host need not hand over its PEM.
+    pub fn knows(&self, digest: &[u8]) -> bool {
+        self.leaves.contains_key(digest)
+    }
+
+    /// The peer certificate as parsed, and its key in the cache: the digest
+    /// when the host gave one and it is the SHA-256 of the certificate's DER
+    /// (checked when the certificate is parsed, so a digest only ever finds
+    /// the certificate it hashes), else the exact PEM bytes. A certificate
+    /// that failed the rules is remembered by its PEM.
+    fn leaf<'p>(&mut self, peer: &PeerFacts<'p>) -> Result<(&'p [u8], Arc<Leaf>), IdentityError> {
+        if let Some(digest) = peer.certificate_digest {
+            if let Some(Ok(known)) = self.leaves.get(digest) {
+                return Ok((digest, Arc::clone(known)));
+            }
+        }
+        let pem = peer.certificate_pem.ok_or(IdentityError::NoCertificate)?;
         if let Some(known) = self.leaves.get(pem) {
-            return known.clone();
+            return known.clone().map(|leaf| (pem, leaf));
         }
         let result = parse_leaf(pem).map(Arc::new);
+        let key = match (&result, peer.certificate_digest) {
+            (Ok(leaf), Some(digest))
+                if digest == custody_history::hex(&leaf.cert.sha256()).as_bytes() =>
+            {
+                digest
+            }
+            _ => pem,
+        };
         if self.capacity > 0 {
             if self.leaves.len() >= self.capacity {
                 self.leaves.clear();
             }
-            self.leaves.insert(pem.to_vec(), result.clone());
+            self.leaves.insert(key.to_vec(), result.clone());
         }
-        result
+        result.map(|leaf| (key, leaf))
     }
 
     fn path(
         &mut self,
-        pem: &[u8],
+        leaf_key: &[u8],
         leaf: &Leaf,
         forwarded: &[u8],
         auth: &Authorities,
     ) -> Result<CallerPath, IdentityError> {
-        let key = (pem.to_vec(), forwarded.to_vec(), auth.bundle.fingerprint());
+        let key = (
+            leaf_key.to_vec(),
+            forwarded.to_vec(),
+            auth.bundle.fingerprint(),
+        );
         if let Some(known) = self.paths.get(&key) {
             return known.clone();
         }
@@ -538,6 +573,88 @@ mod tests {
         let third = peer(pem!("no-san"));
         assert!(from_peer_certificate(&third, None, &mut cache).is_err());
         assert_eq!(cache.len(), 1);
+    }
+
+    /// Envoy's `connection.sha256_peer_certificate_digest` of a PEM certificate.
+    fn digest_of(pem: &str) -> String {
+        let (_, der) = der::pem::decode_vec(pem.as_bytes()).unwrap();
+        custody_history::hex(&custody_history::sha256(&der))
+    }
+
+    #[test]
+    fn a_digest_finds_only_the_certificate_it_hashes() {
+        let bundle = federation();
+        let limits = Limits::default();
+        let auth = with(&bundle, &limits, NOW);
+        let mut cache = CertCache::new(16);
+        let agent_digest = digest_of(pem!("agent"));
+        let mut good = peer(pem!("agent"));
+        good.certificate_digest = Some(agent_digest.as_bytes());
+        assert!(!cache.knows(agent_digest.as_bytes()));
+        assert_eq!(
+            from_peer_certificate(&good, Some(&auth), &mut cache)
+                .unwrap()
+                .as_str(),
+            AGENT
+        );
+        assert!(cache.knows(agent_digest.as_bytes()));
+        // Known by its digest: the PEM is not needed, and the checks of the
+        // connection, the path and the times still run on every request.
+        let mut by_digest = good.clone();
+        by_digest.certificate_pem = None;
+        assert_eq!(
+            from_peer_certificate(&by_digest, Some(&auth), &mut cache)
+                .unwrap()
+                .as_str(),
+            AGENT
+        );
+        by_digest.mtls = false;
+        assert_eq!(
+            from_peer_certificate(&by_digest, None, &mut cache),
+            Err(IdentityError::NotMtls)
+        );
+        by_digest.mtls = true;
+        let late = with(&bundle, &limits, 1_780_272_000 + 31);
+        assert_eq!(
+            from_peer_certificate(&by_digest, Some(&late), &mut cache),
+            Err(IdentityError::Expired(0))
+        );
+        let mut other_domain = TrustBundle::new();
+        other_domain
+            .add_pem("example.org", pem!("other-ca"))
+            .unwrap();
+        assert!(matches!(
+            from_peer_certificate(
+                &by_digest,
+                Some(&with(&other_domain, &limits, NOW)),
+                &mut cache
+            ),
+            Err(IdentityError::Untrusted(_))
+        ));
+        // A digest that is not the certificate's never becomes its key: an
+        // unknown digest needs the PEM, and a certificate parsed under a
+        // wrong digest is not found by it.
+        let stranger = "00".repeat(32);
+        let mut lying = peer(pem!("agent"));
+        lying.certificate_digest = Some(stranger.as_bytes());
+        assert!(from_peer_certificate(&lying, None, &mut cache).is_ok());
+        assert!(!cache.knows(stranger.as_bytes()));
+        lying.certificate_pem = None;
+        assert_eq!(
+            from_peer_certificate(&lying, None, &mut cache),
+            Err(IdentityError::NoCertificate)
+        );
+        // A certificate that fails the rules is remembered by its PEM only.
+        let is_ca_digest = digest_of(pem!("is-ca"));
+        let mut bad = peer(pem!("is-ca"));
+        bad.certificate_digest = Some(is_ca_digest.as_bytes());
+        for _ in 0..2 {
+            assert_eq!(
+                from_peer_certificate(&bad, None, &mut cache),
+                Err(IdentityError::NotSvid(LeafRule::IsCa))
+            );
+        }
+        assert!(!cache.knows(is_ca_digest.as_bytes()));
     }
 
     #[test]

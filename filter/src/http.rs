@@ -104,7 +104,7 @@ impl HttpContext for RequestContext {
             return Action::Pause; // Envoy buffers until the whole body is here
         }
         let body = host::request_body(body_size).unwrap_or_default();
-        let judged = judge_body(&shared, config, pending, &body);
+        let judged = judge_body(&shared, config, pending, &body, started);
         self.pending = None;
         self.settle(config, judged, started)
     }
@@ -149,11 +149,11 @@ impl RequestContext {
             content_type: value("content-type"),
             content_length: value("content-length"),
         };
-        let identity = caller_identity(&self.shared, config, value(XFCC_HEADER));
+        let identity = caller_identity(&self.shared, config, value(XFCC_HEADER), started);
         match decide::on_head(config, identity, &head, &headers) {
             Err(refusal) => self.finish(Some(config), *refusal, started),
             Ok(pending) if end_of_stream => {
-                let judged = judge_body(&self.shared, config, &pending, b"");
+                let judged = judge_body(&self.shared, config, &pending, b"", started);
                 self.settle(config, judged, started)
             }
             Ok(pending) => {
@@ -177,7 +177,7 @@ impl RequestContext {
     /// Claims what the decision needs in the ledger, then applies it. A
     /// request whose claims go to etcd stays paused until etcd answers.
     fn settle(&mut self, config: &Config, judged: Judged, started: u64) -> Action {
-        let now = host::now_micros() / 1_000_000;
+        let now = started / 1_000_000;
         let next = match custody_core::ledger::plan(config, judged, &mut SharedReplay, now) {
             Plan::Done(decision) => Next::Done(decision),
             Plan::Ask(asking) => ledger::start(&self.shared, config, asking),
@@ -228,7 +228,10 @@ impl RequestContext {
         };
         self.busy_us += host::now_micros().saturating_sub(started);
         self.shared.metrics.decided(outcome.count, self.busy_us);
-        if host::logs(LogLevel::Info) {
+        // Only the lines `log.decisions` asks for (a filter that cannot load
+        // its configuration logs its refusals), and only if Envoy writes them.
+        let wanted = config.is_none_or(|c| c.log.decisions.wants(decision.is_allowed()));
+        if wanted && host::logs(LogLevel::Info) {
             let ctx = log::Context {
                 decision_id: &self.decision_id,
                 latency_us: self.busy_us,
@@ -263,13 +266,19 @@ impl RequestContext {
 }
 
 /// Stages 3-5, with this VM's caches and the ECDSA verifier; the claims are
-/// left to [`RequestContext::settle`].
-fn judge_body(shared: &Shared, config: &Config, pending: &Pending, body: &[u8]) -> Judged {
+/// left to [`RequestContext::settle`]. `started`: the callback's clock reading.
+fn judge_body(
+    shared: &Shared,
+    config: &Config,
+    pending: &Pending,
+    body: &[u8],
+    started: u64,
+) -> Judged {
     let mut verified = shared.verified.borrow_mut();
     let trust = shared.trust.borrow();
     let mut replay = SharedReplay;
     let mut env = ProofEnv {
-        now: host::now_micros() / 1_000_000,
+        now: started / 1_000_000,
         trust: &trust,
         ecdsa: shared.ecdsa.as_ref(),
         cache: Some(&mut verified),
@@ -303,11 +312,19 @@ fn caller_identity(
     shared: &Shared,
     config: &Config,
     forwarded_cert: Option<&str>,
+    started: u64,
 ) -> Result<SpiffeId, IdentityError> {
     let mut certs = shared.certs.borrow_mut();
-    let pem = host::property(&["connection", "peer_certificate"]);
+    // A certificate already parsed is found by its digest (64 bytes) without
+    // fetching its PEM (1.3 KB) again.
+    let digest = host::property(&["connection", "sha256_peer_certificate_digest"]);
+    let pem = match &digest {
+        Some(d) if certs.knows(d) => None,
+        _ => host::property(&["connection", "peer_certificate"]),
+    };
     let mut peer = PeerFacts {
         certificate_pem: pem.as_deref(),
+        certificate_digest: digest.as_deref(),
         forwarded_cert: forwarded_cert.map(str::as_bytes),
         ..Default::default()
     };
@@ -317,7 +334,7 @@ fn caller_identity(
             // A validated peer certificate is an mTLS peer; ask only otherwise.
             peer.mtls = peer.validated || host::property_bool(&["connection", "mtls"]);
             let limits = config.history.verifier_limits();
-            let now = host::now_micros() / 1_000_000;
+            let now = started / 1_000_000;
             let trust = shared.trust.borrow();
             let authorities =
                 config.caller_authorities(&trust, &limits, shared.ecdsa.as_ref(), now);

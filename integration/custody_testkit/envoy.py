@@ -150,9 +150,11 @@ class Envoy:
         dynamic: bool = False,
         concurrency: int = 2,
         ecds: bool = False,
+        decision_lines: str | None = "all",
     ):
         self.workdir = workdir
         self.concurrency = concurrency
+        self.decision_lines = decision_lines
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.admin_port = free_port()
@@ -168,8 +170,7 @@ class Envoy:
         set_trust_bundle(tls["validation_context"], bundle)
         wasm_config = plugin_config_of(boot)
         wasm_config["vm_config"]["code"]["local"]["filename"] = str(wasm)
-        value = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
-        wasm_config["configuration"]["value"] = value
+        wasm_config["configuration"]["value"] = self._value(plugin_config)
         cluster = boot["static_resources"]["clusters"][0]
         endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
         endpoint["address"]["socket_address"]["port_value"] = upstream_port
@@ -220,6 +221,17 @@ class Envoy:
         self.config_path.write_text(yaml.safe_dump(boot))
         self.proc: subprocess.Popen | None = None
 
+    def _value(self, plugin_config: dict | str) -> str:
+        """The configuration as Envoy gets it. Tests read the decision lines
+        of allowed requests too, so a configuration given as a dict without
+        `log` gets `log.decisions` = `decision_lines` (None: as given; the
+        filter's default writes only refusals). A string goes as it is."""
+        if isinstance(plugin_config, str):
+            return plugin_config
+        if self.decision_lines is not None and "log" not in plugin_config:
+            plugin_config = {**plugin_config, "log": {"decisions": self.decision_lines}}
+        return json.dumps(plugin_config)
+
     def _write_listener(self) -> None:
         assert self.lds_path is not None
         resource = {"@type": "type.googleapis.com/envoy.config.listener.v3.Listener", **self.listener}
@@ -239,7 +251,7 @@ class Envoy:
         """A new plugin configuration through LDS (`dynamic=True`: Envoy builds
         a new listener and drains the old one's requests) or ECDS (`ecds=True`:
         only the filter's configuration is replaced)."""
-        value = plugin_config if isinstance(plugin_config, str) else json.dumps(plugin_config)
+        value = self._value(plugin_config)
         if self.ecds_path is not None:
             self.wasm_filter["config"]["configuration"]["value"] = value
             self._write_ecds()
