@@ -25,9 +25,15 @@ pub struct Finding {
 }
 
 impl Finding {
-    pub fn error(file: &str, pos: Option<Pos>, path: &str, message: String) -> Finding {
+    pub fn new(
+        severity: Severity,
+        file: &str,
+        pos: Option<Pos>,
+        path: &str,
+        message: String,
+    ) -> Finding {
         Finding {
-            severity: Severity::Error,
+            severity,
             file: file.to_owned(),
             pos,
             path: path.to_owned(),
@@ -35,11 +41,12 @@ impl Finding {
         }
     }
 
+    pub fn error(file: &str, pos: Option<Pos>, path: &str, message: String) -> Finding {
+        Finding::new(Severity::Error, file, pos, path, message)
+    }
+
     pub fn warning(file: &str, pos: Option<Pos>, path: &str, message: String) -> Finding {
-        Finding {
-            severity: Severity::Warning,
-            ..Finding::error(file, pos, path, message)
-        }
+        Finding::new(Severity::Warning, file, pos, path, message)
     }
 
     /// `custody: error: …` or `custody: warning: …`: one line.
