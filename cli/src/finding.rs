@@ -94,3 +94,13 @@ pub fn report(findings: &[Finding], format: Format) {
         }
     }
 }
+
+/// The one finding of a check under test; fails the test on none or several.
+#[cfg(test)]
+pub fn only(findings: Vec<Finding>) -> Finding {
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    findings
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| unreachable!())
+}

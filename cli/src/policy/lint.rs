@@ -206,9 +206,7 @@ mod tests {
     }
 
     fn one(yaml: &str) -> Finding {
-        let f = findings(yaml);
-        assert_eq!(f.len(), 1, "{f:#?}");
-        f.into_iter().next().unwrap()
+        crate::finding::only(findings(yaml))
     }
 
     const HEAD: &str = "rules:\n- name: r\n  callers: [\"spiffe://example.org/a\"]\n";

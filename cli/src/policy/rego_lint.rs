@@ -436,9 +436,7 @@ mod tests {
     }
 
     fn one(source: &str) -> Finding {
-        let f = findings(source);
-        assert_eq!(f.len(), 1, "{f:#?}");
-        f.into_iter().next().unwrap()
+        crate::finding::only(findings(source))
     }
 
     const HEAD: &str = "package x\nimport rego.v1\n";
