@@ -86,15 +86,7 @@ def start_envoy(pki, tool_server, tmp_path):
 
     @contextmanager
     def start(plugin_config, name="envoy", **kwargs):
-        with Envoy(
-            tmp_path / name,
-            bundle=pki["bundle"],
-            server_cert=pki["server"].cert,
-            server_key=pki["server"].key,
-            upstream_port=tool_server.port,
-            plugin_config=plugin_config,
-            **kwargs,
-        ) as envoy:
+        with pki_envoy(pki, tmp_path / name, tool_server.port, plugin_config, **kwargs) as envoy:
             yield envoy
 
     return start
@@ -102,15 +94,22 @@ def start_envoy(pki, tool_server, tmp_path):
 
 @pytest.fixture(scope="module")
 def enforcing_envoy(pki, tool_server, demo_bundle, tmp_path_factory):
-    with Envoy(
-        tmp_path_factory.mktemp("enforce"),
+    config = {"mode": "enforce", "paths": ["/mcp"], "policy": demo_bundle}
+    with pki_envoy(pki, tmp_path_factory.mktemp("enforce"), tool_server.port, config) as envoy:
+        yield envoy
+
+
+def pki_envoy(pki, workdir: Path, upstream_port: int, plugin_config, **kwargs) -> Envoy:
+    """Envoy (not started) serving the `pki` fixture's server SVID, trusting its bundle."""
+    return Envoy(
+        workdir,
         bundle=pki["bundle"],
         server_cert=pki["server"].cert,
         server_key=pki["server"].key,
-        upstream_port=tool_server.port,
-        plugin_config={"mode": "enforce", "paths": ["/mcp"], "policy": demo_bundle},
-    ) as envoy:
-        yield envoy
+        upstream_port=upstream_port,
+        plugin_config=plugin_config,
+        **kwargs,
+    )
 
 
 def tls_context(bundle: Path, svid=None) -> ssl.SSLContext:

@@ -75,7 +75,7 @@ if str(HERE) not in sys.path:
 import httpx2  # noqa: E402
 
 from custody_testkit.cli import DevTrustDomain, History, custody  # noqa: E402
-from custody_testkit.envoy import REPO, Envoy, free_port, wait_for_port  # noqa: E402
+from custody_testkit.envoy import REPO, Envoy, free_port, stop_process, wait_for_port  # noqa: E402
 
 sys.path.insert(0, str(REPO / "clients" / "python" / "src"))
 import custody_client  # noqa: E402  (the library from the tree)
@@ -158,12 +158,7 @@ def tool_server(workdir: Path):
             wait_for_port(port)
             yield port, record
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc)
 
 
 def tamper_entry0(headers: dict) -> dict:

@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 import sys
 
-import anyio
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
+from custody_testkit.agent import run_bare
 from custody_testkit.envoy import REPO, Envoy
 
 # The library under test, from the tree (no install, no network).
@@ -42,13 +42,7 @@ def call_refund(envoy: Envoy, td, history: History, amount: int = 12000) -> str:
             result = await client.call_tool("refund", {"order_id": "o-1", "amount": amount})
             return result.content[0].text
 
-    try:
-        return anyio.run(run)
-    except BaseExceptionGroup as group:
-        error: BaseException = group
-        while isinstance(error, BaseExceptionGroup):
-            error = error.exceptions[0]
-        raise error from group
+    return run_bare(run)
 
 
 def test_the_sdk_client_with_a_library_history_is_allowed(envoy, td):

@@ -21,8 +21,8 @@ import httpx2
 import pytest
 import yaml
 
-from conftest import tls_context
-from custody_testkit.envoy import WASM, Envoy, plugin_config_of, validate
+from conftest import pki_envoy, tls_context
+from custody_testkit.envoy import WASM, plugin_config_of, validate
 
 MAX_BODY = 4096
 MCP_HEADERS = {"content-type": "application/json", "accept": "application/json, text/event-stream"}
@@ -156,14 +156,8 @@ def still_healthy(envoy, pki, tool_server) -> None:
 @pytest.fixture(scope="module")
 def capped_envoy(pki, tool_server, demo_bundle, tmp_path_factory):
     """The demo policy (agent may call `add`), bodies capped at 4 KiB, headers held."""
-    with Envoy(
-        tmp_path_factory.mktemp("fail-closed"),
-        bundle=pki["bundle"],
-        server_cert=pki["server"].cert,
-        server_key=pki["server"].key,
-        upstream_port=tool_server.port,
-        plugin_config={"mode": "enforce", "paths": ["/mcp"], "limits": {"max_body_bytes": MAX_BODY}, "policy": demo_bundle},
-    ) as envoy:
+    config = {"mode": "enforce", "paths": ["/mcp"], "limits": {"max_body_bytes": MAX_BODY}, "policy": demo_bundle}
+    with pki_envoy(pki, tmp_path_factory.mktemp("fail-closed"), tool_server.port, config) as envoy:
         yield envoy
 
 
@@ -179,15 +173,7 @@ def test_a_wasm_that_cannot_load_is_refused_by_envoy(pki, demo_bundle, tmp_path,
         wasm.write_bytes(b"this is not a webassembly module\x00\xff" * 64)
     elif kind == "truncated":
         wasm.write_bytes(WASM.read_bytes()[: WASM.stat().st_size // 2])
-    envoy = Envoy(
-        tmp_path / "envoy",
-        bundle=pki["bundle"],
-        server_cert=pki["server"].cert,
-        server_key=pki["server"].key,
-        upstream_port=1,
-        plugin_config={"policy": demo_bundle},
-        wasm=wasm,
-    )
+    envoy = pki_envoy(pki, tmp_path / "envoy", 1, {"policy": demo_bundle}, wasm=wasm)
     code = plugin_config_of(yaml.safe_load(envoy.config_path.read_text()))["vm_config"]["code"]
     assert code["local"]["filename"] == str(wasm)
     result = validate(envoy.config_path, envoy.workdir)
@@ -204,15 +190,7 @@ def test_envoy_does_not_serve_with_a_junk_wasm(pki, demo_bundle, tmp_path):
     """Started for real, Envoy exits instead of opening the listener."""
     wasm = tmp_path / "junk.wasm"
     wasm.write_bytes(b"\x00asm\x01\x00\x00\x00" + b"\xff" * 256)  # a wasm header, then garbage
-    envoy = Envoy(
-        tmp_path / "envoy",
-        bundle=pki["bundle"],
-        server_cert=pki["server"].cert,
-        server_key=pki["server"].key,
-        upstream_port=1,
-        plugin_config={"policy": demo_bundle},
-        wasm=wasm,
-    )
+    envoy = pki_envoy(pki, tmp_path / "envoy", 1, {"policy": demo_bundle}, wasm=wasm)
     with pytest.raises(RuntimeError, match="envoy exited"):
         with envoy:
             pass
@@ -230,19 +208,28 @@ def test_a_slow_body_over_the_cap_is_413_as_it_streams(capped_envoy, pki, tool_s
     an honest content-length, at the headers. Never after the whole body."""
     m = marker()
     body = call_body("add", {"a": 1, "b": 2, "pad": m + "x" * (10 * 1024)}, m)
-    conn = Raw(pki, "agent", capped_envoy.port)
-    try:
-        conn.head(length=None if chunked else len(body))
-        sent = conn.trickle(pieces_of(body, 10), 0.3, chunked=chunked)
-        answer = conn.response()
-    finally:
-        conn.close()
+    sent, answer = trickled(capped_envoy, pki, body, 0.3, chunked=chunked)
     assert answer is not None, "reset without an answer"
     assert (answer[0], custody_reason(answer)) == (413, "body_too_large"), answer
     assert sent < 10, "refused only after the whole body arrived"
     time.sleep(0.3)
     assert upstream_saw(tool_server, m) == 0
     still_healthy(capped_envoy, pki, tool_server)
+
+
+def trickled(envoy, pki, body: bytes, pause: float, *, chunked: bool, meanwhile=None):
+    """`body` from the agent in 10 pieces `pause` s apart (stopping early once
+    Envoy answers), with a content-length or chunked; `meanwhile()` runs after
+    the last piece, before the answer is read. Returns (pieces sent, answer)."""
+    conn = Raw(pki, "agent", envoy.port)
+    try:
+        conn.head(length=None if chunked else len(body))
+        sent = conn.trickle(pieces_of(body, 10), pause, chunked=chunked)
+        if meanwhile is not None:
+            meanwhile()
+        return sent, conn.response()
+    finally:
+        conn.close()
 
 
 # --- slow clients: the decision is the same ------------------------------------------------
@@ -252,15 +239,12 @@ def test_a_slow_body_over_the_cap_is_413_as_it_streams(capped_envoy, pki, tool_s
 def test_a_slowly_trickled_refused_body_is_refused_at_the_end(capped_envoy, pki, tool_server, chunked):
     m = marker()
     body = call_body("delete_records", {"table": m}, m)
-    conn = Raw(pki, "agent", capped_envoy.port)
-    try:
-        conn.head(length=None if chunked else len(body))
-        sent = conn.trickle(pieces_of(body, 10), 0.25, chunked=chunked)
+
+    def held_back():
         # While the body trickles in, the held headers have not gone upstream.
         assert upstream_saw(tool_server, m) == 0
-        answer = conn.response()
-    finally:
-        conn.close()
+
+    sent, answer = trickled(capped_envoy, pki, body, 0.25, chunked=chunked, meanwhile=held_back)
     assert sent == 10
     assert answer is not None
     assert (answer[0], custody_reason(answer)) == (403, "no_rule"), answer
@@ -272,13 +256,7 @@ def test_a_slowly_trickled_refused_body_is_refused_at_the_end(capped_envoy, pki,
 def test_a_slowly_trickled_allowed_body_is_forwarded_whole(capped_envoy, pki, tool_server, chunked):
     m = marker()
     body = call_body("add", {"a": 20, "b": 22}, m)
-    conn = Raw(pki, "agent", capped_envoy.port)
-    try:
-        conn.head(length=None if chunked else len(body))
-        sent = conn.trickle(pieces_of(body, 10), 0.25, chunked=chunked)
-        answer = conn.response()
-    finally:
-        conn.close()
+    sent, answer = trickled(capped_envoy, pki, body, 0.25, chunked=chunked)
     assert sent == 10
     assert answer is not None
     assert custody_reason(answer) is None, answer

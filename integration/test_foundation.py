@@ -10,7 +10,6 @@ import ssl
 import time
 import uuid
 
-import anyio
 import httpx2
 import pytest
 from mcp import Client
@@ -18,7 +17,9 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from conftest import AGENT, INTRUDER, tls_context
+from custody_testkit.agent import run_bare
 from custody_testkit.envoy import access_log_lines
+from custody_testkit.raw_http import raw_post
 
 INIT = {
     "jsonrpc": "2.0",
@@ -61,16 +62,7 @@ async def _sdk_call(url, pki, who, tool, arguments):
 def sdk_call(envoy, pki, who, tool, arguments):
     """The official MCP Python client: connect, list tools, call one tool.
     An MCPError raised inside the client's task group is re-raised bare."""
-    try:
-        return anyio.run(_sdk_call, envoy.url, pki, who, tool, arguments)
-    except BaseExceptionGroup as group:
-        raise first_leaf(group) from group
-
-
-def first_leaf(error: BaseException) -> BaseException:
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
+    return run_bare(_sdk_call, envoy.url, pki, who, tool, arguments)
 
 
 def marker() -> str:
@@ -342,32 +334,15 @@ def test_stream_mode_works_where_headers_cannot_be_held(start_envoy, pki, demo_b
     assert not upstream_saw(tool_server, m)
 
 
-def _raw_post(port: int, ctx: ssl.SSLContext, body: bytes, session=None):
-    """One POST on a fresh TLS connection; returns (status, session, reused)."""
-    import socket
-
-    head = (
-        f"POST /mcp HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
-        f"accept: application/json, text/event-stream\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
-    ).encode()
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
-            tls.sendall(head + body)
-            response = b""
-            while chunk := tls.recv(65536):
-                response += chunk
-            return int(response.split(b" ", 2)[1]), tls.session, tls.session_reused
-
-
 def test_tls_sessions_are_not_resumed(enforcing_envoy, pki):
     """A resumed session skips certificate validation and Envoy then reports
     the peer as not validated (Custody: no_identity). The shipped listener
     disables resumption, so every connection is fully verified and allowed."""
     ctx = tls_context(pki["bundle"], pki["agent"])
     body = json.dumps(INIT).encode()
-    status, session, _ = _raw_post(enforcing_envoy.port, ctx, body)
+    status, session, _, _ = raw_post(enforcing_envoy.port, ctx, body)
     assert status == 200
-    status, _, reused = _raw_post(enforcing_envoy.port, ctx, body, session=session)
+    status, _, reused, _ = raw_post(enforcing_envoy.port, ctx, body, session=session)
     assert not reused
     assert status == 200
 
@@ -384,9 +359,9 @@ def test_a_resumed_session_fails_closed_where_resumption_is_left_on(start_envoy,
     with start_envoy({"policy": demo_bundle}, mutate=allow_resumption) as envoy:
         ctx = tls_context(pki["bundle"], pki["agent"])
         body = json.dumps(INIT).encode()
-        status, session, _ = _raw_post(envoy.port, ctx, body)
+        status, session, _, _ = raw_post(envoy.port, ctx, body)
         assert status == 200
-        status, _, reused = _raw_post(envoy.port, ctx, body, session=session)
+        status, _, reused, _ = raw_post(envoy.port, ctx, body, session=session)
         assert reused
         assert status == 403
         assert [d["reason"] for d in envoy.decisions()][-1] == "no_identity"

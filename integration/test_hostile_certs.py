@@ -29,6 +29,7 @@ from custody_testkit.envoy import Envoy
 
 from custody_client import History, Svid, prove  # noqa: E402
 from custody_testkit.pki import TrustDomain
+from custody_testkit.raw_http import raw_post
 
 AGENT = "spiffe://example.org/ns/demo/sa/agent"
 OTHER_AGENT = "spiffe://other.org/ns/demo/sa/agent"
@@ -279,23 +280,6 @@ def test_an_svid_from_an_intermediate_needs_the_forwarded_chain(domains, policy,
 
 
 # --- resumed TLS sessions -----------------------------------------------------------------
-
-
-def raw_post(port: int, ctx: ssl.SSLContext, body: bytes, session=None):
-    """One POST on a fresh TLS connection: (status, session, reused, body)."""
-    import socket
-
-    head = (
-        f"POST /mcp HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n"
-        f"accept: application/json, text/event-stream\r\ncontent-length: {len(body)}\r\nconnection: close\r\n\r\n"
-    ).encode()
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
-            tls.sendall(head + body)
-            response = b""
-            while chunk := tls.recv(65536):
-                response += chunk
-            return int(response.split(b" ", 2)[1]), tls.session, tls.session_reused, response
 
 
 def allow_resumption(ticket_keys=None):

@@ -92,6 +92,18 @@ def mode_envoy(request, pki, bundle, tmp_path_factory):
         proc.wait(timeout=10)
 
 
+async def every_page(list_page, items) -> tuple[list, int]:
+    """Follows `next_cursor` from the first page to the last: every page's
+    `items(page)`, and how many pages there were."""
+    out, pages, cursor = [], 0, None
+    while True:
+        page = await list_page(cursor=cursor, cache_mode="bypass")
+        out += items(page)
+        pages += 1
+        if not (cursor := page.next_cursor):
+            return out, pages
+
+
 def python_lists(envoy: Envoy, pki, who: str, connect: str = "legacy") -> dict:
     """Every page of every list, as the Python SDK client sees them. `legacy`:
     the initialize handshake (the server answers in its response mode);
@@ -100,27 +112,10 @@ def python_lists(envoy: Envoy, pki, who: str, connect: str = "legacy") -> dict:
     async def run() -> dict:
         async with httpx2.AsyncClient(verify=tls_context(pki["bundle"], pki[who]), timeout=30) as http:
             async with Client(streamable_http_client(envoy.url, http_client=http), mode=connect) as client:
-                out: dict = {"tools": [], "tool_pages": 0, "prompts": [], "resources": [], "templates": []}
-                cursor = None
-                while True:
-                    page = await client.list_tools(cursor=cursor, cache_mode="bypass")
-                    out["tools"] += [t.name for t in page.tools]
-                    out["tool_pages"] += 1
-                    if not page.next_cursor:
-                        break
-                    cursor = page.next_cursor
-                cursor = None
-                while True:
-                    page = await client.list_prompts(cursor=cursor, cache_mode="bypass")
-                    out["prompts"] += [p.name for p in page.prompts]
-                    if not (cursor := page.next_cursor):
-                        break
-                cursor = None
-                while True:
-                    page = await client.list_resources(cursor=cursor, cache_mode="bypass")
-                    out["resources"] += [r.uri for r in page.resources]
-                    if not (cursor := page.next_cursor):
-                        break
+                out: dict = {}
+                out["tools"], out["tool_pages"] = await every_page(client.list_tools, lambda p: [t.name for t in p.tools])
+                out["prompts"], _ = await every_page(client.list_prompts, lambda p: [q.name for q in p.prompts])
+                out["resources"], _ = await every_page(client.list_resources, lambda p: [r.uri for r in p.resources])
                 page = await client.list_resource_templates(cache_mode="bypass")
                 out["templates"] = [t.uri_template for t in page.resource_templates]
                 if who == "agent":
@@ -164,11 +159,7 @@ def list_lines(envoy: Envoy, since: int = 0, wait_for: int = 0) -> list[dict]:
     for `wait_for` of them: a stream the client closed is logged at its end)."""
     deadline = time.monotonic() + 5
     while True:
-        out = []
-        for line in envoy.log()[since:].splitlines():
-            start = line.find('{"custody":"list"')
-            if start >= 0:
-                out.append(json.loads(line[start:]))
+        out = envoy.log_lines("list", since)
         if len(out) >= wait_for or time.monotonic() > deadline:
             return out
         time.sleep(0.05)

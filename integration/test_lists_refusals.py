@@ -20,6 +20,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from conftest import AGENT, tls_context
+from custody_testkit.agent import first_leaf
 from custody_testkit.cli import custody
 from custody_testkit.envoy import Envoy
 
@@ -187,7 +188,7 @@ def test_an_unfilterable_json_list_is_refused_with_502(held, pki, case_name, rea
     assert err["data"]["reason"] == reason
     assert r.json()["id"] == 7
     assert int(r.headers["content-length"]) == len(r.content) if "content-length" in r.headers else True
-    line = [d for d in list_lines(held) if d["decision_id"] == err["data"]["decision_id"]]
+    line = [d for d in held.log_lines("list") if d["decision_id"] == err["data"]["decision_id"]]
     assert line and line[0]["outcome"] == "refused" and line[0]["reason"] == reason
 
 
@@ -272,9 +273,7 @@ def test_the_python_sdk_surfaces_the_refusal(held, pki):
 
     with pytest.raises(BaseException) as caught:
         anyio.run(run)
-    error = caught.value
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
+    error = first_leaf(caught.value)
     assert isinstance(error, MCPError), repr(error)
     assert error.error.data["reason"] == "list_malformed"
 
@@ -283,13 +282,4 @@ def test_lists_pass_leaves_responses_alone(pki, upstream, policy, tmp_path):
     with envoy_for(pki, upstream, policy, tmp_path / "pass", lists="pass") as e:
         r = post(e, pki, "ok-chunked")
         assert SECRET in r.text
-        assert list_lines(e) == []
-
-
-def list_lines(envoy) -> list[dict]:
-    out = []
-    for line in envoy.log().splitlines():
-        start = line.find('{"custody":"list"')
-        if start >= 0:
-            out.append(json.loads(line[start:]))
-    return out
+        assert e.log_lines("list") == []

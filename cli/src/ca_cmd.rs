@@ -3,12 +3,12 @@
 //! is no revocation.
 
 use crate::fail::{error, Result};
-use crate::output::Format;
+use crate::output::{report, Format};
 use crate::pki::{cert_info, parse_spiffe_id, parse_trust_domain, read_certs};
 use crate::util::{
-    create_dir, format_utc, parse_duration, print, read_text, unix_now, write_secret, write_text,
+    create_dir, format_utc, parse_duration, read_text, unix_now, write_secret, write_text,
 };
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use custody_history::dev_ca::{self, CaOptions};
 use custody_history::SpiffeId;
 use serde_json::json;
@@ -31,15 +31,8 @@ pub enum CaCommand {
         /// How long the CA certificate is valid (e.g. 365d, 90d12h).
         #[arg(long, value_name = "DURATION", default_value = "365d", value_parser = parse_duration)]
         ttl: u64,
-        /// Start the validity this long before now (to sign backdated test entries).
-        #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
-        backdate: u64,
-        /// Replace an existing DIR/ca.key (and with it every SVID it issued).
-        #[arg(long)]
-        force: bool,
-        /// How the result is printed.
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
+        #[command(flatten)]
+        writing: Writing,
     },
     /// Issue an X.509-SVID from a CA directory: DIR2/svid.pem (the leaf,
     /// then any intermediates) and DIR2/svid.key (PKCS#8 PEM, mode 0600).
@@ -60,16 +53,25 @@ pub enum CaCommand {
         /// A DNS name SAN for a server certificate (repeatable), e.g. localhost.
         #[arg(long = "dns", value_name = "NAME")]
         dns: Vec<String>,
-        /// Start the validity this long before now (to sign backdated test entries).
-        #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
-        backdate: u64,
-        /// Replace an existing DIR2/svid.key.
-        #[arg(long)]
-        force: bool,
-        /// How the result is printed.
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
+        #[command(flatten)]
+        writing: Writing,
     },
+}
+
+/// What `ca init` and `ca issue` share: when the certificate's validity
+/// starts, whether its key file may be replaced, how the result is printed.
+#[derive(Args)]
+pub struct Writing {
+    /// Start the validity this long before now (to sign backdated test entries).
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = parse_duration)]
+    backdate: u64,
+    /// Replace an existing key file: DIR/ca.key (and with it every SVID it
+    /// issued) or DIR2/svid.key.
+    #[arg(long)]
+    force: bool,
+    /// How the result is printed.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
 }
 
 pub fn run(cmd: CaCommand) -> Result<()> {
@@ -79,20 +81,16 @@ pub fn run(cmd: CaCommand) -> Result<()> {
             out,
             sequence,
             ttl,
-            backdate,
-            force,
-            format,
-        } => init(&trust_domain, &out, sequence, ttl, backdate, force, format),
+            writing,
+        } => init(&trust_domain, &out, sequence, ttl, &writing),
         CaCommand::Issue {
             ca,
             id,
             out,
             ttl,
             dns,
-            backdate,
-            force,
-            format,
-        } => issue(&ca, &id, &out, ttl, &dns, backdate, force, format),
+            writing,
+        } => issue(&ca, &id, &out, ttl, &dns, &writing),
     }
 }
 
@@ -106,25 +104,17 @@ fn refuse_overwrite(path: &Path, force: bool) -> Result<()> {
     Ok(())
 }
 
-fn init(
-    td: &str,
-    out: &Path,
-    sequence: u64,
-    ttl: u64,
-    backdate: u64,
-    force: bool,
-    format: Format,
-) -> Result<()> {
+fn init(td: &str, out: &Path, sequence: u64, ttl: u64, w: &Writing) -> Result<()> {
     if ttl == 0 {
         return Err(error("--ttl must be longer than 0s"));
     }
     let key_path = out.join("ca.key");
-    refuse_overwrite(&key_path, force)?;
+    refuse_overwrite(&key_path, w.force)?;
     let now = unix_now()?;
     let files = dev_ca::init_with(
         td,
         &CaOptions {
-            not_before: now.saturating_sub(backdate),
+            not_before: now.saturating_sub(w.backdate),
             not_after: now.saturating_add(ttl),
             key_pem: None,
             sequence,
@@ -138,20 +128,18 @@ fn init(
     write_text(&out.join("bundle.spiffe.json"), &json)?;
     let not_after = now.saturating_add(ttl);
     let (bundle, spiffe) = (out.join("bundle.pem"), out.join("bundle.spiffe.json"));
-    print(&match format {
-        Format::Text => format!(
+    report(
+        w.format,
+        format!(
             "CA for trust domain {td}, valid until {}\n  {}\n  {} (spiffe_sequence {sequence})\n  {} (mode 0600, keep it secret)\n",
             format_utc(not_after),
             bundle.display(),
             spiffe.display(),
             key_path.display(),
         ),
-        Format::Json => format!(
-            "{}\n",
-            json!({"trust_domain": td, "not_after": not_after, "spiffe_sequence": sequence,
-                   "bundle_pem": bundle, "bundle_spiffe_json": spiffe, "ca_key": key_path})
-        ),
-    })
+        json!({"trust_domain": td, "not_after": not_after, "spiffe_sequence": sequence,
+               "bundle_pem": bundle, "bundle_spiffe_json": spiffe, "ca_key": key_path}),
+    )
 }
 
 /// The signing CA of a CA directory: its certificate (PEM, DER) and the
@@ -191,16 +179,13 @@ fn signing_ca(dir: &Path) -> Result<SigningCa> {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 fn issue(
     ca_dir: &Path,
     id: &SpiffeId,
     out: &Path,
     ttl: u64,
     dns: &[String],
-    backdate: u64,
-    force: bool,
-    format: Format,
+    w: &Writing,
 ) -> Result<()> {
     if ttl == 0 {
         return Err(error("--ttl must be longer than 0s"));
@@ -224,7 +209,7 @@ fn issue(
         )));
     }
     let key_path = out.join("svid.key");
-    refuse_overwrite(&key_path, force)?;
+    refuse_overwrite(&key_path, w.force)?;
     let now = unix_now()?;
     if info.not_after <= now {
         return Err(error(format!(
@@ -234,7 +219,7 @@ fn issue(
         )));
     }
     let not_after = now.saturating_add(ttl).min(info.not_after);
-    let svid = issue_svid(&ca, id, dns, now.saturating_sub(backdate), not_after)?;
+    let svid = issue_svid(&ca, id, dns, now.saturating_sub(w.backdate), not_after)?;
     create_dir(out)?;
     write_secret(&key_path, &svid.key_pem)?;
     let mut pem_text = svid.cert_pem;
@@ -248,19 +233,17 @@ fn issue(
         format!(", DNS {}", dns.join(", "))
     };
     let svid_path = out.join("svid.pem");
-    print(&match format {
-        Format::Text => format!(
+    report(
+        w.format,
+        format!(
             "X.509-SVID {id}{dns_note}, valid until {}\n  {}\n  {} (mode 0600, keep it secret)\n",
             format_utc(not_after),
             svid_path.display(),
             key_path.display(),
         ),
-        Format::Json => format!(
-            "{}\n",
-            json!({"spiffe_id": id.as_str(), "dns": dns, "not_after": not_after,
-                   "svid": svid_path, "key": key_path})
-        ),
-    })
+        json!({"spiffe_id": id.as_str(), "dns": dns, "not_after": not_after,
+               "svid": svid_path, "key": key_path}),
+    )
 }
 
 struct IssuedSvid {

@@ -25,9 +25,15 @@ pub struct Finding {
 }
 
 impl Finding {
-    pub fn error(file: &str, pos: Option<Pos>, path: &str, message: String) -> Finding {
+    pub fn new(
+        severity: Severity,
+        file: &str,
+        pos: Option<Pos>,
+        path: &str,
+        message: String,
+    ) -> Finding {
         Finding {
-            severity: Severity::Error,
+            severity,
             file: file.to_owned(),
             pos,
             path: path.to_owned(),
@@ -35,11 +41,12 @@ impl Finding {
         }
     }
 
+    pub fn error(file: &str, pos: Option<Pos>, path: &str, message: String) -> Finding {
+        Finding::new(Severity::Error, file, pos, path, message)
+    }
+
     pub fn warning(file: &str, pos: Option<Pos>, path: &str, message: String) -> Finding {
-        Finding {
-            severity: Severity::Warning,
-            ..Finding::error(file, pos, path, message)
-        }
+        Finding::new(Severity::Warning, file, pos, path, message)
     }
 
     /// `custody: error: …` or `custody: warning: …`: one line.
@@ -86,4 +93,14 @@ pub fn report(findings: &[Finding], format: Format) {
             Format::Json => eprintln!("{}", f.to_json()),
         }
     }
+}
+
+/// The one finding of a check under test; fails the test on none or several.
+#[cfg(test)]
+pub fn only(findings: Vec<Finding>) -> Finding {
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    findings
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| unreachable!())
 }

@@ -192,6 +192,12 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// `write` makes `text` of `set`, which parses back to `set`.
+    fn round_trips(set: &HeaderSet, write: fn(&HeaderSet) -> String, text: &str) {
+        assert_eq!(write(set), text);
+        assert_eq!(&HeaderSet::parse(text).unwrap(), set);
+    }
+
     #[test]
     fn json_round_trip() {
         let set = HeaderSet {
@@ -199,12 +205,11 @@ mod tests {
             proof: None,
             certs: Some("AAAA".into()),
         };
-        let text = set.to_json();
-        assert_eq!(
-            text,
-            "{\n  \"workflow-history\": \"a.b.c~d.e.f\",\n  \"workflow-history-certs\": \"AAAA\"\n}\n"
+        round_trips(
+            &set,
+            HeaderSet::to_json,
+            "{\n  \"workflow-history\": \"a.b.c~d.e.f\",\n  \"workflow-history-certs\": \"AAAA\"\n}\n",
         );
-        assert_eq!(HeaderSet::parse(&text).unwrap(), set);
     }
 
     #[test]
@@ -214,12 +219,11 @@ mod tests {
             proof: Some("p.q.r".into()),
             certs: Some("AAAA~BBBB".into()),
         };
-        let text = set.to_lines();
-        assert_eq!(
-            text,
-            "workflow-history: a.b.c\nworkflow-history-proof: p.q.r\nworkflow-history-certs: AAAA~BBBB\n"
+        round_trips(
+            &set,
+            HeaderSet::to_lines,
+            "workflow-history: a.b.c\nworkflow-history-proof: p.q.r\nworkflow-history-certs: AAAA~BBBB\n",
         );
-        assert_eq!(HeaderSet::parse(&text).unwrap(), set);
         let crlf = "Content-Type: application/json\r\n\r\nWorkflow-History:a.b.c\r\n";
         let got = HeaderSet::parse(crlf).unwrap();
         assert_eq!(got.history.as_deref(), Some("a.b.c"));

@@ -4,7 +4,7 @@
 use crate::bind;
 use crate::fail::{error, Failure, Result};
 use crate::headers::{last_entry_member, merge_certs, HeaderSet, ParseError};
-use crate::output::Format as OutputFormat;
+use crate::output::{report, Format as OutputFormat};
 use crate::pki::{load_bundle, load_signer, parse_spiffe_id, parse_trust_domain};
 use crate::util::{
     format_duration, format_utc, parse_duration, print, random_bytes, read_bytes_or_stdin,
@@ -333,20 +333,18 @@ fn append(a: &AppendArgs<'_>) -> Result<()> {
     }
     let (signer, chain) = load_signer(a.cert, a.key)?;
     let existing = a.input.map(read_history).transpose()?;
+    // An error about the history read from --in, named by its path.
+    let input_error = |m: &str| {
+        let input = a.input.map(|p| p.display().to_string()).unwrap_or_default();
+        error(format!("{input}: {m}"))
+    };
     let wid = match (&existing, a.wid) {
         (None, Some("")) => return Err(error("--wid must not be empty")),
         (None, Some(w)) => w.to_owned(),
         (None, None) => b64url(&random_bytes(RANDOM_ID_BYTES)?),
         (Some((h, _)), w) => {
-            let chain_wid = last_entry_member(h, "wid").ok_or_else(|| {
-                error(format!(
-                    "{}: cannot read the last entry's wid",
-                    a.input
-                        .map(Path::display)
-                        .map(|d| d.to_string())
-                        .unwrap_or_default()
-                ))
-            })?;
+            let chain_wid = last_entry_member(h, "wid")
+                .ok_or_else(|| input_error("cannot read the last entry's wid"))?;
             if let Some(w) = w {
                 if w != chain_wid {
                     return Err(error(format!(
@@ -373,15 +371,8 @@ fn append(a: &AppendArgs<'_>) -> Result<()> {
         },
     )
     .map_err(|e| sign_error(e, signer.spiffe_id(), history_in))?;
-    let certs = merge_certs(existing.as_ref().map(|(_, c)| c.as_str()), &chain).map_err(|m| {
-        error(format!(
-            "{}: {m}",
-            a.input
-                .map(Path::display)
-                .map(|d| d.to_string())
-                .unwrap_or_default()
-        ))
-    })?;
+    let certs = merge_certs(existing.as_ref().map(|(_, c)| c.as_str()), &chain)
+        .map_err(|m| input_error(&m))?;
     let seq = history.split('~').count() - 1;
     let out = HeaderSet {
         history: Some(history),
@@ -389,8 +380,9 @@ fn append(a: &AppendArgs<'_>) -> Result<()> {
         certs: Some(certs),
     };
     write_text(a.out, &out.to_json())?;
-    print(&match a.format {
-        OutputFormat::Text => format!(
+    report(
+        a.format,
+        format!(
             "entry {seq} {:?} ({:?}) by {} -> next {}; workflow {wid}; wrote {}\n",
             a.step,
             a.result,
@@ -398,13 +390,10 @@ fn append(a: &AppendArgs<'_>) -> Result<()> {
             a.next,
             a.out.display()
         ),
-        OutputFormat::Json => format!(
-            "{}\n",
-            json!({"seq": seq, "step": a.step, "result": a.result, "signer": signer.spiffe_id().as_str(),
-                   "next": a.next.as_str(), "workflow": wid, "iat": iat, "exp": iat.saturating_add(a.ttl),
-                   "out": a.out})
-        ),
-    })
+        json!({"seq": seq, "step": a.step, "result": a.result, "signer": signer.spiffe_id().as_str(),
+               "next": a.next.as_str(), "workflow": wid, "iat": iat, "exp": iat.saturating_add(a.ttl),
+               "out": a.out}),
+    )
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -136,8 +136,14 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn parse_err(args: &[&str]) -> String {
-        match Cli::try_parse_from(args) {
+    /// `custody` with `args` (split on white space), as parsed.
+    fn parse(args: &str) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("custody").chain(args.split_whitespace()))
+    }
+
+    /// The one-line usage error of `custody` with `args`; empty if they parse.
+    fn parse_err(args: &str) -> String {
+        match parse(args) {
             Ok(_) => String::new(),
             Err(e) => usage_line(&e),
         }
@@ -161,67 +167,29 @@ mod tests {
 
     #[test]
     fn usage_errors_are_one_line() {
-        let m = parse_err(&["custody", "ca", "init", "--out", "d"]);
+        let m = parse_err("ca init --out d");
         assert!(m.contains("--trust-domain <TD>"), "{m}");
         assert!(!m.contains('\n'));
-        let m = parse_err(&["custody", "ca"]);
+        let m = parse_err("ca");
         assert!(m.starts_with("a subcommand is required"), "{m}");
-        let m = parse_err(&[
-            "custody",
-            "ca",
-            "issue",
-            "--ca",
-            "d",
-            "--out",
-            "o",
-            "--id",
-            "spiffe://Bad/x",
-        ]);
+        let m = parse_err("ca issue --ca d --out o --id spiffe://Bad/x");
         assert!(
             m.contains("invalid value") && m.contains("trust domain"),
             "{m}"
         );
-        let m = parse_err(&[
-            "custody",
-            "history",
-            "append",
-            "--cert",
-            "c",
-            "--key",
-            "k",
-            "--step",
-            "s",
-            "--result",
-            "r",
-            "--next",
-            "spiffe://example.org/x",
-            "--out",
-            "o",
-            "--ttl",
-            "1y",
-        ]);
+        let m = parse_err(
+            "history append --cert c --key k --step s --result r \
+             --next spiffe://example.org/x --out o --ttl 1y",
+        );
         assert!(m.contains("bad duration"), "{m}");
     }
 
     #[test]
     fn arguments_parse() {
-        let cli = Cli::try_parse_from([
-            "custody",
-            "ca",
-            "issue",
-            "--ca",
-            "d",
-            "--id",
-            "spiffe://example.org/envoy",
-            "--out",
-            "o",
-            "--dns",
-            "localhost",
-            "--dns",
-            "127.0.0.1.nip.io",
-            "--ttl",
-            "1h30m",
-        ])
+        let cli = parse(
+            "ca issue --ca d --id spiffe://example.org/envoy --out o \
+             --dns localhost --dns 127.0.0.1.nip.io --ttl 1h30m",
+        )
         .unwrap();
         match cli.command {
             Command::Ca(ca_cmd::CaCommand::Issue { ttl, dns, .. }) => {
@@ -230,22 +198,9 @@ mod tests {
             }
             _ => unreachable!("parsed as another command"),
         }
-        let cli = Cli::try_parse_from([
-            "custody",
-            "history",
-            "prove",
-            "--in",
-            "h",
-            "--cert",
-            "c",
-            "--key",
-            "k",
-            "--aud",
-            "spiffe://example.org/tool",
-            "--body",
-            "-",
-        ])
-        .unwrap();
+        let cli =
+            parse("history prove --in h --cert c --key k --aud spiffe://example.org/tool --body -")
+                .unwrap();
         match cli.command {
             Command::History(history_cmd::HistoryCommand::Prove { ttl, format, .. }) => {
                 assert_eq!(ttl, 60);
@@ -254,7 +209,7 @@ mod tests {
             _ => unreachable!("parsed as another command"),
         }
         // verify requires the proof arguments (no entries-only verification).
-        let m = parse_err(&["custody", "history", "verify", "--in", "h", "--bundle", "b"]);
+        let m = parse_err("history verify --in h --bundle b");
         assert!(m.contains("--proof-headers"), "{m}");
     }
 }

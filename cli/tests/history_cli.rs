@@ -30,13 +30,13 @@ impl Env {
         self.dir.path().join(p)
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    fn run(&self, args: &(impl Args + ?Sized)) -> Output {
         self.run_with_stdin(args, None)
     }
 
-    fn run_with_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    fn run_with_stdin(&self, args: &(impl Args + ?Sized), stdin: Option<&[u8]>) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_custody"));
-        cmd.args(args)
+        cmd.args(args.words())
             .current_dir(self.dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -54,21 +54,23 @@ impl Env {
     }
 
     /// Runs and asserts success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
+    fn ok(&self, args: &(impl Args + ?Sized)) -> String {
         let out = self.run(args);
         assert!(
             out.status.success(),
-            "custody {args:?} failed: {}",
+            "custody {:?} failed: {}",
+            args.words(),
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
     }
 
     /// Runs, asserts the exit code and a single stderr line; returns that line.
-    fn fails(&self, args: &[&str], code: i32) -> String {
+    fn fails(&self, args: &(impl Args + ?Sized), code: i32) -> String {
         let out = self.run(args);
         let stderr = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(out.status.code(), Some(code), "custody {args:?}: {stderr}");
+        let words = args.words();
+        assert_eq!(out.status.code(), Some(code), "custody {words:?}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "one line on stderr: {stderr:?}");
         assert!(!stderr.contains("panicked"), "{stderr}");
         assert!(stderr.ends_with('\n'));
@@ -76,103 +78,78 @@ impl Env {
     }
 
     fn issue(&self, ca: &str, id: &str, out: &str) {
-        self.ok(&["ca", "issue", "--ca", ca, "--id", id, "--out", out]);
+        self.ok(&format!("ca issue --ca {ca} --id {id} --out {out}"));
     }
 
     /// The two-entry history of the brief in `h.json`, and `body.json`.
     fn two_entries(&self) {
-        self.ok(&["ca", "init", "--trust-domain", TD, "--out", "ca"]);
+        self.ok(&format!("ca init --trust-domain {TD} --out ca"));
         self.issue("ca", FRAUD, "fraud");
         self.issue("ca", APPROVALS, "approvals");
         self.issue("ca", REFUND, "refund");
-        self.ok(&[
-            "history",
-            "append",
-            "--cert",
-            "fraud/svid.pem",
-            "--key",
-            "fraud/svid.key",
-            "--step",
-            "fraud_check_passed",
-            "--result",
-            "approved",
-            "--next",
-            APPROVALS,
-            "--wid",
-            "wf-123",
-            "--out",
-            "h.json",
-        ]);
-        self.ok(&[
-            "history",
-            "append",
-            "--in",
-            "h.json",
-            "--cert",
-            "approvals/svid.pem",
-            "--key",
-            "approvals/svid.key",
-            "--step",
-            "human_approval",
-            "--result",
-            "approved",
-            "--next",
-            REFUND,
-            "--claims",
-            r#"{"amount":12000}"#,
-            "--out",
-            "h.json",
-        ]);
+        self.ok(&format!(
+            "history append --cert fraud/svid.pem --key fraud/svid.key \
+             --step fraud_check_passed --result approved --next {APPROVALS} --wid wf-123 --out h.json"
+        ));
+        self.ok(&format!(
+            "history append --in h.json --cert approvals/svid.pem --key approvals/svid.key \
+             --step human_approval --result approved --next {REFUND} --claims {{\"amount\":12000}} --out h.json"
+        ));
         std::fs::write(self.path("body.json"), BODY).unwrap();
     }
 
+    /// `history prove` as `who` over `h.json` and `body.json`, into `out`.
     fn prove(&self, who: &str, out: &str) {
-        self.ok(&[
-            "history",
-            "prove",
-            "--in",
-            "h.json",
-            "--cert",
-            &format!("{who}/svid.pem"),
-            "--key",
-            &format!("{who}/svid.key"),
-            "--aud",
-            TOOL,
-            "--body",
-            "body.json",
-            "--out",
-            out,
-        ]);
+        self.ok(&format!(
+            "history prove --in h.json --cert {who}/svid.pem --key {who}/svid.key \
+             --aud {TOOL} --body body.json --out {out}"
+        ));
     }
 
-    fn verify_args<'a>(
-        &self,
-        input: &'a str,
-        bundle: &'a str,
-        proof: &'a str,
-        peer: &'a str,
-    ) -> Vec<&'a str> {
-        vec![
-            "history",
-            "verify",
-            "--in",
-            input,
-            "--bundle",
-            bundle,
-            "--proof-headers",
-            proof,
-            "--body",
-            "body.json",
-            "--peer",
-            peer,
-            "--aud",
-            TOOL,
-        ]
+    /// `history verify` of `input` against `bundle` with the proof in
+    /// `proof`, as presented over `peer`'s mTLS, for `body.json`.
+    fn verify_args(&self, input: &str, bundle: &str, proof: &str, peer: &str) -> String {
+        format!(
+            "history verify --in {input} --bundle {bundle} --proof-headers {proof} \
+             --body body.json --peer {peer} --aud {TOOL}"
+        )
     }
 
     fn json(&self, file: &str) -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(self.path(file)).unwrap()).unwrap()
     }
+}
+
+/// A command line of `custody`: a string is split on white space (for the
+/// arguments here that hold none), a slice is taken word for word.
+trait Args {
+    fn words(&self) -> Vec<&str>;
+}
+
+impl Args for str {
+    fn words(&self) -> Vec<&str> {
+        self.split_whitespace().collect()
+    }
+}
+
+impl Args for String {
+    fn words(&self) -> Vec<&str> {
+        self.as_str().words()
+    }
+}
+
+impl Args for [&str] {
+    fn words(&self) -> Vec<&str> {
+        self.to_vec()
+    }
+}
+
+/// `line` with the value of `flag` replaced by `-`: read from standard input.
+fn from_stdin(line: &str, flag: &str) -> String {
+    let mut words = line.words();
+    let at = words.iter().position(|w| *w == flag).unwrap();
+    words[at + 1] = "-";
+    words.join(" ")
 }
 
 fn b64url_decode(s: &str) -> Vec<u8> {
@@ -260,18 +237,10 @@ fn builds_proves_and_verifies_a_two_entry_history() {
     let out = env.ok(&env.verify_args("h.json", "ca/bundle.pem", "proof.txt", REFUND));
     assert!(out.starts_with("workflow wf-123: 2 entries"), "{out}");
     let header = out.lines().nth(1).unwrap();
-    for col in [
-        "SEQ",
-        "STEP",
-        "RESULT",
-        "SIGNER",
-        "NEXT",
-        "IAT (UTC)",
-        "AGE",
-        "CLAIMS",
-    ] {
-        assert!(header.contains(col), "{header}");
-    }
+    assert_eq!(
+        header.split_whitespace().collect::<Vec<_>>().join(" "),
+        "SEQ STEP RESULT SIGNER NEXT IAT (UTC) AGE CLAIMS"
+    );
     let row0 = out.lines().nth(2).unwrap();
     assert!(row0.starts_with("0 ") && row0.contains("fraud_check_passed") && row0.contains(FRAUD));
     let row1 = out.lines().nth(3).unwrap();
@@ -284,24 +253,10 @@ fn builds_proves_and_verifies_a_two_entry_history() {
 
     // The SPIFFE bundle (JSON) works the same; so does --format json and a body on stdin.
     let json_out = env.run_with_stdin(
-        &[
-            "history",
-            "prove",
-            "--in",
-            "h.json",
-            "--cert",
-            "refund/svid.pem",
-            "--key",
-            "refund/svid.key",
-            "--aud",
-            TOOL,
-            "--body",
-            "-",
-            "--format",
-            "json",
-            "--ttl",
-            "30s",
-        ],
+        &format!(
+            "history prove --in h.json --cert refund/svid.pem --key refund/svid.key \
+             --aud {TOOL} --body - --format json --ttl 30s"
+        ),
         Some(BODY.as_bytes()),
     );
     assert!(json_out.status.success());
@@ -316,9 +271,8 @@ fn builds_proves_and_verifies_a_two_entry_history() {
 
     // Later: the proof has expired (--now).
     let late = (p["exp"].as_u64().unwrap() + 31).to_string();
-    let mut args = env.verify_args("h.json", "ca/bundle.pem", "proof.json", REFUND);
-    args.extend(["--now", &late]);
-    let e = env.fails(&args, 1);
+    let args = env.verify_args("h.json", "ca/bundle.pem", "proof.json", REFUND);
+    let e = env.fails(&format!("{args} --now {late}"), 1);
     assert!(e.starts_with("custody: refused: proof_expired: "), "{e}");
 
     // A different body.
@@ -366,22 +320,10 @@ fn the_wrong_caller_is_refused() {
     let env = Env::new();
     env.two_entries();
     // fraud-agent proves a chain that names refund-agent: prove warns...
-    let out = env.run(&[
-        "history",
-        "prove",
-        "--in",
-        "h.json",
-        "--cert",
-        "fraud/svid.pem",
-        "--key",
-        "fraud/svid.key",
-        "--aud",
-        TOOL,
-        "--body",
-        "body.json",
-        "--out",
-        "proof.txt",
-    ]);
+    let out = env.run(&format!(
+        "history prove --in h.json --cert fraud/svid.pem --key fraud/svid.key \
+         --aud {TOOL} --body body.json --out proof.txt"
+    ));
     assert!(out.status.success());
     let warning = String::from_utf8(out.stderr).unwrap();
     assert!(warning.starts_with("custody: warning: "), "{warning}");
@@ -399,43 +341,19 @@ fn the_wrong_caller_is_refused() {
     assert!(e.starts_with("custody: refused: proof_holder: "), "{e}");
     // A certificate with somebody else's key cannot sign at all.
     let e = env.fails(
-        &[
-            "history",
-            "prove",
-            "--in",
-            "h.json",
-            "--cert",
-            "refund/svid.pem",
-            "--key",
-            "fraud/svid.key",
-            "--aud",
-            TOOL,
-            "--body",
-            "body.json",
-        ],
+        &format!(
+            "history prove --in h.json --cert refund/svid.pem --key fraud/svid.key \
+             --aud {TOOL} --body body.json"
+        ),
         2,
     );
     assert!(e.contains("does not hold the key"), "{e}");
     // Nor can a signer append out of turn.
     let e = env.fails(
-        &[
-            "history",
-            "append",
-            "--in",
-            "h.json",
-            "--cert",
-            "fraud/svid.pem",
-            "--key",
-            "fraud/svid.key",
-            "--step",
-            "again",
-            "--result",
-            "approved",
-            "--next",
-            REFUND,
-            "--out",
-            "h2.json",
-        ],
+        &format!(
+            "history append --in h.json --cert fraud/svid.pem --key fraud/svid.key \
+             --step again --result approved --next {REFUND} --out h2.json"
+        ),
         2,
     );
     assert!(e.contains("cannot append") && e.contains(REFUND), "{e}");
@@ -446,14 +364,7 @@ fn another_trust_domain_is_refused() {
     let env = Env::new();
     env.two_entries();
     env.prove("refund", "proof.txt");
-    env.ok(&[
-        "ca",
-        "init",
-        "--trust-domain",
-        "other.org",
-        "--out",
-        "other",
-    ]);
+    env.ok("ca init --trust-domain other.org --out other");
     // Its bundle names other.org: no authority for example.org.
     let e = env.fails(
         &env.verify_args("h.json", "other/bundle.pem", "proof.txt", REFUND),
@@ -464,15 +375,11 @@ fn another_trust_domain_is_refused() {
         "{e}"
     );
     // Claimed for example.org, it is not the authority that issued the SVIDs.
-    let mut args = env.verify_args("h.json", "other/bundle.spiffe.json", "proof.txt", REFUND);
-    args.extend(["--trust-domain", TD]);
-    let e = env.fails(&args, 1);
+    let args = env.verify_args("h.json", "other/bundle.spiffe.json", "proof.txt", REFUND);
+    let e = env.fails(&format!("{args} --trust-domain {TD}"), 1);
     assert!(e.starts_with("custody: refused: cert_untrusted: "), "{e}");
     // And that CA will not issue an example.org SVID.
-    let e = env.fails(
-        &["ca", "issue", "--ca", "other", "--id", FRAUD, "--out", "x"],
-        2,
-    );
+    let e = env.fails(&format!("ca issue --ca other --id {FRAUD} --out x"), 2);
     assert_eq!(
         e,
         format!("custody: error: {FRAUD} is not in the CA's trust domain other.org")
@@ -490,22 +397,10 @@ fn errors_are_one_line() {
     );
     assert!(e.starts_with("custody: error: missing.json: "), "{e}");
     let e = env.fails(
-        &[
-            "history",
-            "append",
-            "--cert",
-            "nope.pem",
-            "--key",
-            "fraud/svid.key",
-            "--step",
-            "s",
-            "--result",
-            "r",
-            "--next",
-            APPROVALS,
-            "--out",
-            "x.json",
-        ],
+        &format!(
+            "history append --cert nope.pem --key fraud/svid.key \
+             --step s --result r --next {APPROVALS} --out x.json"
+        ),
         2,
     );
     assert!(e.starts_with("custody: error: nope.pem: "), "{e}");
@@ -516,90 +411,36 @@ fn errors_are_one_line() {
         "spiffe://example.org/a/../b",
     ] {
         let e = env.fails(
-            &[
-                "history",
-                "append",
-                "--cert",
-                "fraud/svid.pem",
-                "--key",
-                "fraud/svid.key",
-                "--step",
-                "s",
-                "--result",
-                "r",
-                "--next",
-                bad,
-                "--out",
-                "x.json",
-            ],
+            &format!(
+                "history append --cert fraud/svid.pem --key fraud/svid.key \
+                 --step s --result r --next {bad} --out x.json"
+            ),
             2,
         );
         assert!(e.starts_with("custody: error: invalid value "), "{e}");
         assert!(e.contains(bad), "{e}");
     }
-    let e = env.fails(
-        &[
-            "ca",
-            "issue",
-            "--ca",
-            "ca",
-            "--id",
-            "spiffe://example.org",
-            "--out",
-            "x",
-        ],
-        2,
-    );
+    let e = env.fails("ca issue --ca ca --id spiffe://example.org --out x", 2);
     assert!(e.contains("needs a SPIFFE ID with a path"), "{e}");
     // Bad durations, a too long proof, a --wid that is not the chain's.
     let e = env.fails(
-        &[
-            "ca", "issue", "--ca", "ca", "--id", FRAUD, "--out", "x", "--ttl", "1y",
-        ],
+        &format!("ca issue --ca ca --id {FRAUD} --out x --ttl 1y"),
         2,
     );
     assert!(e.contains("bad duration"), "{e}");
     let e = env.fails(
-        &[
-            "history",
-            "prove",
-            "--in",
-            "h.json",
-            "--cert",
-            "refund/svid.pem",
-            "--key",
-            "refund/svid.key",
-            "--aud",
-            TOOL,
-            "--body",
-            "body.json",
-            "--ttl",
-            "2m",
-        ],
+        &format!(
+            "history prove --in h.json --cert refund/svid.pem --key refund/svid.key \
+             --aud {TOOL} --body body.json --ttl 2m"
+        ),
         2,
     );
     assert!(e.contains("proof lifetime cap of 60s"), "{e}");
     let e = env.fails(
-        &[
-            "history",
-            "append",
-            "--in",
-            "h.json",
-            "--cert",
-            "refund/svid.pem",
-            "--key",
-            "refund/svid.key",
-            "--step",
-            "refund",
-            "--result",
-            "done",
-            "--next",
-            TOOL,
-            "--wid",
-            "other",
-            "--out",
-            "h2.json",
-        ],
+        &format!(
+            "history append --in h.json --cert refund/svid.pem --key refund/svid.key \
+             --step refund --result done --next {TOOL} --wid other --out h2.json"
+        ),
         2,
     );
     assert!(e.contains("differs from the chain's wid \"wf-123\""), "{e}");
@@ -621,7 +462,7 @@ fn errors_are_one_line() {
     );
     assert!(e.starts_with("custody: refused: header_repeated: "), "{e}");
     // A usage error.
-    let e = env.fails(&["history", "verify", "--in", "h.json"], 2);
+    let e = env.fails("history verify --in h.json", 2);
     assert!(
         e.starts_with("custody: error: the following required arguments"),
         "{e}"
@@ -639,20 +480,12 @@ fn errors_are_one_line() {
         }
     }
     let before = std::fs::read(env.path("ca/ca.key")).unwrap();
-    let e = env.fails(&["ca", "init", "--trust-domain", TD, "--out", "ca"], 2);
+    let e = env.fails(&format!("ca init --trust-domain {TD} --out ca"), 2);
     assert!(e.contains("--force"), "{e}");
     assert_eq!(std::fs::read(env.path("ca/ca.key")).unwrap(), before);
-    env.ok(&[
-        "ca",
-        "init",
-        "--trust-domain",
-        TD,
-        "--out",
-        "ca",
-        "--force",
-        "--sequence",
-        "7",
-    ]);
+    env.ok(&format!(
+        "ca init --trust-domain {TD} --out ca --force --sequence 7"
+    ));
     assert_ne!(std::fs::read(env.path("ca/ca.key")).unwrap(), before);
     assert_eq!(env.json("ca/bundle.spiffe.json")["spiffe_sequence"], 7);
 }
@@ -682,41 +515,15 @@ fn sans(pem_path: &Path) -> (Vec<String>, Vec<String>) {
 #[test]
 fn server_certificates_get_dns_names_and_stay_svids() {
     let env = Env::new();
-    env.ok(&["ca", "init", "--trust-domain", TD, "--out", "ca"]);
-    env.ok(&[
-        "ca",
-        "issue",
-        "--ca",
-        "ca",
-        "--id",
-        "spiffe://example.org/envoy",
-        "--dns",
-        "localhost",
-        "--dns",
-        "envoy.example.org",
-        "--out",
-        "envoy",
-    ]);
+    env.ok(&format!("ca init --trust-domain {TD} --out ca"));
+    env.ok("ca issue --ca ca --id spiffe://example.org/envoy \
+         --dns localhost --dns envoy.example.org --out envoy");
     let (uris, dns) = sans(&env.path("envoy/svid.pem"));
     assert_eq!(uris, ["spiffe://example.org/envoy"]);
     assert_eq!(dns, ["localhost", "envoy.example.org"]);
     // It is a valid X.509-SVID: it can sign and prove a history that verifies.
-    env.ok(&[
-        "history",
-        "append",
-        "--cert",
-        "envoy/svid.pem",
-        "--key",
-        "envoy/svid.key",
-        "--step",
-        "s",
-        "--result",
-        "r",
-        "--next",
-        "spiffe://example.org/envoy",
-        "--out",
-        "h.json",
-    ]);
+    env.ok("history append --cert envoy/svid.pem --key envoy/svid.key \
+         --step s --result r --next spiffe://example.org/envoy --out h.json");
     std::fs::write(env.path("body.json"), BODY).unwrap();
     env.prove("envoy", "p.txt");
     env.ok(&env.verify_args(
@@ -725,10 +532,12 @@ fn server_certificates_get_dns_names_and_stay_svids() {
         "p.txt",
         "spiffe://example.org/envoy",
     ));
+    // (A name with a space: the one command line given word for word.)
     let e = env.fails(
-        &[
+        [
             "ca", "issue", "--ca", "ca", "--id", FRAUD, "--dns", "bad name", "--out", "x",
-        ],
+        ]
+        .as_slice(),
         2,
     );
     assert!(e.contains("not a DNS name"), "{e}");
@@ -738,7 +547,7 @@ fn server_certificates_get_dns_names_and_stay_svids() {
 fn an_intermediate_ca_sends_its_chain() {
     use custody_history::dev_ca;
     let env = Env::new();
-    env.ok(&["ca", "init", "--trust-domain", TD, "--out", "root"]);
+    env.ok(&format!("ca init --trust-domain {TD} --out root"));
     // An intermediate CA directory: ca.pem (the intermediate) and ca.key.
     let root_pem = std::fs::read_to_string(env.path("root/bundle.pem")).unwrap();
     let root_key = std::fs::read_to_string(env.path("root/ca.key")).unwrap();
@@ -769,22 +578,10 @@ fn an_intermediate_ca_sends_its_chain() {
         2,
         "leaf + intermediate"
     );
-    env.ok(&[
-        "history",
-        "append",
-        "--cert",
-        "refund/svid.pem",
-        "--key",
-        "refund/svid.key",
-        "--step",
-        "s",
-        "--result",
-        "r",
-        "--next",
-        REFUND,
-        "--out",
-        "h.json",
-    ]);
+    env.ok(&format!(
+        "history append --cert refund/svid.pem --key refund/svid.key \
+         --step s --result r --next {REFUND} --out h.json"
+    ));
     assert_eq!(
         env.json("h.json")["workflow-history-certs"]
             .as_str()
@@ -836,25 +633,12 @@ fn the_cli_gives_every_vector_its_verdict() {
         std::fs::write(env.path("chain.json"), chain.to_string()).unwrap();
         std::fs::write(env.path("proof.json"), proof.to_string()).unwrap();
         std::fs::write(env.path("body.json"), v["body"].as_str().unwrap()).unwrap();
-        let now = v["now"].to_string();
-        let args = [
-            "history",
-            "verify",
-            "--in",
-            "chain.json",
-            "--bundle",
-            "bundles.json",
-            "--proof-headers",
-            "proof.json",
-            "--body",
-            "body.json",
-            "--peer",
+        let args = format!(
+            "history verify --in chain.json --bundle bundles.json --proof-headers proof.json \
+             --body body.json --peer {} --aud {aud} --now {}",
             v["peer"].as_str().unwrap(),
-            "--aud",
-            aud,
-            "--now",
-            &now,
-        ];
+            v["now"],
+        );
         match v["expect"].as_str().unwrap() {
             "ok" => {
                 env.ok(&args);
@@ -876,16 +660,9 @@ fn the_cli_gives_every_vector_its_verdict() {
 fn every_reporting_command_speaks_json() {
     let env = Env::new();
     let v = |s: String| -> serde_json::Value { serde_json::from_str(&s).unwrap() };
-    let init = v(env.ok(&[
-        "ca",
-        "init",
-        "--trust-domain",
-        TD,
-        "--out",
-        "ca",
-        "--format",
-        "json",
-    ]));
+    let init = v(env.ok(&format!(
+        "ca init --trust-domain {TD} --out ca --format json"
+    )));
     assert_eq!(init["trust_domain"], TD);
     assert_eq!(init["spiffe_sequence"], 1);
     assert!(init["bundle_pem"]
@@ -894,44 +671,18 @@ fn every_reporting_command_speaks_json() {
         .ends_with("ca/bundle.pem"));
     assert!(init["ca_key"].as_str().unwrap().ends_with("ca/ca.key"));
     assert!(init["not_after"].as_u64().unwrap() > 1_700_000_000);
-    let issued = v(env.ok(&[
-        "ca",
-        "issue",
-        "--ca",
-        "ca",
-        "--id",
-        FRAUD,
-        "--out",
-        "fraud",
-        "--dns",
-        "localhost",
-        "--format",
-        "json",
-    ]));
+    let issued = v(env.ok(&format!(
+        "ca issue --ca ca --id {FRAUD} --out fraud --dns localhost --format json"
+    )));
     assert_eq!(issued["spiffe_id"], FRAUD);
     assert_eq!(issued["dns"], serde_json::json!(["localhost"]));
     assert!(issued["svid"].as_str().unwrap().ends_with("fraud/svid.pem"));
     env.issue("ca", REFUND, "refund");
-    let appended = v(env.ok(&[
-        "history",
-        "append",
-        "--cert",
-        "fraud/svid.pem",
-        "--key",
-        "fraud/svid.key",
-        "--step",
-        "fraud_check_passed",
-        "--result",
-        "approved",
-        "--next",
-        REFUND,
-        "--wid",
-        "wf-9",
-        "--out",
-        "h.json",
-        "--format",
-        "json",
-    ]));
+    let appended = v(env.ok(&format!(
+        "history append --cert fraud/svid.pem --key fraud/svid.key \
+         --step fraud_check_passed --result approved --next {REFUND} --wid wf-9 \
+         --out h.json --format json"
+    )));
     assert_eq!(appended["seq"], 0);
     assert_eq!(appended["signer"], FRAUD);
     assert_eq!(appended["next"], REFUND);
@@ -939,18 +690,16 @@ fn every_reporting_command_speaks_json() {
     assert_eq!(appended["out"], "h.json");
     std::fs::write(env.path("body.json"), BODY).unwrap();
     env.prove("refund", "proof.txt");
-    let mut args = env.verify_args("h.json", "ca/bundle.pem", "proof.txt", REFUND);
-    args.extend(["--format", "json"]);
-    let verified = v(env.ok(&args));
+    let args = env.verify_args("h.json", "ca/bundle.pem", "proof.txt", REFUND);
+    let verified = v(env.ok(&format!("{args} --format json")));
     assert_eq!(verified["ok"], true);
     assert_eq!(verified["workflow"], "wf-9");
     assert_eq!(verified["entries"][0]["step"], "fraud_check_passed");
     assert_eq!(verified["proof"]["signer"], REFUND);
     assert_eq!(verified["replay_checked"], false);
     // A refusal: a JSON verdict on stdout, the one-line refusal on stderr, exit 1.
-    let mut args = env.verify_args("h.json", "ca/bundle.pem", "proof.txt", FRAUD);
-    args.extend(["--format", "json"]);
-    let out = env.run(&args);
+    let args = env.verify_args("h.json", "ca/bundle.pem", "proof.txt", FRAUD);
+    let out = env.run(&format!("{args} --format json"));
     assert_eq!(out.status.code(), Some(1));
     let refused = v(String::from_utf8(out.stdout).unwrap());
     assert_eq!(
@@ -968,7 +717,7 @@ fn every_file_flag_reads_standard_input_for_a_dash_once() {
     env.two_entries();
     env.prove("refund", "proof.txt");
     let read = |p: &str| std::fs::read(env.path(p)).unwrap();
-    let verified = |args: &[&str], stdin: &[u8]| {
+    let verified = |args: &str, stdin: &[u8]| {
         let out = env.run_with_stdin(args, Some(stdin));
         assert!(
             out.status.success(),
@@ -984,9 +733,8 @@ fn every_file_flag_reads_standard_input_for_a_dash_once() {
         ("--proof-headers", "proof.txt"),
         ("--body", "body.json"),
     ] {
-        let mut args = env.verify_args("h.json", "ca/bundle.pem", "proof.txt", REFUND);
-        let at = args.iter().position(|a| *a == flag).unwrap();
-        args[at + 1] = "-";
+        let args = env.verify_args("h.json", "ca/bundle.pem", "proof.txt", REFUND);
+        let args = from_stdin(&args, flag);
         assert!(
             verified(&args, &read(file)).contains("ok (replay"),
             "{flag}"
@@ -994,56 +742,26 @@ fn every_file_flag_reads_standard_input_for_a_dash_once() {
     }
     // The key of a signer from standard input (a secret manager's pipe), claims too.
     let appended = verified(
-        &[
-            "history",
-            "append",
-            "--in",
-            "h.json",
-            "--cert",
-            "refund/svid.pem",
-            "--key",
-            "-",
-            "--step",
-            "refund_issued",
-            "--result",
-            "done",
-            "--next",
-            FRAUD,
-            "--out",
-            "h2.json",
-        ],
+        &format!(
+            "history append --in h.json --cert refund/svid.pem --key - \
+             --step refund_issued --result done --next {FRAUD} --out h2.json"
+        ),
         &read("refund/svid.key"),
     );
     assert!(appended.starts_with("entry 2 "), "{appended}");
     verified(
-        &[
-            "history",
-            "append",
-            "--cert",
-            "fraud/svid.pem",
-            "--key",
-            "fraud/svid.key",
-            "--step",
-            "s",
-            "--result",
-            "r",
-            "--next",
-            REFUND,
-            "--claims",
-            "@-",
-            "--out",
-            "h3.json",
-        ],
+        &format!(
+            "history append --cert fraud/svid.pem --key fraud/svid.key \
+             --step s --result r --next {REFUND} --claims @- --out h3.json"
+        ),
         br#"{"amount": 5}"#,
     );
     let h3: serde_json::Value = serde_json::from_slice(&read("h3.json")).unwrap();
     let entry = h3["workflow-history"].as_str().unwrap();
     assert_eq!(payload(entry)["claims"], serde_json::json!({"amount": 5}));
     // Standard input is read once: a second `-` is an error (exit 2), never an empty file.
-    let mut args = env.verify_args("-", "ca/bundle.pem", "proof.txt", REFUND);
-    let at = args.iter().position(|a| *a == "--body").unwrap();
-    args[at + 1] = "-";
-    let out = env.run_with_stdin(&args, Some(&read("h.json")));
+    let args = env.verify_args("-", "ca/bundle.pem", "proof.txt", REFUND);
+    let out = env.run_with_stdin(&from_stdin(&args, "--body"), Some(&read("h.json")));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8(out.stderr)
         .unwrap()

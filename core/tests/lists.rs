@@ -99,26 +99,26 @@ fn a_json_list_keeps_exactly_the_callable_items_and_every_other_byte() {
 fn prompts_resources_and_templates() {
     let (p, me) = (policy(), agent());
     let l = listing(&p, &me);
-    let expect = |kind| Expect::Response {
-        id: Some(json!("q")),
-        kind,
+    // What is kept of the `member` list (by `key`) of a `kind` result to request "q".
+    let kept = |kind, body: &[u8], member, key| {
+        let expect = Expect::Response {
+            id: Some(json!("q")),
+            kind,
+        };
+        let out = l.message(body, &expect, true).unwrap().unwrap();
+        names(&out.text, member, key)
     };
     let body = br#"{"jsonrpc":"2.0","id":"q","result":{"prompts":[{"name":"summarise"},{"name":"leak"}]}}"#;
-    let out = l
-        .message(body, &expect(ListKind::Prompts), true)
-        .unwrap()
-        .unwrap();
-    assert_eq!(names(&out.text, "prompts", "name"), ["summarise"]);
+    assert_eq!(
+        kept(ListKind::Prompts, body, "prompts", "name"),
+        ["summarise"]
+    );
 
     let body = br#"{"jsonrpc":"2.0","id":"q","result":{"resources":[
         {"uri":"file:///docs/a.md","name":"a"},{"uri":"file:///etc/passwd","name":"p"},
         {"uri":"file:///docs/../etc/passwd","name":"climb"},{"uri":"file:///one.txt","name":"one"}]}}"#;
-    let out = l
-        .message(body, &expect(ListKind::Resources), true)
-        .unwrap()
-        .unwrap();
     assert_eq!(
-        names(&out.text, "resources", "uri"),
+        kept(ListKind::Resources, body, "resources", "uri"),
         ["file:///docs/a.md", "file:///one.txt"]
     );
 
@@ -131,12 +131,13 @@ fn prompts_resources_and_templates() {
         {"uriTemplate":"file:///one.{ext}","name":"one-of-a-pattern-without-**"},
         {"uriTemplate":"file:///docs/../{x}","name":"climbs"},
         {"uriTemplate":"users://{id}","name":"other"}]}}"#;
-    let out = l
-        .message(body, &expect(ListKind::ResourceTemplates), true)
-        .unwrap()
-        .unwrap();
     assert_eq!(
-        names(&out.text, "resourceTemplates", "uriTemplate"),
+        kept(
+            ListKind::ResourceTemplates,
+            body,
+            "resourceTemplates",
+            "uriTemplate"
+        ),
         [
             "file:///docs/{path}",
             "file:///docs/{+path}/x",

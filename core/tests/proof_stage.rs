@@ -123,6 +123,27 @@ impl Host {
         custody_core::ledger::settle_local(judged, &mut self.replay, NOW)
     }
 
+    /// refund-agent's call of `body` with the history `h` and `certs`,
+    /// proved by refund-agent with proof id `jti`.
+    fn call(&mut self, config: &Config, h: &str, certs: &str, body: &[u8], jti: u8) -> Decision {
+        let proved = headers(h, certs, "refund-agent", body, jti);
+        self.decide(config, &sa("refund-agent"), proved, body)
+    }
+
+    /// The same call judged (not settled) at `now`.
+    fn judge_call(
+        &mut self,
+        config: &Config,
+        h: &str,
+        certs: &str,
+        body: &[u8],
+        jti: u8,
+        now: u64,
+    ) -> Judged {
+        let proved = headers_at(h, certs, "refund-agent", body, jti, now);
+        self.judge(config, &sa("refund-agent"), proved, body, now)
+    }
+
     fn judge(
         &mut self,
         config: &Config,
@@ -159,12 +180,7 @@ const STEPS: [(&str, &str, &str); 2] = [
 fn a_verified_history_meets_the_rule() {
     let c = config(true);
     let (h, certs) = history(&STEPS, 100);
-    let d = Host::new().decide(
-        &c,
-        &sa("refund-agent"),
-        headers(&h, &certs, "refund-agent", BODY, 1),
-        BODY,
-    );
+    let d = Host::new().call(&c, &h, &certs, BODY, 1);
     assert_eq!(d.verdict, Ok("refunds".to_owned()), "{:?}", d.detail);
     assert_eq!(d.workflow.as_deref(), Some("wf-1"));
     assert_eq!(d.history_len, 2);
@@ -183,12 +199,7 @@ fn without_history_the_step_is_missing() {
     );
     let (h, certs) = history(&STEPS[..1], 100);
     // A history that ends with approvals as holder cannot be presented by refund-agent.
-    let d = Host::new().decide(
-        &c,
-        &sa("refund-agent"),
-        headers(&h, &certs, "refund-agent", BODY, 2),
-        BODY,
-    );
+    let d = Host::new().call(&c, &h, &certs, BODY, 2);
     assert_eq!(d.verdict, Err(Reason::History(Code::ProofHolder)));
 }
 
@@ -196,12 +207,7 @@ fn without_history_the_step_is_missing() {
 fn stale_approval_is_refused() {
     let c = config(true);
     let (h, certs) = history(&STEPS, 31 * 60);
-    let d = Host::new().decide(
-        &c,
-        &sa("refund-agent"),
-        headers(&h, &certs, "refund-agent", BODY, 3),
-        BODY,
-    );
+    let d = Host::new().call(&c, &h, &certs, BODY, 3);
     assert_eq!(d.verdict, Err(Reason::StaleStep));
 }
 
@@ -223,21 +229,10 @@ fn a_single_use_approval_authorises_one_request() {
     let c = config_with(true, true);
     let (h, certs) = history(&STEPS, 100);
     let mut host = Host::new();
-    let caller = sa("refund-agent");
-    let first = host.decide(
-        &c,
-        &caller,
-        headers(&h, &certs, "refund-agent", BODY, 20),
-        BODY,
-    );
+    let first = host.call(&c, &h, &certs, BODY, 20);
     assert!(first.is_allowed(), "{:?}", first.detail);
     // A fresh proof, the same approval: used up.
-    let second = host.decide(
-        &c,
-        &caller,
-        headers(&h, &certs, "refund-agent", BODY, 21),
-        BODY,
-    );
+    let second = host.call(&c, &h, &certs, BODY, 21);
     assert_eq!(second.verdict, Err(Reason::StepConsumed));
     // The log names the rule that would have allowed it and the used-up step.
     assert_eq!(second.closest_rule.as_deref(), Some("refunds"));
@@ -247,25 +242,13 @@ fn a_single_use_approval_authorises_one_request() {
     );
     // A new approval in a new workflow authorises again.
     let (h2, certs2) = history(&STEPS, 50);
-    let third = host.decide(
-        &c,
-        &caller,
-        headers(&h2, &certs2, "refund-agent", BODY, 22),
-        BODY,
-    );
+    let third = host.call(&c, &h2, &certs2, BODY, 22);
     assert!(third.is_allowed(), "{:?}", third.detail);
     // Without single_use the same approval may be used again.
     let reusable = config_with(true, false);
     let mut host = Host::new();
     for jti in 23..26 {
-        assert!(host
-            .decide(
-                &reusable,
-                &caller,
-                headers(&h, &certs, "refund-agent", BODY, jti),
-                BODY
-            )
-            .is_allowed());
+        assert!(host.call(&reusable, &h, &certs, BODY, jti).is_allowed());
     }
 }
 
@@ -275,16 +258,9 @@ const APPROVALS_NOT_AFTER: u64 = 1_780_272_000;
 #[test]
 fn a_single_use_entry_is_remembered_until_it_expires_or_its_signer_does() {
     let c = config_with(true, true);
-    let caller = sa("refund-agent");
     // An approval that expires in an hour: kept until then (+ skew).
     let (h, certs) = history_at(&STEPS, NOW - 100, NOW + 3600);
-    let j = Host::new().judge(
-        &c,
-        &caller,
-        headers(&h, &certs, "refund-agent", BODY, 40),
-        BODY,
-        NOW,
-    );
+    let j = Host::new().judge_call(&c, &h, &certs, BODY, 40, NOW);
     assert!(j.decision.is_allowed(), "{:?}", j.decision.detail);
     assert_eq!(j.claims.proof.as_ref().unwrap().horizon, NOW + 60 + 30);
     assert_eq!(j.claims.steps.len(), 1);
@@ -296,36 +272,18 @@ fn a_single_use_entry_is_remembered_until_it_expires_or_its_signer_does() {
     // expires: kept until the SVID's notAfter (+ skew), not 30 days.
     let now = APPROVALS_NOT_AFTER - 2 * 86_400;
     let (h, certs) = history_at(&STEPS, now - 100, now + 30 * 86_400);
-    let j = Host::new().judge(
-        &c,
-        &caller,
-        headers_at(&h, &certs, "refund-agent", BODY, 41, now),
-        BODY,
-        now,
-    );
+    let j = Host::new().judge_call(&c, &h, &certs, BODY, 41, now);
     assert!(j.decision.is_allowed(), "{:?}", j.decision.detail);
     assert_eq!(j.claims.steps[0].horizon, APPROVALS_NOT_AFTER + 30);
 
     // The same approval weeks before that: it would stay acceptable longer
     // than consumed entries are remembered, so a single_use clause refuses it.
     let (h, certs) = history_at(&STEPS, NOW - 100, NOW + 30 * 86_400);
-    let j = Host::new().judge(
-        &c,
-        &caller,
-        headers(&h, &certs, "refund-agent", BODY, 42),
-        BODY,
-        NOW,
-    );
+    let j = Host::new().judge_call(&c, &h, &certs, BODY, 42, NOW);
     const { assert!(APPROVALS_NOT_AFTER - NOW > MAX_SINGLE_USE_SECS) };
     assert_eq!(j.decision.verdict, Err(Reason::SingleUseTooLong));
     // Without single_use the same entry is fine.
-    let j = Host::new().judge(
-        &config(true),
-        &caller,
-        headers(&h, &certs, "refund-agent", BODY, 43),
-        BODY,
-        NOW,
-    );
+    let j = Host::new().judge_call(&config(true), &h, &certs, BODY, 43, NOW);
     assert!(j.decision.is_allowed(), "{:?}", j.decision.detail);
     assert!(j.claims.steps.is_empty());
 }
@@ -334,13 +292,7 @@ fn a_single_use_entry_is_remembered_until_it_expires_or_its_signer_does() {
 fn rules_without_history_claim_only_locally() {
     let c = config(true);
     let (h, certs) = history(&STEPS, 100);
-    let j = Host::new().judge(
-        &c,
-        &sa("refund-agent"),
-        headers(&h, &certs, "refund-agent", LOOKUP, 44),
-        LOOKUP,
-        NOW,
-    );
+    let j = Host::new().judge_call(&c, &h, &certs, LOOKUP, 44, NOW);
     assert_eq!(j.decision.verdict, Ok("ping".to_owned()));
     assert!(j.claims.proof.is_some(), "the proof's jti is still claimed");
     assert!(
@@ -397,12 +349,7 @@ fn history_refusals_stop_the_request_before_the_rules() {
 fn history_without_trust_configuration_is_refused() {
     let c = config(false);
     let (h, certs) = history(&STEPS, 100);
-    let d = Host::new().decide(
-        &c,
-        &sa("refund-agent"),
-        headers(&h, &certs, "refund-agent", LOOKUP, 9),
-        LOOKUP,
-    );
+    let d = Host::new().call(&c, &h, &certs, LOOKUP, 9);
     assert_eq!(d.verdict, Err(Reason::HistoryUnconfigured));
     let d = Host::new().decide(&c, &sa("refund-agent"), Vec::new(), LOOKUP);
     assert_eq!(d.verdict, Ok("ping".to_owned()));
@@ -477,44 +424,23 @@ fn a_bound_approval_authorises_exactly_the_call_it_names() {
         ]},
     });
     let config = Config::from_json(c.to_string().as_bytes()).unwrap();
-    let caller = sa("refund-agent");
     let (o1, o2) = (refund_body("o-1"), refund_body("o-2"));
     let (h, certs) = approvals_for(&[call_of(&o1)]);
     let mut host = Host::new();
     // The approval of o-1 does not authorise o-2, even for the same amount.
-    let d = host.decide(
-        &config,
-        &caller,
-        headers(&h, &certs, "refund-agent", &o2, 40),
-        &o2,
-    );
+    let d = host.call(&config, &h, &certs, &o2, 40);
     assert_eq!(d.verdict, Err(Reason::StepCallMismatch));
-    let d = host.decide(
-        &config,
-        &caller,
-        headers(&h, &certs, "refund-agent", &o1, 41),
-        &o1,
-    );
+    let d = host.call(&config, &h, &certs, &o1, 41);
     assert!(d.is_allowed(), "{:?}", d.detail);
     // Single use: the o-1 approval is spent.
-    let d = host.decide(
-        &config,
-        &caller,
-        headers(&h, &certs, "refund-agent", &o1, 42),
-        &o1,
-    );
+    let d = host.call(&config, &h, &certs, &o1, 42);
     assert_eq!(d.verdict, Err(Reason::StepConsumed));
 
     // Two approvals in one history: each call uses its own.
     let (h, certs) = approvals_for(&[call_of(&o1), call_of(&o2)]);
     let mut host = Host::new();
     for (body, jti) in [(&o2, 43), (&o1, 44)] {
-        let d = host.decide(
-            &config,
-            &caller,
-            headers(&h, &certs, "refund-agent", body, jti),
-            body,
-        );
+        let d = host.call(&config, &h, &certs, body, jti);
         assert!(d.is_allowed(), "{:?}", d.detail);
     }
 
@@ -525,11 +451,6 @@ fn a_bound_approval_authorises_exactly_the_call_it_names() {
         .remove("binds");
     let unbound = Config::from_json(c.to_string().as_bytes()).unwrap();
     let (h, certs) = approvals_for(&[call_of(&o1)]);
-    let d = Host::new().decide(
-        &unbound,
-        &caller,
-        headers(&h, &certs, "refund-agent", &o2, 45),
-        &o2,
-    );
+    let d = Host::new().call(&unbound, &h, &certs, &o2, 45);
     assert!(d.is_allowed());
 }

@@ -96,6 +96,35 @@ fn uri(s: &str) -> Result<SanType, DevCaError> {
     Ok(SanType::URI(s.try_into().map_err(err)?))
 }
 
+/// The key in `pem` (PKCS#8), or a fresh P-256 key.
+fn key_pair(pem: Option<&str>) -> Result<KeyPair, DevCaError> {
+    match pem {
+        Some(pem) => KeyPair::from_pem(pem).map_err(err),
+        None => KeyPair::generate().map_err(err),
+    }
+}
+
+/// A subject `O=<organization>`, with `CN=<common_name>` when given.
+pub fn subject(organization: &str, common_name: Option<&str>) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, organization);
+    if let Some(cn) = common_name {
+        dn.push(DnType::CommonName, cn);
+    }
+    dn
+}
+
+/// Makes `params` an authority: cA true with no path length limit,
+/// keyCertSign + cRLSign + digitalSignature.
+pub fn make_authority(params: &mut CertificateParams) {
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+}
+
 /// A self-signed ECDSA P-256 CA for `trust_domain` (e.g. `example.org`),
 /// with URI SAN `spiffe://<trust_domain>`, valid from a minute ago for a year.
 pub fn init(trust_domain: &str) -> Result<CaFiles, DevCaError> {
@@ -114,21 +143,10 @@ pub fn init(trust_domain: &str) -> Result<CaFiles, DevCaError> {
 /// [`init`] with explicit validity, key and bundle sequence.
 pub fn init_with(trust_domain: &str, opts: &CaOptions) -> Result<CaFiles, DevCaError> {
     check_trust_domain(trust_domain).map_err(err)?;
-    let key = match &opts.key_pem {
-        Some(pem) => KeyPair::from_pem(pem).map_err(err)?,
-        None => KeyPair::generate().map_err(err)?,
-    };
+    let key = key_pair(opts.key_pem.as_deref())?;
     let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "Custody development CA");
-    dn.push(DnType::CommonName, trust_domain);
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    params.distinguished_name = subject("Custody development CA", Some(trust_domain));
+    make_authority(&mut params);
     params.subject_alt_names = vec![uri(&format!("spiffe://{trust_domain}"))?];
     params.not_before = at(opts.not_before)?;
     params.not_after = at(opts.not_after)?;
@@ -208,17 +226,10 @@ pub fn issue_with(
     let ca_key = KeyPair::from_pem(ca_key_pem).map_err(err)?;
     // The issuer's name and key identifier come from the CA's own certificate.
     let issuer = rcgen::Issuer::from_ca_cert_pem(ca_cert_pem, &ca_key).map_err(err)?;
-    let key = match &opts.key_pem {
-        Some(pem) => KeyPair::from_pem(pem).map_err(err)?,
-        None => KeyPair::generate().map_err(err)?,
-    };
+    let key = key_pair(opts.key_pem.as_deref())?;
     let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "Custody development SVID");
-    if let Some(first) = opts.uris.first() {
-        dn.push(DnType::CommonName, first.as_str());
-    }
-    params.distinguished_name = dn;
+    let first_uri = opts.uris.first().map(String::as_str);
+    params.distinguished_name = subject("Custody development SVID", first_uri);
     params.subject_alt_names = opts.uris.iter().map(|u| uri(u)).collect::<Result<_, _>>()?;
     for name in &opts.dns {
         params
@@ -229,12 +240,7 @@ pub fn issue_with(
     params.not_after = at(opts.not_after)?;
     params.use_authority_key_identifier_extension = true;
     if opts.ca {
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        make_authority(&mut params);
     } else {
         // basicConstraints `30 00` (cA at its DEFAULT false, omitted as DER
         // requires; rcgen before 0.14.9 wrote an explicit FALSE).

@@ -680,8 +680,7 @@ fn authority_path_len_is_honoured() {
         let key = p256_key();
         let mut params = ca_params("constrained root");
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(path_len));
-        let cert = params.self_signed(&key).unwrap();
-        let root = Issuer { params, cert, key };
+        let root = Issuer::self_signed(params, key);
         let b = bundle(&root);
         let inter = intermediate(ca_params("under constrained root"), p256_key(), &root);
         let r = verify_leaf(&b, leaf_params(&sa("under-root")), &inter, &[&inter.der()]);
@@ -773,30 +772,28 @@ fn self_issued_maze_costs_nothing() {
                 .to_vec()
         })
         .collect();
-    let by = Issuer {
-        params: maze_params("maze", 1),
-        cert: maze_params("maze", 1).self_signed(&maze_key).unwrap(),
-        key: maze_key,
-    };
+    let by = Issuer::self_signed(maze_params("maze", 1), maze_key);
     let (r, calls) = counted(&b, &by, &maze, &Limits::default());
     assert_refused(r, "cert_untrusted");
     // Nothing in the maze names an authority as its issuer: no signature is checked.
     assert_eq!(calls, 0);
 }
 
+/// 31 certificates that claim `authority` as their issuer, all signed by
+/// one forger's key, and the forger as an issuer (of the leaf).
+fn forged_maze(authority: &CertificateParams) -> (Vec<Vec<u8>>, Issuer) {
+    let forger = p256_key();
+    let maze = (0..31)
+        .map(|i| claimed(maze_params("forged", i + 1), authority, &forger))
+        .collect();
+    (maze, Issuer::self_signed(maze_params("forged", 1), forger))
+}
+
 #[test]
 fn certificates_claiming_the_authority_cost_one_check_each() {
     let root = root();
     let b = bundle(&root);
-    let forger = p256_key();
-    let maze: Vec<Vec<u8>> = (0..31)
-        .map(|i| claimed(maze_params("forged", i + 1), &root.params, &forger))
-        .collect();
-    let by = Issuer {
-        params: maze_params("forged", 1),
-        cert: maze_params("forged", 1).self_signed(&forger).unwrap(),
-        key: forger,
-    };
+    let (maze, by) = forged_maze(&root.params);
     let (r, calls) = counted(&b, &by, &maze, &Limits::default());
     assert_refused(r, "cert_untrusted");
     // Each forged certificate is checked once against the one authority key.
@@ -807,32 +804,14 @@ fn certificates_claiming_the_authority_cost_one_check_each() {
 fn the_signature_budget_stops_a_search_that_would_cost_more() {
     // Three authorities with one name (as in a key rotation, times three) and
     // 31 certificates claiming that name: 93 checks without a budget.
-    let key = |_| p256_key();
     let roots: Vec<Issuer> = (0..3)
-        .map(|i| {
-            let k: KeyPair = key(i);
-            let params = maze_params("rotating root", 100 + i);
-            let cert = params.self_signed(&k).unwrap();
-            Issuer {
-                params,
-                cert,
-                key: k,
-            }
-        })
+        .map(|i| Issuer::self_signed(maze_params("rotating root", 100 + i), p256_key()))
         .collect();
     let mut b = TrustBundle::new();
     for r in &roots {
         b.add_pem(TD, &r.cert.pem()).unwrap();
     }
-    let forger = p256_key();
-    let maze: Vec<Vec<u8>> = (0..31)
-        .map(|i| claimed(maze_params("forged", i + 1), &roots[0].params, &forger))
-        .collect();
-    let by = Issuer {
-        params: maze_params("forged", 1),
-        cert: maze_params("forged", 1).self_signed(&forger).unwrap(),
-        key: forger,
-    };
+    let (maze, by) = forged_maze(&roots[0].params);
     let limits = Limits::default();
     let (r, calls) = counted(&b, &by, &maze, &limits);
     assert_refused(r, "cert_path_budget");

@@ -291,6 +291,15 @@ fn intermediate_chain_verifies_and_needs_the_intermediate() {
     assert_eq!(c.refused(), "cert_chain_depth");
 }
 
+/// A trust bundle with, for each `(trust domain, fixture CA)`, that CA's PEM.
+fn authorities(cas: &[(&str, &str)]) -> TrustBundle {
+    let mut b = TrustBundle::new();
+    for (td, ca) in cas {
+        b.add_pem(td, &ca_pem(ca)).unwrap();
+    }
+    b
+}
+
 #[test]
 fn rsa_authority_verifies() {
     let mut c = Case::standard();
@@ -302,10 +311,7 @@ fn rsa_authority_verifies() {
     c.add_cert("rsa-agent");
     c.ok();
     // The RSA authority is for rsa.example only.
-    let mut b = TrustBundle::new();
-    b.add_pem("rsa.example", &ca_pem("example")).unwrap();
-    b.add_pem("example.org", &ca_pem("example")).unwrap();
-    c.bundle = b;
+    c.bundle = authorities(&[("rsa.example", "example"), ("example.org", "example")]);
     assert_eq!(c.refused(), "cert_untrusted");
 }
 
@@ -519,21 +525,12 @@ fn unknown_missing_and_mistyped_payload_members() {
         c.entries[0] = entry(&fraud, p);
         c.refused()
     };
-    let mut p = base.clone();
-    p["admin"] = json!(true);
-    assert_eq!(run(&p), "unknown_member");
-    let mut p = base.clone();
-    p["v"] = json!(2);
-    p["admin"] = json!(true);
-    assert_eq!(run(&p), "version_unsupported");
-    for m in [
+    let newer = with(&base, &[("v", json!(2)), ("admin", json!(true))]);
+    assert_eq!(run(&newer), "version_unsupported");
+    let required = [
         "v", "wid", "seq", "prev", "iss", "nxt", "step", "result", "iat", "exp",
-    ] {
-        let mut p = base.clone();
-        p.as_object_mut().unwrap().remove(m);
-        assert_eq!(run(&p), "missing_member", "{m}");
-    }
-    for (m, bad) in [
+    ];
+    let mistyped = [
         ("v", json!(1.0)),
         ("v", json!("1")),
         ("seq", json!(0.0)),
@@ -549,23 +546,54 @@ fn unknown_missing_and_mistyped_payload_members() {
         ("prev", json!(1)),
         ("claims", json!(null)),
         ("claims", json!("x")),
-    ] {
-        let mut p = base.clone();
-        p[m] = bad.clone();
-        assert_eq!(run(&p), "member_type", "{m} = {bad}");
-    }
-    let mut p = base.clone();
-    p["iss"] = json!("spiffe://Example.org/ns/payments/sa/fraud-agent");
-    assert_eq!(run(&p), "member_spiffe_id");
-    let mut p = base.clone();
-    p["nxt"] = json!("https://example.org/x");
-    assert_eq!(run(&p), "member_spiffe_id");
+    ];
+    assert_member_rules(run, &base, ("admin", json!(true)), &required, &mistyped);
+    let iss = json!("spiffe://Example.org/ns/payments/sa/fraud-agent");
+    assert_eq!(run(&with(&base, &[("iss", iss)])), "member_spiffe_id");
+    let nxt = json!("https://example.org/x");
+    assert_eq!(run(&with(&base, &[("nxt", nxt)])), "member_spiffe_id");
     // The payload must be a JSON object.
     let mut c = Case::standard();
     c.entries[0] = fraud.sign_raw(&fraud.header_json(ENTRY_TYP), "[1]");
     assert_eq!(c.refused(), "history_malformed");
     c.entries[0] = fraud.sign_raw(&fraud.header_json(ENTRY_TYP), "{\"v\":1");
     assert_eq!(c.refused(), "history_malformed");
+}
+
+/// `base` with each `(member, value)` of `changes` set.
+fn with(base: &Value, changes: &[(&str, Value)]) -> Value {
+    let mut p = base.clone();
+    for (member, value) in changes {
+        p[*member] = value.clone();
+    }
+    p
+}
+
+/// `base` without `member`.
+fn without(base: &Value, member: &str) -> Value {
+    let mut p = base.clone();
+    p.as_object_mut().unwrap().remove(member);
+    p
+}
+
+/// `run` refuses `base` with the `unknown` member added (unknown_member),
+/// without each `required` member (missing_member), and with each
+/// `(member, value)` of `mistyped` (member_type).
+fn assert_member_rules(
+    run: impl Fn(&Value) -> &'static str,
+    base: &Value,
+    unknown: (&str, Value),
+    required: &[&str],
+    mistyped: &[(&str, Value)],
+) {
+    assert_eq!(run(&with(base, &[unknown])), "unknown_member");
+    for m in required {
+        assert_eq!(run(&without(base, m)), "missing_member", "{m}");
+    }
+    for (m, bad) in mistyped {
+        let p = with(base, &[(*m, bad.clone())]);
+        assert_eq!(run(&p), "member_type", "{m} = {bad}");
+    }
 }
 
 #[test]
@@ -578,35 +606,25 @@ fn proof_payload_members() {
         c.proof = Some(proof(&refund, p));
         c.refused()
     };
-    let mut p = base.clone();
-    p["nonce"] = json!("x");
-    assert_eq!(run(&p), "unknown_member");
-    for m in [
+    let required = [
         "v", "iss", "aud", "wid", "head", "len", "bdy", "iat", "exp", "jti",
-    ] {
-        let mut p = base.clone();
-        p.as_object_mut().unwrap().remove(m);
-        assert_eq!(run(&p), "missing_member", "{m}");
-    }
-    for (m, bad) in [
+    ];
+    let mistyped = [
         ("len", json!(2.0)),
         ("iat", json!("1")),
         ("exp", json!(-1)),
         ("jti", json!(5)),
-    ] {
-        let mut p = base.clone();
-        p[m] = bad;
-        assert_eq!(run(&p), "member_type", "{m}");
-    }
-    let mut p = base.clone();
-    p["jti"] = json!(b64url(&[1; 15]));
-    assert_eq!(run(&p), "proof_jti");
-    let mut p = base.clone();
-    p["jti"] = json!("AAAAAAAAAAAAAAAAAAAAAA==");
-    assert_eq!(run(&p), "base64_noncanonical");
-    let mut p = base.clone();
-    p["bdy"] = json!(b64url(&[0; 31]));
-    assert_eq!(run(&p), "member_type");
+    ];
+    assert_member_rules(run, &base, ("nonce", json!("x")), &required, &mistyped);
+    let short_jti = json!(b64url(&[1; 15]));
+    assert_eq!(run(&with(&base, &[("jti", short_jti)])), "proof_jti");
+    let padded_jti = json!("AAAAAAAAAAAAAAAAAAAAAA==");
+    assert_eq!(
+        run(&with(&base, &[("jti", padded_jti)])),
+        "base64_noncanonical"
+    );
+    let short_bdy = json!(b64url(&[0; 31]));
+    assert_eq!(run(&with(&base, &[("bdy", short_bdy)])), "member_type");
 }
 
 // -------------------------------------------------------------- base64url
@@ -914,15 +932,11 @@ fn look_alike_trust_domain() {
         "spiffe://example.org.evil/ns/payments/sa/fraud-agent",
         NOW - 10,
     );
-    let mut b = TrustBundle::new();
-    b.add_pem("example.org", &ca_pem("example")).unwrap();
-    c.bundle = b;
+    c.bundle = authorities(&[("example.org", "example")]);
     assert_eq!(c.refused(), "cert_unknown_trust_domain");
     // Even if example.org.evil's CA were (wrongly) listed for example.org, its
     // identities' trust domain is example.org.evil.
-    let mut b = TrustBundle::new();
-    b.add_pem("example.org", &ca_pem("evil")).unwrap();
-    c.bundle = b;
+    c.bundle = authorities(&[("example.org", "evil")]);
     assert_eq!(c.refused(), "cert_unknown_trust_domain");
 }
 
@@ -1239,9 +1253,7 @@ fn cache_hit_is_as_strict_as_a_miss() {
     assert_eq!(run(&c3, &mut cache), "cert_missing");
     // The bundle changed: no trust for example.org any more.
     let mut c4 = c.clone();
-    let mut b = TrustBundle::new();
-    b.add_pem("rsa.example", &ca_pem("rsa")).unwrap();
-    c4.bundle = b;
+    c4.bundle = authorities(&[("rsa.example", "rsa")]);
     assert_eq!(run(&c4, &mut cache), "cert_unknown_trust_domain");
     // A lower claims cap applies to cached entries too.
     let mut c5 = c.clone();

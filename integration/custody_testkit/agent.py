@@ -7,7 +7,7 @@ from __future__ import annotations
 import ssl
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Awaitable, Callable, TypeVar
 
 import anyio
 import httpx2
@@ -22,6 +22,7 @@ import custody_client  # noqa: E402  (the library from the tree, not an installe
 
 # (caller, audience, body) -> the three history headers
 Prover = Callable[[Workload, str, bytes], dict]
+T = TypeVar("T")
 
 
 def tls_context(bundle: Path, workload: Workload | None) -> ssl.SSLContext:
@@ -73,13 +74,23 @@ def call_tool(
                 result = await client.call_tool(tool, arguments)
                 return result.content[0].text
 
+    return run_bare(run)
+
+
+def run_bare(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+    """`anyio.run(fn, *args)`, re-raising bare the first error inside an
+    exception group (the MCP client's task groups wrap a refusal's `MCPError`)."""
     try:
-        return anyio.run(run)
+        return anyio.run(fn, *args)
     except BaseExceptionGroup as group:
-        error: BaseException = group
-        while isinstance(error, BaseExceptionGroup):
-            error = error.exceptions[0]
-        raise error from group
+        raise first_leaf(group) from group
+
+
+def first_leaf(error: BaseException) -> BaseException:
+    """The first error inside (nested) exception groups; `error` itself if none."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
 
 
 def proving_anyway(history: History, prover: Workload) -> Prover:

@@ -311,14 +311,19 @@ class Envoy:
     def log(self) -> str:
         return self.log_path.read_text()
 
-    def decisions(self) -> list[dict]:
-        """Every decision log line the filter wrote so far, parsed."""
+    def log_lines(self, kind: str, since: int = 0) -> list[dict]:
+        """Every `{"custody":"<kind>",…}` line the filter logged after log
+        offset `since`, parsed."""
         out = []
-        for line in self.log().splitlines():
-            start = line.find('{"custody":"decision"')
+        for line in self.log()[since:].splitlines():
+            start = line.find(f'{{"custody":"{kind}"')
             if start >= 0:
                 out.append(json.loads(line[start:]))
         return out
+
+    def decisions(self) -> list[dict]:
+        """Every decision log line the filter wrote so far, parsed."""
+        return self.log_lines("decision")
 
     def wait_for_decision(self, decision_id: str, timeout: float = 5.0) -> dict:
         deadline = time.monotonic() + timeout

@@ -4,6 +4,7 @@
 //! shapes (issuer mazes, forged issuers, rotating authorities) for the
 //! cost-bound tests and the `cert_paths` fuzz target.
 
+use custody_history::dev_ca;
 use custody_history::sign::{
     append_entry, certs_header, make_proof, EntryFields, ProofFields, Signer,
 };
@@ -12,9 +13,8 @@ use custody_history::{
     SpiffeId, TrustBundle, VerifiedHistory, Verifier, VerifyCache, ALG, ENTRY_TYP, PROOF_TYP, X5T,
 };
 use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DistinguishedName, DnType,
-    ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType, SignatureAlgorithm,
-    PKCS_ECDSA_P256_SHA256,
+    Certificate, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose,
+    SanType, SignatureAlgorithm, PKCS_ECDSA_P256_SHA256,
 };
 use time::OffsetDateTime;
 
@@ -77,16 +77,8 @@ impl Issuer {
 /// CA parameters like dev_ca's: cA true, keyCertSign + cRLSign + digitalSignature.
 pub fn ca_params(cn: &str) -> CertificateParams {
     let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "Custody test CA");
-    dn.push(DnType::CommonName, cn);
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    params.distinguished_name = dev_ca::subject("Custody test CA", Some(cn));
+    dev_ca::make_authority(&mut params);
     params.not_before = at(CA_NOT_BEFORE);
     params.not_after = at(CA_NOT_AFTER);
     params
@@ -117,10 +109,7 @@ pub fn intermediate(params: CertificateParams, key: KeyPair, by: &Issuer) -> Iss
 /// (critical keyUsage), serverAuth + clientAuth, one SPIFFE URI SAN.
 pub fn leaf_params(id: &str) -> CertificateParams {
     let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "Custody test SVID");
-    dn.push(DnType::CommonName, id);
-    params.distinguished_name = dn;
+    params.distinguished_name = dev_ca::subject("Custody test SVID", Some(id));
     params.subject_alt_names = vec![SanType::URI(id.try_into().unwrap())];
     params.is_ca = IsCa::NoCa;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];

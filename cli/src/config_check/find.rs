@@ -33,13 +33,8 @@ impl Clusters {
     /// A bootstrap's clusters; `None` for a document that is not one.
     fn of(doc: &Value) -> Option<Clusters> {
         let statics = doc.get("static_resources")?;
-        let defined = statics
-            .get("clusters")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-            .map(|(i, c)| (format!("static_resources.clusters[{i}]"), c.clone()))
+        let defined = items(statics, "static_resources", "clusters")
+            .map(|(at, c)| (at, c.clone()))
             .collect();
         let dynamic = doc.pointer("/dynamic_resources/cds_config").is_some()
             || doc.pointer("/dynamic_resources/ads_config").is_some();
@@ -158,6 +153,18 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
+/// The items of the list `key` of `v` (at `path`), each with its own path
+/// (`path.key[i]`); none where `key` is missing or not a list.
+fn items<'a>(v: &'a Value, path: &str, key: &str) -> impl Iterator<Item = (String, &'a Value)> {
+    let list = join(path, key);
+    v.get(key)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(move |(i, item)| (format!("{list}[{i}]"), item))
+}
+
 impl Walker<'_> {
     fn walk(&mut self, v: &Value, path: &str, listener: Option<&Listener>) {
         match v {
@@ -185,17 +192,10 @@ impl Walker<'_> {
     /// A listener: each filter chain is walked with its TLS context.
     fn listener(&mut self, v: &Value, path: &str) {
         let buffer_limit = v.get("per_connection_buffer_limit_bytes").and_then(as_u64);
-        let chains = v
-            .get("filter_chains")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .enumerate()
-            .map(|(i, c)| (format!("{}[{i}]", join(path, "filter_chains")), c))
-            .chain(
-                v.get("default_filter_chain")
-                    .map(|c| (join(path, "default_filter_chain"), c)),
-            );
+        let chains = items(v, path, "filter_chains").chain(
+            v.get("default_filter_chain")
+                .map(|c| (join(path, "default_filter_chain"), c)),
+        );
         for (chain_path, chain) in chains {
             let ctx = Listener {
                 chain_path: chain_path.clone(),

@@ -4,9 +4,7 @@
 //! method, `tools: []`), errors too under `--strict`.
 
 use super::mcp_methods::{self as mcp, Kind};
-use crate::finding::Finding;
-#[cfg(test)]
-use crate::finding::Severity;
+use crate::finding::{Finding, Severity};
 use crate::yaml_pos::{Pos, Positions};
 use custody_core::glob::Glob;
 use custody_core::policy::{Policy, Rule};
@@ -49,13 +47,16 @@ fn lint_rule(rule: &Rule, path: &str, file: &str, at: &Positions, out: &mut Vec<
         (Kind::Resource, rule.resources.len()),
         (Kind::Prompt, rule.prompts.len()),
     ];
-    for (kind, len) in lists {
+    // A finding at the key of the rule's list of `kind` (`rules[0].tools`).
+    let on_list = |kind: Kind, severity: Severity, message: String| {
         let p = format!("{path}.{}", kind.key());
-        if len == 0 && at.node(&p).is_some() {
-            out.push(Finding::warning(
-                file,
-                at.key(&p),
-                &p,
+        Finding::new(severity, file, at.key(&p), &p, message)
+    };
+    for (kind, len) in lists {
+        if len == 0 && at.node(&format!("{path}.{}", kind.key())).is_some() {
+            out.push(on_list(
+                kind,
+                Severity::Warning,
                 format!(
                     "`{}: []` is the same as leaving it out: the rule then covers every target of its methods",
                     kind.key()
@@ -73,11 +74,9 @@ fn lint_rule(rule: &Rule, path: &str, file: &str, at: &Positions, out: &mut Vec<
     }
     if !listed.iter().any(|k| carried.contains(k)) {
         let k = listed.first().copied().unwrap_or(Kind::Tool);
-        let p = format!("{path}.{}", k.key());
-        out.push(Finding::error(
-            file,
-            at.key(&p),
-            &p,
+        out.push(on_list(
+            k,
+            Severity::Error,
             format!(
                 "rule '{}' lists {} but none of its methods ({}) carries {}, so it can never match ({} do)",
                 rule.name,
@@ -90,11 +89,9 @@ fn lint_rule(rule: &Rule, path: &str, file: &str, at: &Positions, out: &mut Vec<
         return;
     }
     for k in listed.iter().filter(|k| !carried.contains(k)) {
-        let p = format!("{path}.{}", k.key());
-        out.push(Finding::warning(
-            file,
-            at.key(&p),
-            &p,
+        out.push(on_list(
+            *k,
+            Severity::Warning,
             format!(
                 "none of rule '{}''s methods carries a {}, so `{}` never applies",
                 rule.name,
@@ -209,9 +206,7 @@ mod tests {
     }
 
     fn one(yaml: &str) -> Finding {
-        let f = findings(yaml);
-        assert_eq!(f.len(), 1, "{f:#?}");
-        f.into_iter().next().unwrap()
+        crate::finding::only(findings(yaml))
     }
 
     const HEAD: &str = "rules:\n- name: r\n  callers: [\"spiffe://example.org/a\"]\n";

@@ -184,13 +184,7 @@ impl Walker<'_> {
                     value,
                     collection,
                     ..
-                } => {
-                    if let Some(k) = key {
-                        self.expr(k);
-                    }
-                    self.expr(value);
-                    self.expr(collection);
-                }
+                } => self.membership(key.as_deref(), value, collection),
                 Literal::Expr { expr, .. } | Literal::NotExpr { expr, .. } => self.expr(expr),
                 Literal::Every { domain, query, .. } => {
                     self.expr(domain);
@@ -251,16 +245,19 @@ impl Walker<'_> {
                 value,
                 collection,
                 ..
-            } => {
-                if let Some(k) = key {
-                    self.expr(k);
-                }
-                self.expr(value);
-                self.expr(collection);
-            }
+            } => self.membership(key.as_deref(), value, collection),
             #[allow(unreachable_patterns)]
             _ => {}
         }
+    }
+
+    /// `key, value in collection`: a `some … in` or a membership expression.
+    fn membership(&mut self, key: Option<&Expr>, value: &Expr, collection: &Expr) {
+        if let Some(k) = key {
+            self.expr(k);
+        }
+        self.expr(value);
+        self.expr(collection);
     }
 
     /// A function call: a builtin of the engine, `print`, or a function the
@@ -439,9 +436,7 @@ mod tests {
     }
 
     fn one(source: &str) -> Finding {
-        let f = findings(source);
-        assert_eq!(f.len(), 1, "{f:#?}");
-        f.into_iter().next().unwrap()
+        crate::finding::only(findings(source))
     }
 
     const HEAD: &str = "package x\nimport rego.v1\n";
