@@ -311,6 +311,8 @@ def test_the_access_log_prints_the_decision(start_envoy, pki, demo_bundle):
         allowed = [l for l in lines if l["custody_method"] == "tools/call" and l["custody_decision"] == "allow"]
         assert allowed and allowed[0]["custody_reason"] == "-" and allowed[0]["status"] == 200
         assert allowed[0]["peer"] == AGENT
+        assert (allowed[0]["custody_list_removed"], allowed[0]["custody_list_reason"]) == (None, None), \
+            "a request whose response is no list never sets the list fields"
 
 
 def test_stream_mode_works_where_headers_cannot_be_held(start_envoy, pki, demo_bundle, tool_server):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import anyio
@@ -22,7 +23,7 @@ from mcp.shared.exceptions import MCPError
 from conftest import AGENT, tls_context
 from custody_testkit.agent import first_leaf
 from custody_testkit.cli import custody
-from custody_testkit.envoy import Envoy
+from custody_testkit.envoy import Envoy, access_log_lines
 
 SECRET = "secret_tool"
 MAX_LIST = 65536
@@ -190,6 +191,8 @@ def test_an_unfilterable_json_list_is_refused_with_502(held, pki, case_name, rea
     assert int(r.headers["content-length"]) == len(r.content) if "content-length" in r.headers else True
     line = [d for d in held.log_lines("list") if d["decision_id"] == err["data"]["decision_id"]]
     assert line and line[0]["outcome"] == "refused" and line[0]["reason"] == reason
+    access = wait_for_access_line(held, "custody_decision_id", err["data"]["decision_id"])
+    assert (access["status"], access["custody_list_reason"]) == (502, reason)
 
 
 def test_with_headers_streamed_a_refusal_found_in_the_body_keeps_the_2xx(streamed, pki):
@@ -215,6 +218,7 @@ def test_held_list_requests_ask_for_no_compression(held, pki):
 @pytest.mark.parametrize("envoy_name", ["held", "streamed"])
 def test_a_chunked_json_list_is_filtered_with_every_other_member_kept(request, pki, envoy_name):
     envoy = request.getfixturevalue(envoy_name)
+    Upstream.seen.clear()
     r = post(envoy, pki, "ok-chunked")
     assert r.status_code == 200
     body = r.json()
@@ -225,6 +229,9 @@ def test_a_chunked_json_list_is_filtered_with_every_other_member_kept(request, p
         assert int(r.headers["content-length"]) == len(r.content)
     if envoy_name == "held":
         assert int(r.headers["content-length"]) == len(r.content), "held headers get the new length"
+    sent = {k.lower(): v for k, v in Upstream.seen[-1]["headers"].items()}
+    access = wait_for_access_line(envoy, "request_id", sent["x-request-id"])
+    assert (access["custody_list_removed"], access["custody_list_reason"]) == ("1", "-")
 
 
 def test_sse_notifications_pass_untouched_and_the_list_is_filtered(held, pki):
@@ -283,3 +290,14 @@ def test_lists_pass_leaves_responses_alone(pki, upstream, policy, tmp_path):
         r = post(e, pki, "ok-chunked")
         assert SECRET in r.text
         assert e.log_lines("list") == []
+
+
+def wait_for_access_line(envoy, field: str, value: str) -> dict:
+    """The access log line of one request (written when its stream ends)."""
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [l for l in access_log_lines(envoy) if l[field] == value]
+        if lines or time.monotonic() > deadline:
+            assert lines, f"no access log line with {field} {value}"
+            return lines[0]
+        time.sleep(0.1)

@@ -149,31 +149,6 @@ mod tests {
         d
     }
 
-    /// One reason of every class: identity, envelope, body, rules, steps,
-    /// Rego, history, and the two 503s.
-    fn one_of_each_class() -> Vec<Reason> {
-        use custody_history::Code;
-        vec![
-            Reason::NoIdentity,
-            Reason::MethodNotAllowed,
-            Reason::PathNotAllowed,
-            Reason::UnsupportedMediaType,
-            Reason::BodyTooLarge,
-            Reason::MalformedJson,
-            Reason::InvalidRequest,
-            Reason::BatchRefused,
-            Reason::NoRule,
-            Reason::MissingStep,
-            Reason::StepConsumed,
-            Reason::RegoDenied,
-            Reason::RegoError,
-            Reason::HistoryUnconfigured,
-            Reason::History(Code::SignatureInvalid),
-            Reason::History(Code::ReplayCacheFull),
-            Reason::ConfigInvalid,
-        ]
-    }
-
     #[test]
     fn allowed_requests_are_forwarded_with_the_caller_and_the_verdict() {
         for mode in [Mode::Enforce, Mode::Audit] {
@@ -195,7 +170,7 @@ mod tests {
 
     #[test]
     fn enforce_refuses_every_class_with_its_status_and_a_json_rpc_error() {
-        for reason in one_of_each_class() {
+        for reason in Reason::all() {
             let out = act(&refused(reason), Mode::Enforce, "d-2");
             assert_eq!(out.count, Count::Denied(reason));
             assert_eq!(out.status, Some(reason.http_status()));
@@ -213,7 +188,7 @@ mod tests {
 
     #[test]
     fn audit_forwards_every_class_and_says_what_enforce_would_have_done() {
-        for reason in one_of_each_class() {
+        for reason in Reason::all() {
             let out = act(&refused(reason), Mode::Audit, "d-3");
             assert_eq!(out.count, Count::AuditForwarded(reason));
             assert_eq!(out.status, None);

@@ -363,6 +363,7 @@ fn unmet(r: &Requirement, reason: Reason, req: &Query) -> Unmet {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::policy::tests::step;
     use crate::SpiffeId;
     use serde_json::json;
     #[cfg(target_arch = "wasm32")]
@@ -385,16 +386,6 @@ mod tests {
         .unwrap();
         p.prepare_rego();
         p
-    }
-
-    fn step<'a>(step: &'a str, signer: &'a str, result: &'a str, iat: u64) -> Step<'a> {
-        Step {
-            step,
-            result,
-            signer,
-            iat,
-            call: None,
-        }
     }
 
     fn decide(

@@ -507,72 +507,72 @@ impl Policy {
     }
 }
 
-/// A SPIFFE ID pattern: a literal trust domain, `*`/`**` only in the path.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct CallerPattern(Glob);
+/// Declares a glob pattern type read from a string: `check` refuses what
+/// this kind of pattern may not contain, then the glob itself is parsed.
+macro_rules! glob_pattern {
+    ($(#[$doc:meta])* $name:ident, $kind:literal, $check:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(Glob);
 
-impl TryFrom<String> for CallerPattern {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        custody_spiffe::check(&s, true)
-            .map_err(|e| format!("caller '{s}' is not a SPIFFE ID pattern: {e}"))?;
-        Glob::new(&s)
-            .map(Self)
-            .map_err(|e| format!("caller '{s}': {e}"))
-    }
-}
-
-/// An MCP method pattern, e.g. `tools/call`, `notifications/*`, `http:GET`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct MethodPattern(Glob);
-
-impl TryFrom<String> for MethodPattern {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        let ok = s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.' | b':' | b'*')
-        });
-        if !ok {
-            return Err(format!("method '{s}' may only contain [A-Za-z0-9/_.:*-]"));
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                let check: fn(&str) -> Result<(), String> = $check;
+                check(&s)?;
+                Glob::new(&s)
+                    .map(Self)
+                    .map_err(|e| format!("{} '{s}': {e}", $kind))
+            }
         }
-        Glob::new(&s)
-            .map(Self)
-            .map_err(|e| format!("method '{s}': {e}"))
-    }
-}
 
-/// A tool name, prompt name or resource URI pattern.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct NamePattern(Glob);
-
-impl TryFrom<String> for NamePattern {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        if s.chars().any(char::is_control) {
-            return Err(format!("pattern {s:?} contains a control character"));
-        }
-        Glob::new(&s)
-            .map(Self)
-            .map_err(|e| format!("pattern '{s}': {e}"))
-    }
-}
-
-macro_rules! pattern_into_string {
-    ($($t:ty),*) => {$(
-        impl From<$t> for String {
-            fn from(p: $t) -> String {
+        impl From<$name> for String {
+            fn from(p: $name) -> String {
                 p.0.as_str().to_owned()
             }
         }
-    )*};
+    };
 }
-pattern_into_string!(CallerPattern, MethodPattern, NamePattern);
+
+glob_pattern!(
+    /// A SPIFFE ID pattern: a literal trust domain, `*`/`**` only in the path.
+    CallerPattern,
+    "caller",
+    |s| {
+        custody_spiffe::check(s, true)
+            .map(drop)
+            .map_err(|e| format!("caller '{s}' is not a SPIFFE ID pattern: {e}"))
+    }
+);
+
+glob_pattern!(
+    /// An MCP method pattern, e.g. `tools/call`, `notifications/*`, `http:GET`.
+    MethodPattern,
+    "method",
+    |s| {
+        let ok = s.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.' | b':' | b'*')
+        });
+        match ok {
+            true => Ok(()),
+            false => Err(format!("method '{s}' may only contain [A-Za-z0-9/_.:*-]")),
+        }
+    }
+);
+
+glob_pattern!(
+    /// A tool name, prompt name or resource URI pattern.
+    NamePattern,
+    "pattern",
+    |s| match s.chars().any(char::is_control) {
+        true => Err(format!("pattern {s:?} contains a control character")),
+        false => Ok(()),
+    }
+);
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use serde_json::json;
@@ -799,7 +799,8 @@ mod tests {
     const FRAUD: &str = "spiffe://example.org/ns/payments/sa/fraud-agent";
     const APPROVALS: &str = "spiffe://example.org/ns/payments/sa/approvals";
 
-    fn step<'a>(step: &'a str, signer: &'a str, result: &'a str, iat: u64) -> Step<'a> {
+    /// A verified entry without `claims.call` (also used by explain's tests).
+    pub(crate) fn step<'a>(step: &'a str, signer: &'a str, result: &'a str, iat: u64) -> Step<'a> {
         Step {
             step,
             result,

@@ -47,11 +47,7 @@ impl Event {
                 out.push(b'\n');
             } else if !written {
                 written = true;
-                for part in data.split(|&b| b == b'\n') {
-                    out.extend_from_slice(b"data: ");
-                    out.extend_from_slice(part);
-                    out.push(b'\n');
-                }
+                push_data_lines(&mut out, data);
             }
         }
         out.push(b'\n');
@@ -62,13 +58,18 @@ impl Event {
 /// An event carrying only `data`, e.g. a JSON-RPC error put in a stream.
 pub fn data_event(data: &[u8]) -> Vec<u8> {
     let mut out = b"event: message\n".to_vec();
+    push_data_lines(&mut out, data);
+    out.push(b'\n');
+    out
+}
+
+/// `data` as `data:` lines, one per line of it (a data field holds no newline).
+fn push_data_lines(out: &mut Vec<u8>, data: &[u8]) {
     for part in data.split(|&b| b == b'\n') {
         out.extend_from_slice(b"data: ");
         out.extend_from_slice(part);
         out.push(b'\n');
     }
-    out.push(b'\n');
-    out
 }
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
