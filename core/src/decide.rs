@@ -408,7 +408,7 @@ mod tests {
             .as_bytes(),
         )
         .unwrap();
-        let mut cache = crate::input::InputCache::new(4);
+        let mut cache = crate::input::InputCache::new(4, 1 << 20);
         let mut decide = |body: &[u8]| {
             let mut replay = ReplayCache::new(16, 30);
             let mut env = ProofEnv {

@@ -69,7 +69,7 @@ impl InputSource for Input<'_> {
         self.built
             .get_or_init(|| match self.cache.borrow_mut().as_deref_mut() {
                 Some(cache) => rego_document(&self.facts, cache),
-                None => rego_document(&self.facts, &mut InputCache::new(0)),
+                None => rego_document(&self.facts, &mut InputCache::new(0, 0)),
             })
     }
 }
@@ -142,26 +142,32 @@ impl Keys {
 /// `age`, which depends on the request's time). Entries are keyed by their
 /// SHA-256 (`VerifiedEntry::hash`, the hash of the exact entry text that
 /// verified), and the object is a function of that text alone, so a hit is
-/// the very entry it was made from. At most `cap` entries; the oldest
-/// insertion goes first.
+/// the very entry it was made from. At most `cap` entries and `max_bytes`
+/// of their text ([`entry_bytes`]: what regorus's values hold, about in
+/// proportion); the oldest insertion goes first.
 pub struct InputCache {
     keys: Keys,
-    entries: HashMap<[u8; 32], V>,
+    entries: HashMap<[u8; 32], (V, usize)>,
     order: VecDeque<[u8; 32]>,
     cap: usize,
+    max_bytes: usize,
+    bytes: usize,
     hits: u64,
     misses: u64,
     documents: u64,
 }
 
 impl InputCache {
-    /// Keeps at most `cap` entries (`0`: none, the keys only).
-    pub fn new(cap: usize) -> InputCache {
+    /// Keeps at most `cap` entries (`0`: none, the keys only) and
+    /// `max_bytes` of their text.
+    pub fn new(cap: usize, max_bytes: usize) -> InputCache {
         InputCache {
             keys: Keys::new(),
             entries: HashMap::new(),
             order: VecDeque::new(),
             cap,
+            max_bytes,
+            bytes: 0,
             hits: 0,
             misses: 0,
             documents: 0,
@@ -183,6 +189,11 @@ impl InputCache {
         self.entries.len()
     }
 
+    /// Their text, in bytes ([`entry_bytes`]).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
@@ -191,22 +202,14 @@ impl InputCache {
     fn entry(&mut self, e: &VerifiedEntry, now: u64) -> V {
         let age = V::from(now.saturating_sub(e.iat));
         let cached = match self.entries.get(&e.hash) {
-            Some(v) => {
+            Some((v, _)) => {
                 self.hits += 1;
                 v.clone()
             }
             None => {
                 self.misses += 1;
                 let v = entry_object(&self.keys, e);
-                if self.cap > 0 {
-                    if self.order.len() >= self.cap {
-                        if let Some(old) = self.order.pop_front() {
-                            self.entries.remove(&old);
-                        }
-                    }
-                    self.order.push_back(e.hash);
-                    self.entries.insert(e.hash, v.clone());
-                }
+                self.keep(e.hash, &v, entry_bytes(e));
                 v
             }
         };
@@ -221,6 +224,41 @@ impl InputCache {
             Err(_) => cached,
         }
     }
+}
+
+impl InputCache {
+    fn keep(&mut self, hash: [u8; 32], v: &V, size: usize) {
+        if self.cap == 0 || size > self.max_bytes {
+            return;
+        }
+        self.order.push_back(hash);
+        self.bytes += size;
+        self.entries.insert(hash, (v.clone(), size));
+        while self.order.len() > self.cap || self.bytes > self.max_bytes {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some((_, freed)) = self.entries.remove(&old) {
+                self.bytes -= freed;
+            }
+        }
+    }
+}
+
+/// An entry's text as the cache counts it: its strings, and its claims as
+/// JSON would write them (without quotes and separators), plus 16 bytes per
+/// value.
+fn entry_bytes(e: &VerifiedEntry) -> usize {
+    fn json_bytes(v: &Value) -> usize {
+        16 + match v {
+            Value::String(s) => s.len(),
+            Value::Array(items) => items.iter().map(json_bytes).sum(),
+            Value::Object(members) => members.iter().map(|(k, v)| k.len() + json_bytes(v)).sum(),
+            _ => 0,
+        }
+    }
+    let strings = e.step.len() + e.result.len() + e.iss.as_str().len() + e.nxt.as_str().len();
+    9 * 16 + strings + json_bytes(&e.claims)
 }
 
 /// An entry as the document shows it, `age` 0 (set per request).
@@ -503,13 +541,13 @@ mod tests {
             let expected_value = regorus::Value::from(expected.clone());
             assert_ne!(expected_value, regorus::Value::Undefined);
             assert_eq!(
-                rego_document(&facts, &mut InputCache::new(0)),
+                rego_document(&facts, &mut InputCache::new(0, 0)),
                 expected_value,
                 "{expected}"
             );
             // The same document from entries kept across requests, at
             // another time (only `age` and `now` move).
-            let mut cache = InputCache::new(8);
+            let mut cache = InputCache::new(8, 1 << 20);
             rego_document(&facts, &mut cache);
             let later = Facts {
                 now: 1_150,
@@ -566,7 +604,7 @@ mod tests {
 
     #[test]
     fn kept_entries_are_found_by_their_hash_only() {
-        let mut cache = InputCache::new(8);
+        let mut cache = InputCache::new(8, 1 << 20);
         let a = entry(0, "human_approval", json!({"amount": 5}));
         document(&history_of(vec![a.clone()]), &mut cache);
         assert_eq!(cache.stats(), (0, 1));
@@ -592,7 +630,7 @@ mod tests {
 
     #[test]
     fn the_entry_cache_keeps_at_most_its_cap() {
-        let mut cache = InputCache::new(2);
+        let mut cache = InputCache::new(2, 1 << 20);
         for seq in 0..5u64 {
             document(&history_of(vec![entry(seq, "s", json!({}))]), &mut cache);
         }
@@ -603,9 +641,28 @@ mod tests {
         assert_eq!(cache.stats(), (2, 5));
         document(&history_of(vec![entry(0, "s", json!({}))]), &mut cache);
         assert_eq!(cache.stats(), (2, 6));
-        let mut none = InputCache::new(0);
+        let mut none = InputCache::new(0, 0);
         document(&history_of(vec![entry(0, "s", json!({}))]), &mut none);
         assert!(none.is_empty());
+    }
+
+    #[test]
+    fn the_entry_cache_keeps_at_most_its_bytes() {
+        let big = |seq: u64| entry(seq, "s", json!({"note": "x".repeat(1_000)}));
+        let size = entry_bytes(&big(0));
+        assert!(size > 1_000, "{size}");
+        let mut cache = InputCache::new(100, 2 * size + size / 2);
+        for seq in 0..4 {
+            document(&history_of(vec![big(seq)]), &mut cache);
+        }
+        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.bytes(), 2 * size);
+        // An entry larger than the whole budget is converted, never kept.
+        let mut small = InputCache::new(100, size - 1);
+        let doc = document(&history_of(vec![big(9)]), &mut small);
+        assert_eq!(doc["history"][0]["seq"], regorus::Value::from(9u64));
+        assert!(small.is_empty());
+        assert_eq!(small.bytes(), 0);
     }
 
     #[test]
@@ -655,7 +712,7 @@ mod tests {
             mcp: &msg,
             history: None,
         };
-        let mut cache = InputCache::new(4);
+        let mut cache = InputCache::new(4, 1 << 20);
         let input = Input::new(facts, Some(&mut cache));
         assert!(!input.is_built());
         assert_eq!(input.document()["now"], regorus::Value::from(5u64));

@@ -36,8 +36,9 @@ const CERT_CACHE_SIZE: usize = 1024;
 /// Verified history entries and signer certificates remembered per VM.
 const VERIFIED_ENTRIES: usize = 4096;
 const VERIFIED_CERTS: usize = 1024;
-/// Verified entries kept as Rego values per VM.
+/// Verified entries kept as Rego values per VM, and their text at most.
 const INPUT_ENTRIES: usize = 1024;
+const INPUT_BYTES: usize = 1 << 20;
 
 impl Shared {
     pub fn new(
@@ -53,7 +54,7 @@ impl Shared {
             metrics,
             certs: RefCell::new(CertCache::new(CERT_CACHE_SIZE)),
             verified: RefCell::new(VerifyCache::new(VERIFIED_ENTRIES, VERIFIED_CERTS)),
-            input: RefCell::new(InputCache::new(INPUT_ENTRIES)),
+            input: RefCell::new(InputCache::new(INPUT_ENTRIES, INPUT_BYTES)),
             ecdsa,
             hold_headers,
             leases: RefCell::default(),
@@ -68,7 +69,7 @@ impl Shared {
             metrics: Metrics::default(),
             certs: RefCell::default(),
             verified: RefCell::new(VerifyCache::new(0, 0)),
-            input: RefCell::new(InputCache::new(0)),
+            input: RefCell::new(InputCache::new(0, 0)),
             ecdsa: Box::new(P256Verifier),
             hold_headers: true,
             leases: RefCell::default(),

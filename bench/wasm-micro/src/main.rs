@@ -171,7 +171,7 @@ fn main() {
         http_status: None,
     };
     let mut verified = VerifyCache::new(4096, 1024);
-    let mut input_cache = custody_core::input::InputCache::new(1024);
+    let mut input_cache = custody_core::input::InputCache::new(1024, 1 << 20);
     time(
         "one warm 4-entry request with require + Rego, stages 1-5 + decision line, without ECDSA",
         300,
