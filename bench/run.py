@@ -288,6 +288,38 @@ def rss_kib(pid: int) -> dict:
     return out
 
 
+def rss_by_mapping(pid: int) -> dict:
+    """Resident memory (KiB) by kind of mapping, from /proc/<pid>/smaps:
+    `wasm_memories`: the accessible part of wasm linear memories (V8 reserves
+    each memory with guard regions: an anonymous read-write mapping directly
+    followed by an inaccessible one, together at least 4 GiB), `code`:
+    executable mappings, `heap`: the rest of the anonymous memory (tcmalloc,
+    V8's heaps, shared data), `files`: mapped files (the binary)."""
+    maps = []
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split()
+        if "-" in head[0] and len(head) >= 5 and ":" not in head[0]:
+            start, end = (int(x, 16) for x in head[0].split("-"))
+            maps.append({"start": start, "end": end, "perms": head[1], "path": head[5] if len(head) > 5 else "", "rss": 0})
+        elif head[0] == "Rss:" and maps:
+            maps[-1]["rss"] = int(head[1])
+    out = {"wasm_memories": 0, "wasm_memory_count": 0, "code": 0, "heap": 0, "files": 0}
+    for i, m in enumerate(maps):
+        nxt = maps[i + 1] if i + 1 < len(maps) else None
+        anon = m["path"] in ("", "[heap]") or m["path"].startswith("/memfd")
+        if (anon and m["perms"].startswith("rw") and nxt and nxt["start"] == m["end"] and nxt["perms"].startswith("---")
+                and nxt["end"] - m["start"] >= 4 << 30):
+            out["wasm_memories"] += m["rss"]
+            out["wasm_memory_count"] += 1
+        elif "x" in m["perms"] and anon:
+            out["code"] += m["rss"]
+        elif anon or m["path"].startswith("["):
+            out["heap"] += m["rss"]
+        else:
+            out["files"] += m["rss"]
+    return out
+
+
 def cpu_ns(pid: int) -> int:
     """CPU time of all threads of a process so far: the sum of their
     schedstat run times (ns), or user + system ticks where schedstat is missing."""
@@ -373,7 +405,7 @@ class Rig:
         if self.etcd is not None:
             self.etcd.__exit__()
 
-    def envoy(self, key: str, name: str | None = None, wasm_log: str | None = None) -> Envoy:
+    def envoy(self, key: str, name: str | None = None, wasm_log: str | None = None, concurrency: int = CONCURRENCY) -> Envoy:
         """A started Envoy for `key`, pinned; the caller stops it."""
         case = CASES[key]
         mutate = mutator(case["filter"])
@@ -391,7 +423,7 @@ class Rig:
             upstream_port=self.upstream_port,
             plugin_config=config,
             mutate=mutate,
-            concurrency=CONCURRENCY,
+            concurrency=concurrency,
             decision_lines=None,  # the plugin configuration as shipped: `log.decisions` at its default
             **({"wasm": FLOOR_WASM} if case["filter"] == "floor" else {}),
             **({"wasm": case["wasm"]} if "wasm" in case else {}),
@@ -492,8 +524,14 @@ def bench(args, keys: list[str], cores: Cores, meta: dict) -> dict:
                 say(f"    round {r + 1} {k:>6}: saturation {f['sat_rps']:6.0f} rps, CPU {f['cpu_us_per_request']:6.1f} us/request "
                     f"| fixed {args.rate:.0f} rps: p50 {f['fixed_p50_us']:6} us, p99 {f['fixed_p99_us']:6} us, "
                     f"CPU {f['fixed_cpu_us_per_request']:6.1f} us/request {rec['saturation']['note']}")
-        if args.soak_total and "d4" in envoys and "a" in envoys:
-            found["memory"] = soak(rig, envoys["d4"], envoys["a"], args.soak_total)
+        if args.soak_total and "a" in envoys:
+            # With --compare-wasm, the earlier build's d4 too: memory before and after in one run.
+            # And the floor w4e alike: what any proxy-wasm filter's VMs cost carrying d4's requests.
+            for k, slot in (("d4", "memory"), ("d4@before", "memory_before"), ("w4e", "memory_floor")):
+                if k in envoys:
+                    found[slot] = soak(rig, k, envoys[k], envoys["a"], args.soak_total)
+            if args.vm_cost and "d4" in envoys:
+                found["vm_cost"] = vm_cost(rig, envoys["d4"], envoys["a"], found["memory"], args.soak_total)
         for k in keys:
             if CASES[k]["filter"] == "custody" and (b := busy_time(envoys[k])):
                 found["filter_busy_us"][k] = b
@@ -504,13 +542,14 @@ def bench(args, keys: list[str], cores: Cores, meta: dict) -> dict:
     return {"runs": runs, **found}
 
 
-def soak(rig: Rig, d4: Envoy, a: Envoy, total: int) -> dict:
-    """Case d4's Envoy saturated until it has served `total` requests, then
-    its RSS against case a's, split over its V8 VMs."""
+def soak(rig: Rig, key: str, d4: Envoy, a: Envoy, total: int) -> dict:
+    """Case d4's Envoy (`key`: d4, or d4@before on the earlier build) saturated
+    until it has served `total` requests, then its RSS against case a's, split
+    over its V8 VMs."""
     left = total - requests_served(d4)
     if left > 0:
-        say(f"  memory: saturating d4 with {left} more requests (to {total})")
-        measure(rig, "d4", d4, "soak", warmup=0, rate_secs=0, sat_secs=0, soak_total=left)
+        say(f"  memory: saturating {key} with {left} more requests (to {total})")
+        measure(rig, "w4e" if key == "w4e" else "d4", d4, "soak", warmup=0, rate_secs=0, sat_secs=0, soak_total=left)
     served, vms = requests_served(d4), wasm_vms(d4)
     rss, rss_a = rss_kib(d4.proc.pid), rss_kib(a.proc.pid)
     mem, mem_a = json.loads(d4.admin("/memory")), json.loads(a.admin("/memory"))
@@ -519,8 +558,27 @@ def soak(rig: Rig, d4: Envoy, a: Envoy, total: int) -> dict:
         "rss_kib": rss["VmRSS"], "rss_kib_peak": rss["VmHWM"], "rss_kib_case_a": rss_a["VmRSS"],
         "tcmalloc_allocated_mib": round(int(mem["allocated"]) / 2**20, 1),
         "tcmalloc_allocated_mib_case_a": round(int(mem_a["allocated"]) / 2**20, 1),
+        "tcmalloc": {k: mem.get(k) for k in ("allocated", "heap_size", "pageheap_free", "pageheap_unmapped", "total_thread_cache")},
+        "tcmalloc_case_a": {k: mem_a.get(k) for k in ("allocated", "heap_size", "pageheap_free", "pageheap_unmapped", "total_thread_cache")},
         "per_vm_mib": round((rss["VmRSS"] - rss_a["VmRSS"]) / vms / 1024, 1),
+        "rss_kib_by_mapping": rss_by_mapping(d4.proc.pid), "rss_kib_by_mapping_case_a": rss_by_mapping(a.proc.pid),
     }
+
+
+def vm_cost(rig: Rig, d4: Envoy, a: Envoy, one: dict, total: int) -> dict:
+    """What one more V8 VM costs: case d4 again with two workers (one VM
+    more), soaked to the same number of requests; its RSS less the one-worker
+    Envoy's. Unlike the even split, this leaves out what an Envoy holds once
+    whatever its VMs (V8's engine, the replay store in shared data, memory
+    the allocator kept after compiling)."""
+    two = rig.envoy("d4", name="d4-two-workers", concurrency=2)
+    try:
+        more = soak(rig, "d4 (two workers)", two, a, total)
+    finally:
+        two.__exit__()
+    extra_vms = more["v8_vms"] - one["v8_vms"]
+    return {"one_worker": one, "two_workers": more,
+            "per_extra_vm_mib": round((more["rss_kib"] - one["rss_kib"]) / max(extra_vms, 1) / 1024, 1)}
 
 
 def report(found: dict, meta: dict, out: Path, svg: bool) -> None:
@@ -531,6 +589,7 @@ def report(found: dict, meta: dict, out: Path, svg: bool) -> None:
     met = summary.targets(runs, found.get("memory"))
     titles = {k: CASES[k]["title"] if k in CASES else k for k in runs}
     doc = {"meta": meta, "cases": cases, "spread": spread, "targets": met, "memory": found.get("memory"),
+           "memory_before": found.get("memory_before"), "memory_floor": found.get("memory_floor"), "vm_cost": found.get("vm_cost"),
            "filter_busy_us": found.get("filter_busy_us", {}), "runs": runs}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2))
@@ -544,11 +603,15 @@ def report(found: dict, meta: dict, out: Path, svg: bool) -> None:
         if k.endswith("@before") and (rounds := summary.paired(runs, k.removesuffix("@before"), k, "cpu_us_per_request", "ratio")):
             lines.append(f"       {k.removesuffix('@before')} (this build) / {k}: Envoy CPU per request "
                          f"{statistics.median(rounds):.3f} (rounds {min(rounds):.3f}..{max(rounds):.3f})")
-    if (m := found.get("memory")):
-        lines.append(f"Envoy after case d4's {m['requests_served']} requests: RSS {m['rss_kib'] / 1024:.1f} MiB "
-                     f"(case a: {m['rss_kib_case_a'] / 1024:.1f} MiB), tcmalloc allocated {m['tcmalloc_allocated_mib']} MiB "
-                     f"(case a: {m['tcmalloc_allocated_mib_case_a']} MiB), {m['v8_vms']} V8 VMs; "
-                     "V8 heaps and wasm memories are not split per VM")
+    for slot, case in (("memory", "d4"), ("memory_before", "d4@before"), ("memory_floor", "w4e")):
+        if (m := found.get(slot)):
+            lines.append(f"Envoy after case {case}'s {m['requests_served']} requests: RSS {m['rss_kib'] / 1024:.1f} MiB "
+                         f"(case a: {m['rss_kib_case_a'] / 1024:.1f} MiB), tcmalloc allocated {m['tcmalloc_allocated_mib']} MiB "
+                         f"(case a: {m['tcmalloc_allocated_mib_case_a']} MiB), {m['v8_vms']} V8 VMs: {m['per_vm_mib']} MiB per VM; "
+                         "V8 heaps and wasm memories are not split per VM")
+    if (v := found.get("vm_cost")):
+        lines.append(f"one more V8 VM (case d4 with two workers, {v['two_workers']['v8_vms']} VMs, against one worker): "
+                     f"{v['per_extra_vm_mib']} MiB of RSS")
     for k, b in found.get("filter_busy_us", {}).items():
         lines.append(f"filter busy time in {k} (custody_decision_latency_us, {b['requests']} decisions): "
                      f"p50 {b['p50']} us, p99 {b['p99']} us, max {b['max']} us")
@@ -735,6 +798,8 @@ def main() -> int:
     p.add_argument("--cold-pool-4", type=int, default=4000)
     p.add_argument("--cold-pool-16", type=int, default=1500)
     p.add_argument("--soak-total", type=int, help="requests case d4's Envoy serves in all before memory is read (full run: 100000)")
+    p.add_argument("--vm-cost", action="store_true",
+                   help="after the memory soak, case d4 once more with two workers (one VM more), soaked alike: what one more VM costs")
     p.add_argument("--perf-hz", type=int, default=999)
     p.add_argument("--wasm-log", default="info", help="Envoy's wasm log level (info, as shipped: decision lines for refusals, log.decisions at its default)")
     p.add_argument("--compare-wasm", type=Path, metavar="WASM",

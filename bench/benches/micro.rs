@@ -242,6 +242,7 @@ fn bench_request(c: &mut Criterion) {
             trust: &config.trust,
             ecdsa: &verifier,
             cache: None,
+            input: None,
             replay: &mut replay,
         };
         pending.on_body(&config, BODY, &mut env)

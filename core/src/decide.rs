@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::decision::Decision;
 use crate::explain::Outcome;
 use crate::identity::IdentityError;
-use crate::input;
+use crate::input::{self, InputSource};
 use crate::ledger::{self, Claim, Claims, Judged};
 use crate::mcp;
 use crate::policy::{Query, Step, Verdict};
@@ -157,25 +157,30 @@ impl Pending {
             .binds_calls()
             .then(|| call::of_message(&msg).ok())
             .flatten();
+        let now = env.now;
+        // Built only if a rule with `rego` is reached (or for the log).
         let input = (config.policy.uses_rego() || config.debug.log_input).then(|| {
-            input::rego_document(&input::Facts {
-                caller: &self.caller,
-                target: config.audience.as_deref(),
-                now: env.now,
-                http_method: &self.http_method,
-                path: &self.path,
-                headers: &self.headers,
-                mcp: &msg,
-                history: history.as_ref(),
-            })
+            input::Input::new(
+                input::Facts {
+                    caller: &self.caller,
+                    target: config.audience.as_deref(),
+                    now,
+                    http_method: &self.http_method,
+                    path: &self.path,
+                    headers: &self.headers,
+                    mcp: &msg,
+                    history: history.as_ref(),
+                },
+                env.input.as_deref_mut(),
+            )
         });
         let request = Query {
             caller: &self.caller,
             method: &msg.method,
             target: msg.target.as_ref(),
             history: &steps,
-            now: env.now,
-            input: input.as_ref(),
+            now,
+            input: input.as_ref().map(|i| i as &dyn InputSource),
             call: call.as_ref(),
         };
         let outcome = config.policy.decide(&request);
@@ -193,7 +198,7 @@ impl Pending {
         if config.debug.log_input {
             decision.input = input
                 .as_ref()
-                .map(|doc| input::for_log(doc, config.debug.log_claims));
+                .map(|doc| input::for_log(doc.document(), config.debug.log_claims));
         }
         if let Some(h) = &history {
             decision.workflow = Some(h.wid.clone());
@@ -294,6 +299,7 @@ mod tests {
             trust: &c.trust,
             ecdsa: &P256Verifier,
             cache: None,
+            input: None,
             replay: &mut replay,
         };
         p.on_body(c, body, &mut env)
@@ -388,6 +394,47 @@ mod tests {
         );
         let big = vec![b' '; 4096];
         assert_eq!(body(&p, &c, &big).verdict, Err(Reason::BodyTooLarge));
+    }
+
+    #[test]
+    fn the_input_document_is_built_only_when_a_rego_rule_is_reached() {
+        let c = Config::from_json(
+            json!({"policy": {"rules": [
+                {"name": "list", "callers": ["spiffe://example.org/**"], "methods": ["tools/list"]},
+                {"name": "calc", "callers": ["spiffe://example.org/ns/a/sa/agent"], "methods": ["tools/call"],
+                 "tools": ["add"], "rego": "data.calc.allow"}
+            ], "modules": {"calc.rego": "package calc\nimport rego.v1\nallow if input.mcp.arguments.a < 5\n"}}})
+            .to_string()
+            .as_bytes(),
+        )
+        .unwrap();
+        let mut cache = crate::input::InputCache::new(4, 1 << 20);
+        let mut decide = |body: &[u8]| {
+            let mut replay = ReplayCache::new(16, 30);
+            let mut env = ProofEnv {
+                now: 1_000,
+                trust: &c.trust,
+                ecdsa: &P256Verifier,
+                cache: None,
+                input: Some(&mut cache),
+                replay: &mut replay,
+            };
+            let p = start(&c, Ok(agent()), &post()).unwrap();
+            p.on_body(&c, body, &mut env).verdict
+        };
+        let list = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+        assert_eq!(decide(list), Ok("list".to_owned()));
+        let other = br#"{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"rm","arguments":{"a":1}}}"#;
+        assert_eq!(decide(other), Err(Reason::NoRule));
+        let call = |a: u32| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"add","arguments":{{"a":{a}}}}}}}"#
+            )
+        };
+        assert_eq!(decide(call(1).as_bytes()), Ok("calc".to_owned()));
+        assert_eq!(decide(call(9).as_bytes()), Err(Reason::RegoDenied));
+        // Only the two requests that reached the rule with `rego`.
+        assert_eq!(cache.documents(), 2);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use crate::call::CALL_METHODS;
 use crate::glob::Glob;
+use crate::input::InputSource;
 use crate::mcp::Target;
 use crate::reason::Reason;
 use crate::rego::{RegoModules, RegoOutcome, RegoRule};
@@ -262,8 +263,9 @@ pub struct Query<'a> {
     pub history: &'a [Step<'a>],
     /// Unix time, seconds.
     pub now: u64,
-    /// The Rego input document, built when the policy has Rego rules.
-    pub input: Option<&'a regorus::Value>,
+    /// The Rego input document (when the policy has Rego rules), built by
+    /// the first rule with `rego` that asks for it.
+    pub input: Option<&'a dyn InputSource>,
     /// The request's call claim ([`crate::call::claim`]), computed when the
     /// policy has `binds: call` clauses; `None` if it is not a call or its
     /// arguments cannot be bound.
@@ -444,7 +446,7 @@ impl Policy {
     pub(crate) fn rego_outcome(&self, rule: &Rule, req: &Query) -> Option<RegoOutcome> {
         let name = rule.rego.as_ref()?;
         Some(match req.input {
-            Some(input) => self.modules.eval(name, input),
+            Some(input) => self.modules.eval(name, input.document()),
             None => RegoOutcome::Error("no input document was built".into()),
         })
     }

@@ -82,6 +82,8 @@ pub struct ProofEnv<'a> {
     pub trust: &'a TrustBundle,
     pub ecdsa: &'a dyn EcdsaP256Verifier,
     pub cache: Option<&'a mut VerifyCache>,
+    /// What Rego input documents share across requests (keys, entries' values).
+    pub input: Option<&'a mut crate::input::InputCache>,
     /// This Envoy's store of claims ([`crate::ledger`]).
     pub replay: &'a mut dyn ReplayGuard,
 }

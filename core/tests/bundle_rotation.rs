@@ -149,6 +149,7 @@ impl Vm {
             trust: &self.trust,
             ecdsa: &P256Verifier,
             cache: Some(&mut self.cache),
+            input: None,
             replay: &mut replay,
         };
         pending.on_body(&self.config, BODY, &mut env).verdict

@@ -165,6 +165,7 @@ impl Host {
             trust: &config.trust,
             ecdsa: &P256Verifier,
             cache: Some(&mut self.cache),
+            input: None,
             replay: &mut unused,
         };
         pending.judge(config, body, &mut env)

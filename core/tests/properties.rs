@@ -57,6 +57,7 @@ fn decide(config: &Config, caller: &SpiffeId, method: &str, body: &[u8]) -> Deci
         trust: &config.trust,
         ecdsa: &P256Verifier,
         cache: None,
+        input: None,
         replay: &mut replay,
     };
     pending.on_body(config, body, &mut env)

@@ -275,6 +275,7 @@ fn judge_body(
     started: u64,
 ) -> Judged {
     let mut verified = shared.verified.borrow_mut();
+    let mut input = shared.input.borrow_mut();
     let trust = shared.trust.borrow();
     let mut replay = SharedReplay;
     let mut env = ProofEnv {
@@ -282,6 +283,7 @@ fn judge_body(
         trust: &trust,
         ecdsa: shared.ecdsa.as_ref(),
         cache: Some(&mut verified),
+        input: Some(&mut input),
         replay: &mut replay,
     };
     pending.judge(config, body, &mut env)

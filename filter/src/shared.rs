@@ -6,6 +6,7 @@
 use crate::metrics::Metrics;
 use custody_core::config::Config;
 use custody_core::identity::CertCache;
+use custody_core::input::InputCache;
 use custody_core::ledger::lease::LeaseBook;
 use custody_history::{EcdsaP256Verifier, P256Verifier, TrustBundle, VerifyCache};
 use std::cell::RefCell;
@@ -21,6 +22,8 @@ pub struct Shared {
     pub certs: RefCell<CertCache>,
     /// History entries and signer certificates already verified.
     pub verified: RefCell<VerifyCache>,
+    /// What Rego input documents share: keys, verified entries' values.
+    pub input: RefCell<InputCache>,
     pub ecdsa: Box<dyn EcdsaP256Verifier>,
     /// Hold request headers until the decision (`headers`, `auto` resolved).
     pub hold_headers: bool,
@@ -33,6 +36,9 @@ const CERT_CACHE_SIZE: usize = 1024;
 /// Verified history entries and signer certificates remembered per VM.
 const VERIFIED_ENTRIES: usize = 4096;
 const VERIFIED_CERTS: usize = 1024;
+/// Verified entries kept as Rego values per VM, and their text at most.
+const INPUT_ENTRIES: usize = 1024;
+const INPUT_BYTES: usize = 1 << 20;
 
 impl Shared {
     pub fn new(
@@ -48,6 +54,7 @@ impl Shared {
             metrics,
             certs: RefCell::new(CertCache::new(CERT_CACHE_SIZE)),
             verified: RefCell::new(VerifyCache::new(VERIFIED_ENTRIES, VERIFIED_CERTS)),
+            input: RefCell::new(InputCache::new(INPUT_ENTRIES, INPUT_BYTES)),
             ecdsa,
             hold_headers,
             leases: RefCell::default(),
@@ -62,6 +69,7 @@ impl Shared {
             metrics: Metrics::default(),
             certs: RefCell::default(),
             verified: RefCell::new(VerifyCache::new(0, 0)),
+            input: RefCell::new(InputCache::new(0, 0)),
             ecdsa: Box::new(P256Verifier),
             hold_headers: true,
             leases: RefCell::default(),

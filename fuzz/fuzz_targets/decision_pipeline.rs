@@ -243,6 +243,7 @@ fuzz_target!(|input: Input| {
             trust: &config.trust,
             ecdsa: &P256Verifier,
             cache: None,
+            input: None,
             replay: &mut replay,
         };
         pending.on_body(config, body, &mut env)

@@ -22,8 +22,18 @@ use serde_json::json;
 use custody_testkit::bench::*;
 use custody_testkit::{fixtures, sa, AUD, NOW};
 
-/// Median over 7 rounds of the time per call, in µs.
+/// Median over 7 rounds of the time per call, in µs. With
+/// `CUSTODY_MICRO_ONLY=<text>` only the stages whose name contains it run,
+/// `CUSTODY_MICRO_REPEAT` times as many calls (for `perf record`).
 fn time(name: &str, per_round: u32, mut f: impl FnMut()) {
+    if std::env::var("CUSTODY_MICRO_ONLY").is_ok_and(|only| !name.contains(&only)) {
+        return;
+    }
+    let repeat = std::env::var("CUSTODY_MICRO_REPEAT")
+        .ok()
+        .and_then(|r| r.parse::<u32>().ok())
+        .unwrap_or(1);
+    let per_round = per_round.saturating_mul(repeat.max(1));
     for _ in 0..per_round.div_ceil(4) {
         f(); // warm-up (and, in V8, time to tier up)
     }
@@ -161,6 +171,7 @@ fn main() {
         http_status: None,
     };
     let mut verified = VerifyCache::new(4096, 1024);
+    let mut input_cache = custody_core::input::InputCache::new(1024, 1 << 20);
     time(
         "one warm 4-entry request with require + Rego, stages 1-5 + decision line, without ECDSA",
         300,
@@ -172,6 +183,7 @@ fn main() {
                 trust: &config.trust,
                 ecdsa: &NoEcdsa,
                 cache: Some(&mut verified),
+                input: Some(&mut input_cache),
                 replay: &mut replay,
             };
             let d = pending.on_body(&config, BODY, &mut env);
@@ -199,6 +211,7 @@ fn main() {
                 trust: &config.trust,
                 ecdsa: &NoEcdsa,
                 cache: None,
+                input: None,
                 replay: &mut replay,
             };
             let d = pending.on_body(&config, lifecycle, &mut env);

@@ -334,6 +334,7 @@ fn decide_request(
         trust: &config.trust,
         ecdsa: &P256Verifier,
         cache: None,
+        input: None,
         replay: &mut replay,
     };
     Ok(pending.on_body(config, &body, &mut env))
