@@ -812,22 +812,9 @@ pub(crate) mod tests {
         }
     }
 
+    /// The refund agent calls `tools/call refund` with no call to bind.
     fn with_history(p: &Policy, history: &[Step], now: u64) -> Result<String, Reason> {
-        let caller = SpiffeId::parse("spiffe://example.org/ns/payments/sa/refund-agent").unwrap();
-        let target = Target::Tool("refund".into());
-        let req = Query {
-            caller: &caller,
-            method: "tools/call",
-            target: Some(&target),
-            history,
-            now,
-            input: None,
-            call: None,
-        };
-        match p.evaluate(&req) {
-            Verdict::Allow { rule } => Ok(rule.to_owned()),
-            Verdict::Deny { reason } => Err(reason),
-        }
+        bound(p, history, None, now)
     }
 
     #[test]
@@ -896,6 +883,7 @@ pub(crate) mod tests {
         .unwrap()
     }
 
+    /// The refund agent calls `tools/call refund`, its arguments' digest being `call`.
     fn bound(
         p: &Policy,
         history: &[Step],
