@@ -363,7 +363,7 @@ fn unmet(r: &Requirement, reason: Reason, req: &Query) -> Unmet {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use crate::policy::tests::step;
+    use crate::policy::fixtures::step;
     use crate::SpiffeId;
     use serde_json::json;
     #[cfg(target_arch = "wasm32")]
