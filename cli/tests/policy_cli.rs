@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use custody_testkit::NOW;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -128,17 +129,17 @@ const REFUND_AGENT: &str = "spiffe://example.org/ns/payments/sa/refund-agent";
 fn refund_input(amount: u64) -> String {
     serde_json::json!({
         "calling_agent": REFUND_AGENT,
-        "now": 1_776_522_000u64,
+        "now": NOW,
         "mcp": {"method": "tools/call", "id": 7, "tool": "refund", "arguments": {"amount": amount}},
         "workflow": "wf-1",
         "history": [
             {"seq": 0, "step": "fraud_check_passed", "result": "approved",
              "agent": "spiffe://example.org/ns/payments/sa/fraud-agent",
              "next": "spiffe://example.org/ns/payments/sa/approvals",
-             "iat": 1_776_521_400u64, "age": 600, "claims": {}},
+             "iat": NOW - 600, "age": 600, "claims": {}},
             {"seq": 1, "step": "human_approval", "result": "approved",
              "agent": "spiffe://example.org/ns/payments/sa/approvals",
-             "next": REFUND_AGENT, "iat": 1_776_521_700u64, "age": 300,
+             "next": REFUND_AGENT, "iat": NOW - 300, "age": 300,
              "claims": {"amount": 15000}}
         ]
     })
@@ -201,7 +202,7 @@ fn eval_allows_and_denies() {
 
     // The require clauses apply to the document's history.
     let mut stale: serde_json::Value = serde_json::from_str(&refund_input(12_000)).unwrap();
-    stale["history"][1]["iat"] = serde_json::json!(1_776_522_000u64 - 1801);
+    stale["history"][1]["iat"] = serde_json::json!(NOW - 1801);
     std::fs::write(&input, stale.to_string()).unwrap();
     assert_eq!(text(&eval("text").stdout), "deny (stale_step)\n");
 
@@ -249,7 +250,7 @@ fn eval_explain_prints_the_input_and_every_rule_verdict() {
     };
     // A stale approval: the closest rule, the clause, and by how much.
     let mut stale: serde_json::Value = serde_json::from_str(&refund_input(12_000)).unwrap();
-    stale["history"][1]["iat"] = serde_json::json!(1_776_522_000u64 - 1860);
+    stale["history"][1]["iat"] = serde_json::json!(NOW - 1860);
     stale["history"][1].as_object_mut().unwrap().remove("age");
     std::fs::write(&input, stale.to_string()).unwrap();
     let (code, out) = explain("text");

@@ -16,11 +16,19 @@ TESTDATA = REPO / "history" / "testdata"
 CUSTODY = REPO / "dist" / "custody"
 
 
+def _read(name: str) -> dict:
+    return json.loads((TESTDATA / name).read_text())
+
+
+# The instant vector "ok" is checked at: inside every fixture SVID's validity window.
+NOW: int = next(v["now"] for v in _read("vectors.json")["vectors"] if v["name"] == "ok")
+
+
 @pytest.fixture(scope="session")
 def fixtures() -> dict:
-    return json.loads((TESTDATA / "fixtures.json").read_text())
+    return _read("fixtures.json")
 
 
 @pytest.fixture(scope="session")
 def vectors() -> dict:
-    return json.loads((TESTDATA / "vectors.json").read_text())
+    return _read("vectors.json")

@@ -8,6 +8,7 @@ import datetime
 from typing import Any, Callable
 
 import pytest
+from conftest import NOW
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -28,7 +29,6 @@ from custody_client import (
 from custody_client.svid import P256_N
 from test_vectors import svid as fixture_svid
 
-NOW = 1_776_522_000
 SA = "spiffe://example.org/ns/payments/sa/"
 ME = SA + "refund-agent"
 AUD = SA + "refund-tool"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import NOW
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_private_key
@@ -22,7 +23,6 @@ from custody_client import (
     verify_signature,
 )
 
-NOW = 1_776_522_000
 SA = "spiffe://example.org/ns/payments/sa/"
 
 

@@ -17,7 +17,6 @@ export const HAVE_CUSTODY = existsSync(CUSTODY);
 export const NO_CUSTODY = HAVE_CUSTODY ? false : "dist/custody is not built (./build.sh)";
 
 export const SA = "spiffe://example.org/ns/payments/sa/";
-export const NOW = 1_776_522_000;
 
 export interface Vector {
   name: string;
@@ -58,6 +57,9 @@ export function vector(name: string): Vector {
   if (!v) throw new Error(`no vector ${name}`);
   return v;
 }
+
+/** The instant vector "ok" is checked at: inside every fixture SVID's validity window. */
+export const NOW = vector("ok").now;
 
 /** A fixture SVID (fixed keys; certificates valid 2026-04-01..2026-06-01). */
 export function fixtureSvid(name: string): Svid {

@@ -199,10 +199,10 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::panic)]
     use super::*;
     use crate::ledger::{lease, Kind};
+    use custody_testkit::NOW;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    const NOW: u64 = 1_776_522_000;
     const HEADER: &str =
         r#""header":{"cluster_id":"1","member_id":"2","revision":"7","raft_term":"2"}"#;
 

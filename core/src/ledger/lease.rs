@@ -150,10 +150,9 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::ledger::{Claim, MAX_SINGLE_USE_SECS};
+    use custody_testkit::NOW;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-
-    const NOW: u64 = 1_776_522_000;
 
     #[test]
     fn every_key_outlives_its_horizon_by_less_than_a_bucket_and_the_margin() {
