@@ -1,6 +1,9 @@
 """The Istio manifests (envoy/istio/) and the gateway bootstrap (envoy/gateway/)
 are checked for the fields Istio and Envoy need, and every plugin configuration
-in them is run through the filter's own parser (`custody config check`)."""
+in them is run through the filter's own parser (`custody config check`). Their
+trust bundles come from SPIRE's bundle endpoint: the gateway with the cluster
+of envoy/bundle-endpoint/envoy.yaml, Istio through the cluster Istio builds
+for envoy/istio/spire-bundle.yaml (run here in a real Envoy)."""
 
 from __future__ import annotations
 
@@ -11,10 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from custody_testkit.envoy import REPO, validate
+from custody_testkit.envoy import REPO, plugin_config_of, validate
 
 ISTIO = REPO / "envoy" / "istio"
 GATEWAY = REPO / "envoy" / "gateway" / "envoy.yaml"
+BUNDLE_ENDPOINT = REPO / "envoy" / "bundle-endpoint" / "envoy.yaml"
+SPIRE_BUNDLE = ISTIO / "spire-bundle.yaml"
 ETCD = REPO / "envoy" / "etcd"
 CUSTODY = REPO / "dist" / "custody"
 WASM = REPO / "dist" / "custody.wasm"
@@ -316,6 +321,123 @@ def test_gateway_plugin_configurations_pass_custody_config_check(name, tmp_path)
     assert configuration["@type"] == STRING_VALUE
     result = config_check(tmp_path, configuration["value"])
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- Trust bundles that rotate without a push: SPIRE's bundle endpoint ---
+
+
+def test_the_gateway_takes_its_bundles_as_the_bundle_endpoint_bootstrap_does():
+    """Both gateway filters take example.org's authorities from SPIRE's bundle
+    endpoint with the `trust_domains` and the `spire_bundle` cluster of
+    envoy/bundle-endpoint/envoy.yaml, the setup test_bundle_endpoint.py
+    rotates through a real Envoy; nothing inline to go stale."""
+    shipped = yaml.safe_load(BUNDLE_ENDPOINT.read_text())
+    gateway = yaml.safe_load(GATEWAY.read_text())
+    spire = lambda boot: [c for c in boot["static_resources"]["clusters"] if c["name"] == "spire_bundle"]  # noqa: E731
+    assert spire(gateway) == spire(shipped) and len(spire(shipped)) == 1
+    want = json.loads(plugin_config_of(shipped)["configuration"]["value"])["trust_domains"]
+    assert all(set(source) == {"bundle_endpoint"} for source in want.values())
+    filters = _gateway_wasm_filters()
+    assert len(filters) == 2
+    for f in filters:
+        assert json.loads(f["typed_config"]["config"]["configuration"]["value"])["trust_domains"] == want
+
+
+def _spire_bundle_docs() -> dict[str, dict]:
+    return {d["kind"]: d for d in yaml.safe_load_all(SPIRE_BUNDLE.read_text()) if d is not None}
+
+
+def test_istio_fetches_the_mesh_bundle_through_the_cluster_of_its_service_entry():
+    """Both Istio plugin configurations take the mesh's trust domain from
+    SPIRE's bundle endpoint only, through the cluster Istio names
+    `outbound|<port>||<host>` for spire-bundle.yaml's ServiceEntry; its
+    DestinationRule originates TLS that checks the endpoint's certificate
+    against a CA file and pins the SPIRE server's SPIFFE ID."""
+    docs = _spire_bundle_docs()
+    assert set(docs) == {"ServiceEntry", "DestinationRule"}
+    for doc in docs.values():
+        assert doc["apiVersion"] == "networking.istio.io/v1"
+        assert doc["metadata"]["namespace"] == "tools", "beside the WasmPlugin"
+        assert doc["spec"]["exportTo"] == ["."]
+    entry, rule = docs["ServiceEntry"], docs["DestinationRule"]
+    (host,) = entry["spec"]["hosts"]
+    assert rule["spec"]["host"] == host
+    assert entry["spec"]["location"] == "MESH_EXTERNAL"
+    (port,) = entry["spec"]["ports"]
+    assert port["protocol"] == "HTTP", "plain as the mesh sees it: the DestinationRule adds the TLS"
+    tls = rule["spec"]["trafficPolicy"]["tls"]
+    assert tls["mode"] == "SIMPLE"
+    assert tls["caCertificates"] and tls["sni"] == host
+    cluster = f"outbound|{port['number']}||{host}"
+    configs = [json.loads(p.values[0]) for p in _plugin_configs()]
+    assert len(configs) == 2
+    for config in configs:
+        (td,) = config["trust_domains"]
+        source = config["trust_domains"][td]
+        assert set(source) == {"bundle_endpoint"}, "no inline bundle to go stale"
+        endpoint = source["bundle_endpoint"]
+        assert (endpoint["cluster"], endpoint["authority"], endpoint.get("path", "/")) == (cluster, host, "/")
+        assert tls["subjectAltNames"] == [f"spiffe://{td}/spire/server"], "the SPIRE server's own SVID only"
+    assert cluster in SPIRE_BUNDLE.read_text(), "the comment names the cluster the configuration uses"
+
+
+def test_the_istio_configuration_takes_its_bundle_through_the_cluster_istio_builds(tmp_path, tool_server):
+    """The Istio plugin configuration as shipped, in a real Envoy, with the
+    cluster Istio builds from spire-bundle.yaml: its name, and the
+    DestinationRule's SNI, CA file and subjectAltNames as Istio's SIMPLE mode
+    turns them into Envoy's (the CA, which Istio's agent serves over SDS, as
+    a file here; an exact match against any SAN). Aimed at a bundle endpoint
+    on loopback that presents the SPIRE server's SVID, it fetches the mesh's
+    bundle and puts it in effect. (Without Istio, identity
+    istio_peer_principal lets no request through: the bundle is what is
+    checked.)"""
+    import time
+
+    from custody_testkit.bundle_endpoint import BundleEndpoint, spiffe_bundle
+    from custody_testkit.cli import DevTrustDomain
+    from custody_testkit.envoy import Envoy
+    from custody_testkit.etcd import add_cluster
+
+    if not WASM.exists():
+        pytest.skip(f"{WASM} not built")
+    docs = _spire_bundle_docs()
+    (host,) = docs["ServiceEntry"]["spec"]["hosts"]
+    (port,) = docs["ServiceEntry"]["spec"]["ports"]
+    tls = docs["DestinationRule"]["spec"]["trafficPolicy"]["tls"]
+    config = json.loads(_plugin_configs()[0].values[0])
+    (td,) = config["trust_domains"]
+    wanted = config["trust_domains"][td]["bundle_endpoint"]
+    mesh = DevTrustDomain(tmp_path / "mesh", trust_domain=td)
+    (spire_id,) = tls["subjectAltNames"]
+    spire = mesh.issue("spire-server", spire_id.removeprefix(f"spiffe://{td}"), "--dns", "localhost")
+    server = mesh.issue("server", "/ns/tools/sa/mcp-server", "--dns", "localhost")
+    with BundleEndpoint(spire.cert, spire.key, path=wanted.get("path", "/")) as endpoint:
+        cluster = {
+            "name": f"outbound|{port['number']}||{host}",
+            "type": "STATIC",
+            "connect_timeout": "1s",
+            "load_assignment": {"cluster_name": host, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {
+                "socket_address": {"address": "127.0.0.1", "port_value": endpoint.port}}}}]}]},
+            "transport_socket": {"name": "envoy.transport_sockets.tls", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": tls["sni"],
+                "common_tls_context": {"validation_context": {
+                    "trusted_ca": {"filename": str(mesh.bundle)},
+                    "match_subject_alt_names": [{"exact": san} for san in tls["subjectAltNames"]],
+                }},
+            }},
+        }
+        assert cluster["name"] == wanted["cluster"]
+        endpoint.serve(spiffe_bundle(1, mesh.root / "ca"))
+        with Envoy(tmp_path / "envoy", bundle=mesh.bundle, server_cert=server.cert, server_key=server.key,
+                   upstream_port=tool_server.port, plugin_config=config, mutate=add_cluster(cluster)) as envoy:
+            deadline = time.monotonic() + 20
+            while f"custody: bundle: {td}: spiffe_sequence 1 in effect (was none)" not in envoy.log():
+                assert time.monotonic() < deadline, envoy.log()[-3000:]
+                time.sleep(0.2)
+            assert envoy.counters().get("wasmcustom.custody_bundle_fetched", 0) >= 1
+            assert envoy.counters().get("wasmcustom.custody_bundle_fetch_failed", 0) == 0
+            assert "configuration refused" not in envoy.log()
 
 
 # --- etcd for the shared ledger: Istio and Envoy Gateway ---

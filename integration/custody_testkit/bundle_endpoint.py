@@ -32,10 +32,12 @@ def spiffe_bundle(sequence: int, *cas: Path, **members) -> dict:
 
 
 class BundleEndpoint:
-    """Use as a context manager; `serve`, `fail`, `garbage`, `stall` change the answer."""
+    """Use as a context manager; `serve`, `fail`, `garbage`, `stall` change the answer.
+    It answers at `path` (SPIRE's endpoint answers at `/`) and 404 elsewhere."""
 
-    def __init__(self, cert: Path, key: Path):
+    def __init__(self, cert: Path, key: Path, path: str = PATH):
         self.lock = threading.Lock()
+        self.path = path
         self.answer: tuple[int, bytes, float] = (503, b"not yet", 0.0)
         self.requests = 0
         endpoint = self
@@ -47,7 +49,7 @@ class BundleEndpoint:
                     status, body, delay = endpoint.answer
                 if delay:
                     time.sleep(delay)
-                if self.path != PATH:
+                if self.path != endpoint.path:
                     status, body = 404, b"no such path"
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
