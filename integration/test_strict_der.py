@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+
 import pytest
 from cryptography import x509
 
@@ -38,6 +40,14 @@ def shipped() -> list[tuple[str, bytes]]:
             out.append((f"vector {v['name']} cert {i}", b64u(cert)))
     for pem in sorted((REPO / "core/testdata/peer").glob("*.pem")):
         out += [(f"core/testdata/peer/{pem.name}", d) for d in _pem_to_der(pem.read_text())]
+    # The placeholder authorities inlined in the shipped manifests, as YAML
+    # block text or as JSON strings with escaped newlines.
+    for path in sorted(p for p in (REPO / "envoy").rglob("*") if p.is_file()):
+        text = path.read_text().replace("\\n", "\n")
+        for i, block in enumerate(re.findall(r"-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----", text)):
+            pem = "\n".join(line.strip() for line in block.splitlines()) + "\n"
+            out += [(f"{path.relative_to(REPO)} certificate {i}", d) for d in _pem_to_der(pem)]
+    assert any(name.startswith("envoy/") for name, _ in out), "no certificate found in envoy/"
     return out
 
 
