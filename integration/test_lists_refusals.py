@@ -189,8 +189,8 @@ def test_an_unfilterable_json_list_is_refused_with_502(held, pki, case_name, rea
     assert err["data"]["reason"] == reason
     assert r.json()["id"] == 7
     assert int(r.headers["content-length"]) == len(r.content) if "content-length" in r.headers else True
-    line = [d for d in held.log_lines("list") if d["decision_id"] == err["data"]["decision_id"]]
-    assert line and line[0]["outcome"] == "refused" and line[0]["reason"] == reason
+    line = held.wait_for_line("list", err["data"]["decision_id"])
+    assert line["outcome"] == "refused" and line["reason"] == reason
     access = wait_for_access_line(held, "custody_decision_id", err["data"]["decision_id"])
     assert (access["status"], access["custody_list_reason"]) == (502, reason)
 
