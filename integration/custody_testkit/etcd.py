@@ -229,11 +229,20 @@ class DelayProxy:
         self._sockets: list[socket.socket] = []
 
     def __enter__(self) -> "DelayProxy":
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._acceptor = threading.Thread(target=self._accept, daemon=True)
+        self._acceptor.start()
         return self
 
     def __exit__(self, *exc) -> None:
         self._closed.set()
+        # close() alone does not wake a thread blocked in accept(): the port
+        # would stay open, and a later test's connection to it would be taken
+        # by this proxy and never answered. shutdown() wakes it.
+        try:
+            self._server.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._acceptor.join(timeout=5)
         self._server.close()
         for s in list(self._sockets):
             try:
@@ -247,7 +256,14 @@ class DelayProxy:
                 client, _ = self._server.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            if self._closed.is_set():
+                client.close()
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()  # the member is down: the caller sees a closed connection
+                continue
             self._sockets += [client, upstream]
             threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
             threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
