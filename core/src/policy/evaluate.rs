@@ -258,112 +258,88 @@ mod tests {
         reason: Reason::NoRule,
     };
 
+    const REFUND: &str = "spiffe://example.org/ns/payments/sa/refund-agent";
+    const READER: &str = "spiffe://example.org/ns/docs/sa/reader";
+
     #[test]
     fn first_matching_rule_allows() {
         let p = sample();
-        let refund = "spiffe://example.org/ns/payments/sa/refund-agent";
-        assert_eq!(
-            decide(&p, refund, "ping", None),
-            Verdict::Allow { rule: "lifecycle" }
-        );
-        assert_eq!(
-            decide(&p, refund, "http:GET", None),
-            Verdict::Allow { rule: "lifecycle" }
-        );
-        assert_eq!(
-            decide(
-                &p,
-                refund,
+        let cases = [
+            (REFUND, "ping", None, "lifecycle"),
+            (REFUND, "http:GET", None, "lifecycle"),
+            (
+                REFUND,
                 "tools/call",
-                Some(Target::Tool("refund_card".into()))
+                Some(Target::Tool("refund_card".into())),
+                "refunds",
             ),
-            Verdict::Allow { rule: "refunds" }
-        );
-        let reader = "spiffe://example.org/ns/docs/sa/reader";
-        assert_eq!(
-            decide(
-                &p,
-                reader,
+            (
+                READER,
                 "resources/read",
-                Some(Target::Resource("file:///docs/a/b.md".into()))
+                Some(Target::Resource("file:///docs/a/b.md".into())),
+                "docs",
             ),
-            Verdict::Allow { rule: "docs" }
-        );
-        assert_eq!(
-            decide(
-                &p,
-                reader,
+            (
+                READER,
                 "prompts/get",
-                Some(Target::Prompt("summarise".into()))
+                Some(Target::Prompt("summarise".into())),
+                "docs",
             ),
-            Verdict::Allow { rule: "docs" }
-        );
+        ];
+        for (caller, method, target, rule) in cases {
+            let why = format!("{caller} {method} {target:?}");
+            assert_eq!(
+                decide(&p, caller, method, target),
+                Verdict::Allow { rule },
+                "{why}"
+            );
+        }
     }
 
     #[test]
     fn everything_else_is_denied() {
         let p = sample();
-        let refund = "spiffe://example.org/ns/payments/sa/refund-agent";
-        assert_eq!(
-            decide(
-                &p,
-                refund,
+        let cases = [
+            (
+                REFUND,
                 "tools/call",
-                Some(Target::Tool("delete_all".into()))
+                Some(Target::Tool("delete_all".into())),
             ),
-            DENY
-        );
-        assert_eq!(
-            decide(
-                &p,
-                refund,
+            (
+                REFUND,
                 "tools/call",
-                Some(Target::Prompt("refund_card".into()))
+                Some(Target::Prompt("refund_card".into())),
             ),
-            DENY
-        );
-        assert_eq!(decide(&p, refund, "resources/list", None), DENY);
-        assert_eq!(
-            decide(
-                &p,
+            (REFUND, "resources/list", None),
+            (
                 "spiffe://example.org.evil/ns/payments/sa/refund-agent",
                 "ping",
-                None
+                None,
             ),
-            DENY
-        );
-        assert_eq!(
-            decide(
-                &p,
+            (
                 "spiffe://other.org/ns/payments/sa/refund-agent",
                 "ping",
-                None
+                None,
             ),
-            DENY
-        );
-        assert_eq!(
-            decide(
-                &p,
+            (
                 "spiffe://example.org/ns/payments/sa/refund-agent/x",
                 "tools/call",
-                Some(Target::Tool("lookup".into()))
+                Some(Target::Tool("lookup".into())),
             ),
-            DENY
-        );
-        let reader = "spiffe://example.org/ns/docs/sa/reader";
-        assert_eq!(
-            decide(
-                &p,
-                reader,
+            (
+                READER,
                 "resources/read",
-                Some(Target::Resource("file:///etc/passwd".into()))
+                Some(Target::Resource("file:///etc/passwd".into())),
             ),
-            DENY
-        );
-        // A rule with target lists never matches a request without a target.
-        assert_eq!(decide(&p, reader, "resources/read", None), DENY);
+            // A rule with target lists never matches a request without a target.
+            (READER, "resources/read", None),
+        ];
+        for (caller, method, target) in cases {
+            let why = format!("{caller} {method} {target:?}");
+            assert_eq!(decide(&p, caller, method, target), DENY, "{why}");
+        }
         let empty = policy(json!({"rules": []})).unwrap();
-        assert_eq!(decide(&empty, refund, "ping", None), DENY);
+        assert_eq!(decide(&empty, REFUND, "ping", None), DENY);
     }
     /// The refund agent calls `tools/call refund` with no call to bind.
     fn with_history(p: &Policy, history: &[Step], now: u64) -> Result<String, Reason> {
