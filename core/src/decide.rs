@@ -293,13 +293,23 @@ mod tests {
 
     /// Decides a complete request without history headers.
     fn body(p: &Pending, c: &Config, body: &[u8]) -> Decision {
+        body_with(p, c, body, None)
+    }
+
+    /// The same, with a VM's cache of Rego input values.
+    fn body_with(
+        p: &Pending,
+        c: &Config,
+        body: &[u8],
+        input: Option<&mut crate::input::InputCache>,
+    ) -> Decision {
         let mut replay = ReplayCache::new(16, 30);
         let mut env = ProofEnv {
             now: 1_000,
             trust: &c.trust,
             ecdsa: &P256Verifier,
             cache: None,
-            input: None,
+            input,
             replay: &mut replay,
         };
         p.on_body(c, body, &mut env)
@@ -410,17 +420,8 @@ mod tests {
         .unwrap();
         let mut cache = crate::input::InputCache::new(4, 1 << 20);
         let mut decide = |body: &[u8]| {
-            let mut replay = ReplayCache::new(16, 30);
-            let mut env = ProofEnv {
-                now: 1_000,
-                trust: &c.trust,
-                ecdsa: &P256Verifier,
-                cache: None,
-                input: Some(&mut cache),
-                replay: &mut replay,
-            };
             let p = start(&c, Ok(agent()), &post()).unwrap();
-            p.on_body(&c, body, &mut env).verdict
+            body_with(&p, &c, body, Some(&mut cache)).verdict
         };
         let list = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
         assert_eq!(decide(list), Ok("list".to_owned()));
