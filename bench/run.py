@@ -127,8 +127,7 @@ def say(msg: str) -> None:
 def write_policies(root: Path) -> dict[str, dict]:
     """Compiled bundles: `identity` (case c) and `history` (d, e), via `custody policy compile`."""
     out = {}
-    yaml_rules = {
-        "identity": """default: deny
+    identity = """default: deny
 rules:
 - name: lifecycle
   callers: ["spiffe://%(td)s/**"]
@@ -137,23 +136,15 @@ rules:
   callers: ["%(agent)s"]
   methods: [tools/call]
   tools: [refund]
-""",
-        "history": """default: deny
-rules:
-- name: lifecycle
-  callers: ["spiffe://%(td)s/**"]
-  methods: [initialize, ping, "notifications/*", tools/list, "jsonrpc:response", "http:GET", "http:DELETE"]
-- name: refund
-  callers: ["%(agent)s"]
-  methods: [tools/call]
-  tools: [refund]
-  require:
+"""
+    # The history policy is the identity one, its refund rule also requiring an approval and Rego.
+    history = identity + """  require:
   - step: human_approval
     by: ["%(approvals)s"]
     within: 30m
   rego: data.bench.refund.allow
-""",
-    }
+"""
+    yaml_rules = {"identity": identity, "history": history}
     for name, text in yaml_rules.items():
         d = root / "policies" / name
         d.mkdir(parents=True, exist_ok=True)
