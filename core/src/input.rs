@@ -224,9 +224,7 @@ impl InputCache {
             Err(_) => cached,
         }
     }
-}
 
-impl InputCache {
     fn keep(&mut self, hash: [u8; 32], v: &V, size: usize) {
         if self.cap == 0 || size > self.max_bytes {
             return;
@@ -330,6 +328,13 @@ pub fn rego_document(f: &Facts, cache: &mut InputCache) -> V {
         .map(|(k, v)| (V::from(k), V::from(v)))
         .collect();
     cache.documents += 1;
+    // The entries first: they need the cache mutably, the keys below only read it.
+    let history: Vec<V> = f
+        .history
+        .iter()
+        .flat_map(|h| &h.entries)
+        .map(|e| cache.entry(e, f.now))
+        .collect();
     let k = &cache.keys;
     let mut mcp: BTreeMap<V, V> = BTreeMap::from([
         (k.method.clone(), V::from(f.mcp.method.as_str())),
@@ -344,30 +349,14 @@ pub fn rego_document(f: &Facts, cache: &mut InputCache) -> V {
         (k.path.clone(), V::from(f.path)),
         (k.headers.clone(), V::from(headers)),
     ]);
-    let top = [
-        k.calling_agent.clone(),
-        k.target.clone(),
-        k.now.clone(),
-        k.request.clone(),
-        k.mcp.clone(),
-        k.workflow.clone(),
-        k.history.clone(),
-    ];
-    let history: Vec<V> = f
-        .history
-        .iter()
-        .flat_map(|h| &h.entries)
-        .map(|e| cache.entry(e, f.now))
-        .collect();
-    let [calling_agent, target, now, request_key, mcp_key, workflow, history_key] = top;
     object([
-        (calling_agent, V::from(f.caller.as_str())),
-        (target, text(f.target)),
-        (now, V::from(f.now)),
-        (request_key, request),
-        (mcp_key, V::from(mcp)),
-        (workflow, text(f.history.map(|h| h.wid.as_str()))),
-        (history_key, V::from(history)),
+        (k.calling_agent.clone(), V::from(f.caller.as_str())),
+        (k.target.clone(), text(f.target)),
+        (k.now.clone(), V::from(f.now)),
+        (k.request.clone(), request),
+        (k.mcp.clone(), V::from(mcp)),
+        (k.workflow.clone(), text(f.history.map(|h| h.wid.as_str()))),
+        (k.history.clone(), V::from(history)),
     ])
 }
 
