@@ -262,11 +262,7 @@ def test_decision_lines_follow_log_decisions(start_envoy, pki, demo_bundle, line
     with start_envoy(config, decision_lines=None) as envoy:
         sdk_call(envoy, pki, "agent", "add", {"a": 1, "b": 1})
         denied_id = refusal(post(envoy, pki, "agent", call_tool_body("delete_records", {"table": "t"})))["error"]["data"]["decision_id"]
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not any(
-            l["custody_decision_id"] == denied_id for l in access_log_lines(envoy)
-        ):
-            time.sleep(0.1)
+        envoy.wait_for_access_line("custody_decision_id", denied_id)
         decided = {l["custody_decision"] for l in access_log_lines(envoy)}
         assert decided == {"allow", "deny"}, decided
         assert envoy.counters()["wasmcustom.custody_allowed"] >= 3

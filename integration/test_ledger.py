@@ -326,10 +326,7 @@ def test_an_unknown_envoy_cluster_refuses_what_needs_the_ledger(td, tool_server,
         assert "custody_etdc" in detail(envoy, "ledger_unavailable")
         assert ping(http, envoy) is None
         # The root context's first grant, soon after start, says why too.
-        deadline = time.monotonic() + 10
-        while "cannot grant leases in etcd" not in envoy.log():
-            assert time.monotonic() < deadline, envoy.log()[-3000:]
-            time.sleep(0.1)
+        envoy.wait_for_text("cannot grant leases in etcd")
 
 
 def test_a_slow_etcd_is_refused_and_blocks_nothing_else(etcd, td, tool_server, single_use_policy, tmp_path):

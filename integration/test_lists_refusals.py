@@ -10,7 +10,6 @@ from __future__ import annotations
 import gzip
 import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import anyio
@@ -23,7 +22,7 @@ from mcp.shared.exceptions import MCPError
 from conftest import AGENT, tls_context
 from custody_testkit.agent import first_leaf
 from custody_testkit.cli import custody
-from custody_testkit.envoy import Envoy, access_log_lines
+from custody_testkit.envoy import Envoy
 
 SECRET = "secret_tool"
 MAX_LIST = 65536
@@ -191,7 +190,7 @@ def test_an_unfilterable_json_list_is_refused_with_502(held, pki, case_name, rea
     assert int(r.headers["content-length"]) == len(r.content) if "content-length" in r.headers else True
     line = held.wait_for_line("list", err["data"]["decision_id"])
     assert line["outcome"] == "refused" and line["reason"] == reason
-    access = wait_for_access_line(held, "custody_decision_id", err["data"]["decision_id"])
+    access = held.wait_for_access_line("custody_decision_id", err["data"]["decision_id"])
     assert (access["status"], access["custody_list_reason"]) == (502, reason)
 
 
@@ -230,7 +229,7 @@ def test_a_chunked_json_list_is_filtered_with_every_other_member_kept(request, p
     if envoy_name == "held":
         assert int(r.headers["content-length"]) == len(r.content), "held headers get the new length"
     sent = {k.lower(): v for k, v in Upstream.seen[-1]["headers"].items()}
-    access = wait_for_access_line(envoy, "request_id", sent["x-request-id"])
+    access = envoy.wait_for_access_line("request_id", sent["x-request-id"])
     assert (access["custody_list_removed"], access["custody_list_reason"]) == ("1", "-")
 
 
@@ -292,12 +291,3 @@ def test_lists_pass_leaves_responses_alone(pki, upstream, policy, tmp_path):
         assert e.log_lines("list") == []
 
 
-def wait_for_access_line(envoy, field: str, value: str) -> dict:
-    """The access log line of one request (written when its stream ends)."""
-    deadline = time.monotonic() + 10
-    while True:
-        lines = [l for l in access_log_lines(envoy) if l[field] == value]
-        if lines or time.monotonic() > deadline:
-            assert lines, f"no access log line with {field} {value}"
-            return lines[0]
-        time.sleep(0.1)

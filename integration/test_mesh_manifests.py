@@ -391,8 +391,6 @@ def test_the_istio_configuration_takes_its_bundle_through_the_cluster_istio_buil
     bundle and puts it in effect. (Without Istio, identity
     istio_peer_principal lets no request through: the bundle is what is
     checked.)"""
-    import time
-
     from custody_testkit.bundle_endpoint import BundleEndpoint, spiffe_bundle
     from custody_testkit.cli import DevTrustDomain
     from custody_testkit.envoy import Envoy
@@ -431,10 +429,7 @@ def test_the_istio_configuration_takes_its_bundle_through_the_cluster_istio_buil
         endpoint.serve(spiffe_bundle(1, mesh.root / "ca"))
         with Envoy(tmp_path / "envoy", bundle=mesh.bundle, server_cert=server.cert, server_key=server.key,
                    upstream_port=tool_server.port, plugin_config=config, mutate=add_cluster(cluster)) as envoy:
-            deadline = time.monotonic() + 20
-            while f"custody: bundle: {td}: spiffe_sequence 1 in effect (was none)" not in envoy.log():
-                assert time.monotonic() < deadline, envoy.log()[-3000:]
-                time.sleep(0.2)
+            envoy.wait_for_text(f"custody: bundle: {td}: spiffe_sequence 1 in effect (was none)", timeout=20)
             assert envoy.counters().get("wasmcustom.custody_bundle_fetched", 0) >= 1
             assert envoy.counters().get("wasmcustom.custody_bundle_fetch_failed", 0) == 0
             assert "configuration refused" not in envoy.log()

@@ -334,13 +334,35 @@ class Envoy:
     def wait_for_line(self, kind: str, decision_id: str, timeout: float = 5.0) -> dict:
         """The `kind` line of one request. A list line is written when the
         upstream's body ends, which may be after the client has its answer."""
+        return self.wait_for(
+            lambda: next((d for d in self.log_lines(kind) if d["decision_id"] == decision_id), None),
+            f"a {kind} line {decision_id}",
+            timeout,
+        )
+
+    def wait_for_access_line(self, field: str, value: str, timeout: float = 10.0) -> dict:
+        """The access log line of one request (written when its stream ends)."""
+        return self.wait_for(
+            lambda: next((l for l in access_log_lines(self) if l[field] == value), None),
+            f"an access log line with {field} {value}",
+            timeout,
+        )
+
+    def wait_for_text(self, text: str, timeout: float = 10.0) -> None:
+        """Until Envoy's log says `text`."""
+        self.wait_for(lambda: True if text in self.log() else None, repr(text), timeout)
+
+    def wait_for(self, find, what: str, timeout: float):
+        """What `find()` returns once it is not None, looked for every 0.05 s
+        for `timeout` seconds; then a TimeoutError with the log's end."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            for d in self.log_lines(kind):
-                if d["decision_id"] == decision_id:
-                    return d
+        while True:
+            found = find()
+            if found is not None:
+                return found
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {what} in Envoy's log after {timeout} s:\n{self.log()[-3000:]}")
             time.sleep(0.05)
-        raise TimeoutError(f"no {kind} line {decision_id} in the log")
 
     def counters(self) -> dict[str, int]:
         """Custody's counters from the admin /stats endpoint."""
